@@ -1,0 +1,153 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from patients.models import Patient
+
+
+class Modality(models.TextChoices):
+    # DICOM Modality (0008,0060) codes, so DICOM ingestion maps one to one.
+    CR = "CR", "Computed radiography (X-ray)"
+    DX = "DX", "Digital radiography (X-ray)"
+    CT = "CT", "Computed tomography"
+    MR = "MR", "Magnetic resonance"
+    US = "US", "Ultrasound"
+    MG = "MG", "Mammography"
+    DMS = "DMS", "Dermoscopy"
+    OP = "OP", "Ophthalmic photography (fundus)"
+    SM = "SM", "Slide microscopy"
+    XC = "XC", "External-camera photography"
+    OT = "OT", "Other"
+
+
+class BodyPart(models.TextChoices):
+    # DICOM Body Part Examined (0018,0015) terms.
+    CHEST = "CHEST", "Chest"
+    BRAIN = "BRAIN", "Brain"
+    HEAD = "HEAD", "Head"
+    BREAST = "BREAST", "Breast"
+    SKIN = "SKIN", "Skin"
+    EYE = "EYE", "Eye (retina)"
+    BLOOD = "BLOOD", "Blood"
+    ABDOMEN = "ABDOMEN", "Abdomen"
+    SPINE = "SPINE", "Spine"
+    EXTREMITY = "EXTREMITY", "Extremity"
+    OTHER = "OTHER", "Other"
+
+
+class Procedure(models.TextChoices):
+    """What was asked of the exam, where modality and body part alone do not say.
+
+    A blood smear can be read for a white-cell differential or screened for
+    malaria; each question has its own model.
+    """
+
+    GENERAL = "", "General"
+    WBC_DIFFERENTIAL = "WBC_DIFFERENTIAL", "White-cell differential"
+    MALARIA_SCREEN = "MALARIA_SCREEN", "Malaria screen"
+
+
+class Priority(models.IntegerChoices):
+    # Lower sorts first in the triage order.
+    STAT = 1, "STAT"
+    URGENT = 2, "Urgent"
+    ROUTINE = 3, "Routine"
+
+
+class StudyStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    AI_PENDING = "ai_pending", "AI pending"
+    AI_DONE = "ai_done", "AI done"
+    REVIEWED = "reviewed", "Reviewed"
+
+
+class StudyQuerySet(models.QuerySet):
+    def awaiting_review(self) -> "StudyQuerySet":
+        return self.filter(status=StudyStatus.AI_DONE)
+
+
+class Study(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    accession_number = models.CharField(max_length=64, unique=True)
+    study_instance_uid = models.CharField(
+        "Study Instance UID",
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="DICOM StudyInstanceUID, when the study came from DICOM.",
+    )
+    modality = models.CharField(max_length=8, choices=Modality.choices)
+    body_part = models.CharField(max_length=16, choices=BodyPart.choices)
+    procedure = models.CharField(
+        max_length=32,
+        choices=Procedure.choices,
+        blank=True,
+        default=Procedure.GENERAL,
+        help_text="The clinical question, where modality and body part do not pick the AI model alone.",
+    )
+    description = models.CharField(max_length=255, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    referring_physician = models.CharField(max_length=120, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
+    status = models.CharField(max_length=16, choices=StudyStatus.choices, default=StudyStatus.RECEIVED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ai_completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last AI result of this study came in."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    objects = StudyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        indexes = [
+            models.Index(fields=["status", "priority", "ai_completed_at"]),
+            models.Index(fields=["modality", "body_part"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=StudyStatus.values), name="study_status_valid"),
+            models.CheckConstraint(condition=Q(modality__in=Modality.values), name="study_modality_valid"),
+            models.CheckConstraint(condition=Q(body_part__in=BodyPart.values), name="study_body_part_valid"),
+            models.CheckConstraint(condition=Q(procedure__in=Procedure.values), name="study_procedure_valid"),
+            models.CheckConstraint(condition=Q(priority__in=Priority.values), name="study_priority_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.accession_number} {self.get_modality_display()} {self.get_body_part_display()}"
+
+
+class Image(models.Model):
+    """One uploaded image. The file is stored once per content (sha256) through the storage API."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="images")
+    file = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    original_filename = models.CharField(
+        max_length=255, blank=True, help_text="As the uploader named it; shown only, never used as a path."
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["uploaded_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "sha256"], name="image_unique_content_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_filename or self.sha256[:12]

@@ -1,0 +1,175 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from imaging.models import BodyPart, Image, Procedure
+
+
+class AIModelStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class AIModelQuerySet(models.QuerySet):
+    def active(self) -> "AIModelQuerySet":
+        return self.filter(status=AIModelStatus.ACTIVE)
+
+
+class AIModel(models.Model):
+    """One exact version of a CNN, as registered from its weights file and model card."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.SlugField(max_length=64, help_text="Stable name across versions, e.g. cxr-pneumonia.")
+    version = models.CharField(max_length=32)
+    display_name = models.CharField(max_length=120)
+    task = models.CharField(max_length=32, default="classification")
+    modalities = models.JSONField(help_text='DICOM modality codes this model reads, e.g. ["CR", "DX"].')
+    body_part = models.CharField(max_length=16, choices=BodyPart.choices)
+    procedure = models.CharField(
+        max_length=32,
+        choices=Procedure.choices,
+        blank=True,
+        default=Procedure.GENERAL,
+        help_text="Empty: any study of this modality and body part. Otherwise only studies asking this question.",
+    )
+    labels = models.JSONField(help_text="Class labels in the order of the model's outputs.")
+    normal_labels = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Labels that mean 'nothing abnormal'; null when the task has no such notion.",
+    )
+    input_height = models.PositiveIntegerField()
+    input_width = models.PositiveIntegerField()
+    color_mode = models.CharField(max_length=16, choices=[("grayscale", "Grayscale"), ("rgb", "RGB")])
+    preprocessing = models.JSONField(default=dict, blank=True)
+    temperature = models.FloatField(default=1.0, help_text="Calibration temperature fitted on validation data.")
+    gradcam_layer = models.CharField(max_length=128, blank=True)
+    weights = models.FileField(max_length=255)
+    weights_sha256 = models.CharField(max_length=64)
+    card = models.JSONField(default=dict, blank=True, help_text="The full model card.")
+    metrics = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(
+        max_length=64,
+        default="gpu",
+        help_text="Celery queue its predictions run on (heavy models may get their own).",
+    )
+    status = models.CharField(max_length=16, choices=AIModelStatus.choices, default=AIModelStatus.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AIModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        verbose_name = "AI model"
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="aimodel_unique_version"),
+            models.CheckConstraint(condition=Q(status__in=AIModelStatus.values), name="aimodel_status_valid"),
+            models.CheckConstraint(condition=Q(temperature__gt=0), name="aimodel_temperature_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "body_part"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.input_height, self.input_width)
+
+    def applies_to(self, *, modality: str, body_part: str, procedure: str) -> bool:
+        return (
+            modality in self.modalities
+            and body_part == self.body_part
+            and (not self.procedure or self.procedure == procedure)
+        )
+
+
+class PredictionStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Prediction(models.Model):
+    """An AI second opinion: one image read by one exact model version."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="predictions")
+    model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="predictions")
+    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.QUEUED)
+    label = models.CharField(max_length=128, blank=True)
+    confidence = models.FloatField(null=True, blank=True, help_text="Calibrated probability of the label.")
+    probabilities = models.JSONField(null=True, blank=True, help_text="Every class's calibrated probability.")
+    is_abnormal = models.BooleanField(null=True, blank=True)
+    heatmap = models.FileField(max_length=255, blank=True, help_text="Grad-CAM heatmap, 8-bit PNG.")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.UUIDField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by the worker that claimed it; results from any other claim are discarded.",
+    )
+    worker_host = models.CharField(max_length=255, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a task was last sent for it.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["queued_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model"], name="prediction_unique_image_model"),
+            models.CheckConstraint(condition=Q(status__in=PredictionStatus.values), name="prediction_status_valid"),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
+                name="prediction_confidence_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PredictionStatus.SUCCEEDED)
+                | (Q(confidence__isnull=False) & ~Q(label="") & Q(probabilities__isnull=False)),
+                name="prediction_succeeded_has_result",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PredictionStatus.FAILED) | ~Q(error=""),
+                name="prediction_failed_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "model", "queued_at"]),
+            models.Index(fields=["status", "enqueued_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.image_id}: {self.status}"
+
+
+class ReviewDecision(models.TextChoices):
+    AGREE = "agree", "Agree"
+    OVERRIDE = "override", "Override"
+
+
+class Review(models.Model):
+    """A radiologist's verdict on one AI second opinion."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="review")
+    decision = models.CharField(max_length=16, choices=ReviewDecision.choices)
+    final_label = models.CharField(max_length=128)
+    comment = models.TextField(blank=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    reviewed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-reviewed_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(decision__in=ReviewDecision.values), name="review_decision_valid"),
+            models.CheckConstraint(condition=~Q(final_label=""), name="review_final_label_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()}: {self.final_label}"
