@@ -16,3 +16,5 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+
+VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,89 @@
+"""Decoding and limits for uploaded images, applied before anything is stored."""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+# Pillow format -> (MIME type, file extension). Anything else is refused.
+ACCEPTED_FORMATS = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg")}
+
+
+class ImageRejected(ValueError):
+    """The upload is not an image we can accept; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def _pillow_open(data: bytes) -> PILImage.Image:
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below gives the clear message; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            return PILImage.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("The file is not a PNG or JPEG image (or DICOM) that can be read.") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise ImageRejected("The image has too many pixels.") from exc
+
+
+def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> DecodedImage:
+    """Fully decode ``data`` and check it against the byte and pixel limits.
+
+    The pixel count is checked from the header *before* decoding, so a small file
+    that expands to gigabytes (a decompression bomb) is refused cheaply.
+    """
+    max_bytes = max_bytes or settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    max_pixels = max_pixels or settings.MEDPORTAL_MAX_IMAGE_PIXELS
+    if len(data) == 0:
+        raise ImageRejected("The file is empty.")
+    if len(data) > max_bytes:
+        raise ImageRejected(f"The file is {len(data):,} bytes; the limit is {max_bytes:,} bytes.")
+    image = _pillow_open(data)
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageRejected(f"{image.format or 'This'} images are not accepted; upload PNG, JPEG or DICOM.")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("The image has no pixels.")
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"The image is {width}×{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image.load()
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
+        raise ImageRejected(f"The image is corrupt or truncated and cannot be decoded ({exc}).") from exc
+    content_type, extension = ACCEPTED_FORMATS[image.format]
+    return DecodedImage(content_type=content_type, extension=extension, width=width, height=height)
+
+
+def load_pixels(data: bytes) -> np.ndarray:
+    """Decode image bytes into a uint8 array: HxW for grayscale, HxWx3 for colour."""
+    image = _pillow_open(data)
+    if image.mode in ("L", "I;16", "I", "F", "1", "LA", "P") and not _has_colour(image):
+        if image.mode in ("I;16", "I", "F"):
+            array = np.asarray(image, dtype=np.float64)
+            low, high = float(array.min()), float(array.max())
+            scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+            return scaled.astype(np.uint8)
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _has_colour(image: PILImage.Image) -> bool:
+    if image.mode != "P":
+        return False
+    rgb = np.asarray(image.convert("RGB"))
+    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))

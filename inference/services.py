@@ -1,0 +1,432 @@
+"""Writes for AI models, predictions and reviews."""
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.roles import Role
+from imaging.models import Image, Study, StudyStatus
+from imaging.storage import blob_store, content_name, sha256_hex
+from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
+from inference.selectors import aimodels_for_study, prediction_status_counts, study_unreviewed_succeeded_count
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = (PredictionStatus.SUCCEEDED, PredictionStatus.FAILED)
+
+
+# --- Model registry -------------------------------------------------------------------------
+
+
+def _card_value(card: dict, key: str):
+    if key not in card:
+        raise ValidationError(f"The model card has no '{key}'.")
+    return card[key]
+
+
+@transaction.atomic
+def aimodel_register(*, weights_path: Path, card: dict, activate: bool = True, queue: str | None = None) -> AIModel:
+    """Register one exact model version from its weights file and card.
+
+    Registering the same name, version and weights again returns the existing entry;
+    the same name and version with other weights is refused, so a version always
+    means one set of weights.
+    """
+    weights_path = Path(weights_path)
+    data = weights_path.read_bytes()
+    sha256 = sha256_hex(data)
+    name, version = _card_value(card, "name"), str(_card_value(card, "version"))
+    existing = AIModel.objects.filter(name=name, version=version).first()
+    if existing is not None:
+        if existing.weights_sha256 != sha256:
+            raise ValidationError(
+                f"{name} v{version} is already registered with other weights; give the new weights a new version."
+            )
+        return existing
+    labels = list(_card_value(card, "labels"))
+    height, width = (int(v) for v in _card_value(card, "input_size"))
+    blob = blob_store(data=data, name=content_name("models", sha256, weights_path.suffix or ".keras"))
+    model = AIModel(
+        name=name,
+        version=version,
+        display_name=card.get("display_name") or name,
+        task=card.get("task", "classification"),
+        modalities=list(_card_value(card, "modalities")),
+        body_part=_card_value(card, "body_part"),
+        procedure=card.get("procedure") or "",
+        labels=labels,
+        normal_labels=card.get("normal_labels"),
+        input_height=height,
+        input_width=width,
+        color_mode=_card_value(card, "color_mode"),
+        preprocessing=card.get("preprocessing") or {},
+        temperature=float(card.get("temperature") or 1.0),
+        gradcam_layer=card.get("gradcam_layer") or "",
+        weights=blob.name,
+        weights_sha256=sha256,
+        card=json.loads(json.dumps(card)),
+        metrics=card.get("metrics") or {},
+        queue=queue or card.get("queue") or settings.MEDPORTAL_GPU_QUEUE,
+        status=AIModelStatus.RETIRED,
+    )
+    model.full_clean()
+    model.save()
+    if activate:
+        aimodel_activate(model=model)
+    return model
+
+
+@transaction.atomic
+def aimodel_activate(*, model: AIModel) -> AIModel:
+    """Route new studies to this version; other versions of the same model are retired."""
+    now = timezone.now()
+    AIModel.objects.filter(name=model.name, status=AIModelStatus.ACTIVE).exclude(id=model.id).update(
+        status=AIModelStatus.RETIRED, retired_at=now
+    )
+    model.status = AIModelStatus.ACTIVE
+    model.retired_at = None
+    model.save(update_fields=["status", "retired_at"])
+    return model
+
+
+@transaction.atomic
+def aimodel_retire(*, model: AIModel) -> AIModel:
+    """Stop routing to this version. Its past predictions keep pointing at it."""
+    model.status = AIModelStatus.RETIRED
+    model.retired_at = timezone.now()
+    model.save(update_fields=["status", "retired_at"])
+    return model
+
+
+def shipped_model_dirs(zoo: Path | None = None) -> list[Path]:
+    zoo = Path(zoo or settings.MEDPORTAL_MODEL_ZOO)
+    return sorted(p.parent for p in zoo.glob("*/card.json") if (p.parent / "model.keras").exists())
+
+
+def aimodels_register_shipped(*, zoo: Path | None = None) -> list[AIModel]:
+    """Register every model shipped in the repository's zoo (idempotent)."""
+    registered = []
+    for directory in shipped_model_dirs(zoo):
+        card = json.loads((directory / "card.json").read_text())
+        model = aimodel_register(weights_path=directory / "model.keras", card=card, activate=False)
+        if not AIModel.objects.active().filter(name=model.name).exists():
+            aimodel_activate(model=model)
+        registered.append(model)
+    return registered
+
+
+# --- Predictions: creating and queueing -----------------------------------------------------
+
+
+def predictions_create_for_image(*, image: Image) -> list[Prediction]:
+    """One queued prediction per active model that applies to the image's study."""
+    models = aimodels_for_study(study=image.study)
+    predictions = [Prediction(image=image, model=model) for model in models]
+    Prediction.objects.bulk_create(predictions)
+    if predictions:
+        study_refresh_status(study_id=image.study_id)
+        predictions_enqueue_on_commit(predictions)
+    return predictions
+
+
+def predictions_enqueue_on_commit(predictions: Sequence[Prediction]) -> None:
+    pairs = [(p.id, p.model.queue) for p in predictions]
+    transaction.on_commit(lambda: predictions_enqueue(pairs))
+
+
+def predictions_enqueue(pairs: Iterable[tuple[uuid.UUID, str]]) -> int:
+    """Send one task per prediction. A broker outage is logged, not raised: the sweeper resends."""
+    from inference.tasks import prediction_run
+
+    sent = []
+    for prediction_id, queue in pairs:
+        try:
+            prediction_run.apply_async(kwargs={"prediction_id": str(prediction_id)}, queue=queue, retry=False)
+        except Exception:  # the broker's errors vary by transport; none may lose the upload
+            logger.warning("Could not enqueue prediction %s; the sweeper will resend it", prediction_id, exc_info=True)
+            continue
+        sent.append(prediction_id)
+    if sent:
+        Prediction.objects.filter(id__in=sent).update(enqueued_at=timezone.now())
+    return len(sent)
+
+
+@transaction.atomic
+def predictions_rerun(*, images: Iterable[Image], model: AIModel | None = None) -> list[Prediction]:
+    """Queue AI again: new predictions for models that have not read the image yet, and failed ones again.
+
+    With ``model`` only that version runs (e.g. a newly activated version over past images).
+    """
+    queued: list[Prediction] = []
+    for image in images:
+        models = [model] if model is not None else aimodels_for_study(study=image.study)
+        for candidate in models:
+            prediction, created = Prediction.objects.get_or_create(image=image, model=candidate)
+            if created:
+                queued.append(prediction)
+            elif prediction.status == PredictionStatus.FAILED:
+                _reset_to_queued(prediction, attempts=0)
+                queued.append(prediction)
+        study_refresh_status(study_id=image.study_id)
+    if queued:
+        predictions_enqueue_on_commit(queued)
+    return queued
+
+
+def _reset_to_queued(prediction: Prediction, *, attempts: int | None = None) -> None:
+    prediction.status = PredictionStatus.QUEUED
+    prediction.error = ""
+    prediction.claim_token = None
+    prediction.started_at = None
+    prediction.finished_at = None
+    prediction.queued_at = timezone.now()
+    if attempts is not None:
+        prediction.attempts = attempts
+    prediction.save(
+        update_fields=["status", "error", "claim_token", "started_at", "finished_at", "queued_at", "attempts"]
+    )
+
+
+# --- Predictions: the worker side -----------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    token: uuid.UUID
+    model: AIModel
+    predictions: list[Prediction]
+
+
+def _worker_host() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None = None) -> Claim | None:
+    """Claim this prediction and up to ``batch_size - 1`` other queued ones of the same model version.
+
+    Rows are locked with SKIP LOCKED, so concurrent workers never claim the same row;
+    the status is re-checked, so a task delivered twice finds nothing to do.
+    """
+    batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
+    token = uuid.uuid4()
+    with transaction.atomic():
+        first = (
+            Prediction.objects.select_for_update(skip_locked=True)
+            .filter(id=prediction_id, status=PredictionStatus.QUEUED)
+            .first()
+        )
+        if first is None:
+            return None
+        others = list(
+            Prediction.objects.select_for_update(skip_locked=True)
+            .filter(model_id=first.model_id, status=PredictionStatus.QUEUED)
+            .exclude(id=first.id)
+            .order_by("image__study__priority", "queued_at")
+            .values_list("id", flat=True)[: batch_size - 1]
+        )
+        ids = [first.id, *others]
+        # The conditional update is the claim itself; on SQLite, where SELECT FOR UPDATE is a no-op,
+        # it is what keeps two workers from taking the same row.
+        Prediction.objects.filter(id__in=ids, status=PredictionStatus.QUEUED).update(
+            status=PredictionStatus.RUNNING,
+            claim_token=token,
+            started_at=timezone.now(),
+            worker_host=_worker_host()[:255],
+        )
+        Prediction.objects.filter(claim_token=token).update(attempts=F("attempts") + 1)
+    predictions = list(
+        Prediction.objects.filter(claim_token=token, status=PredictionStatus.RUNNING).select_related(
+            "model", "image", "image__study"
+        )
+    )
+    if not predictions:
+        return None
+    return Claim(token=token, model=predictions[0].model, predictions=predictions)
+
+
+def prediction_record_success(
+    *,
+    prediction: Prediction,
+    token: uuid.UUID,
+    probabilities: Sequence[float],
+    inference_ms: float,
+    heatmap_png: bytes | None = None,
+) -> bool:
+    """Write a result, only if this worker's claim still holds. Returns whether it was written."""
+    model = prediction.model
+    labels = list(model.labels)
+    if len(probabilities) != len(labels):
+        raise ValueError(f"The model gave {len(probabilities)} outputs for {len(labels)} labels.")
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    label = labels[best]
+    heatmap_name = ""
+    if heatmap_png:
+        sha = sha256_hex(heatmap_png)
+        heatmap_name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
+    is_abnormal = None if model.normal_labels is None else label not in model.normal_labels
+    written = Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
+        status=PredictionStatus.SUCCEEDED,
+        label=label,
+        confidence=float(probabilities[best]),
+        probabilities={lab: float(p) for lab, p in zip(labels, probabilities, strict=True)},
+        is_abnormal=is_abnormal,
+        heatmap=heatmap_name,
+        error="",
+        finished_at=timezone.now(),
+        inference_ms=inference_ms,
+    )
+    return bool(written)
+
+
+def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None, reason: str) -> bool:
+    """Mark a prediction failed with its reason (only under this worker's claim, when one is given)."""
+    query = Prediction.objects.filter(id=prediction.id).exclude(status__in=TERMINAL)
+    if token is not None:
+        query = query.filter(claim_token=token)
+    written = query.update(
+        status=PredictionStatus.FAILED, error=reason[:4000] or "Unknown error", finished_at=timezone.now()
+    )
+    return bool(written)
+
+
+def predictions_release(*, predictions: Sequence[Prediction], token: uuid.UUID, reason: str) -> None:
+    """Give claimed predictions back after a transient failure, or fail those out of attempts."""
+    max_attempts = settings.MEDPORTAL_MAX_ATTEMPTS
+    requeue = []
+    for prediction in predictions:
+        prediction.refresh_from_db(fields=["attempts"])
+        if prediction.attempts >= max_attempts:
+            prediction_record_failure(
+                prediction=prediction, token=token, reason=f"Gave up after {prediction.attempts} attempts: {reason}"
+            )
+        elif Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
+            status=PredictionStatus.QUEUED, claim_token=None, started_at=None, error=""
+        ):
+            requeue.append((prediction.id, prediction.model.queue))
+    if requeue:
+        predictions_enqueue(requeue)
+
+
+def predictions_sweep(*, now=None) -> dict[str, int]:
+    """Recover work the broker lost or a dead worker left behind.
+
+    Queued predictions whose task was never sent, or sent long ago, are sent again
+    (a duplicate task is harmless). Running ones past the time limit go back to the
+    queue until they run out of attempts, and are then failed with the reason.
+    """
+    now = now or timezone.now()
+    resend_before = now - timedelta(seconds=settings.MEDPORTAL_REQUEUE_AFTER)
+    stale_before = now - timedelta(seconds=settings.MEDPORTAL_TASK_TIME_LIMIT)
+    stats = {"resent": 0, "requeued": 0, "failed": 0}
+
+    stale = list(
+        Prediction.objects.filter(status=PredictionStatus.RUNNING, started_at__lt=stale_before).select_related("model")
+    )
+    for prediction in stale:
+        if prediction.attempts >= settings.MEDPORTAL_MAX_ATTEMPTS:
+            if prediction_record_failure(
+                prediction=prediction,
+                token=prediction.claim_token,
+                reason=(
+                    f"No result after {prediction.attempts} attempts: the worker died or exceeded the "
+                    f"{settings.MEDPORTAL_TASK_TIME_LIMIT}s time limit."
+                ),
+            ):
+                stats["failed"] += 1
+                study_refresh_status(study_id=prediction.image.study_id)
+        elif Prediction.objects.filter(
+            id=prediction.id, claim_token=prediction.claim_token, status=PredictionStatus.RUNNING
+        ).update(status=PredictionStatus.QUEUED, claim_token=None, started_at=None, enqueued_at=None):
+            stats["requeued"] += 1
+
+    lost = Prediction.objects.filter(status=PredictionStatus.QUEUED).filter(
+        Q(enqueued_at__isnull=True, queued_at__lt=resend_before) | Q(enqueued_at__lt=resend_before)
+    )
+    pairs = list(lost.values_list("id", "model__queue"))
+    stats["resent"] = predictions_enqueue(pairs)
+    return stats
+
+
+# --- Studies --------------------------------------------------------------------------------
+
+
+def study_refresh_status(*, study_id) -> StudyStatus:
+    """Derive the study's status from its predictions and reviews."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(id=study_id)
+        counts = prediction_status_counts(study_id=study_id)
+        pending = counts.get(PredictionStatus.QUEUED, 0) + counts.get(PredictionStatus.RUNNING, 0)
+        succeeded = counts.get(PredictionStatus.SUCCEEDED, 0)
+        if not counts:
+            status = StudyStatus.RECEIVED
+        elif pending:
+            status = StudyStatus.AI_PENDING
+        elif succeeded and study_unreviewed_succeeded_count(study_id=study_id) == 0:
+            status = StudyStatus.REVIEWED
+        else:
+            status = StudyStatus.AI_DONE
+        if status != study.status:
+            study.status = status
+            fields = ["status", "updated_at"]
+            if status == StudyStatus.AI_DONE:
+                study.ai_completed_at = timezone.now()
+                fields.append("ai_completed_at")
+            study.save(update_fields=fields)
+        return status
+
+
+# --- Reviews --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_create(
+    *,
+    prediction: Prediction,
+    reviewer: User,
+    decision: ReviewDecision | str,
+    final_label: str = "",
+    comment: str = "",
+) -> Review:
+    if not reviewer.has_role(Role.RADIOLOGIST):
+        raise PermissionError("Only radiologists review AI second opinions.")
+    prediction = Prediction.objects.select_for_update().select_related("model").get(id=prediction.id)
+    if prediction.status != PredictionStatus.SUCCEEDED:
+        raise ValidationError("Only a finished AI second opinion can be reviewed.")
+    if Review.objects.filter(prediction=prediction).exists():
+        raise ValidationError("This AI second opinion has already been reviewed.")
+    final_label = (final_label or "").strip()
+    if decision == ReviewDecision.AGREE:
+        final_label = final_label or prediction.label
+        if final_label != prediction.label:
+            raise ValidationError({"final_label": "To give another label, choose Override."})
+    elif decision == ReviewDecision.OVERRIDE:
+        if not final_label:
+            raise ValidationError({"final_label": "An override needs the final label."})
+        if final_label == prediction.label:
+            raise ValidationError({"final_label": "That is the AI's label; choose Agree instead."})
+    if final_label not in prediction.model.labels:
+        raise ValidationError({"final_label": f"Choose one of: {', '.join(prediction.model.labels)}."})
+    review = Review(
+        prediction=prediction,
+        reviewer=reviewer,
+        decision=decision,
+        final_label=final_label,
+        comment=comment.strip(),
+    )
+    review.full_clean()
+    review.save()
+    study_refresh_status(study_id=prediction.image.study_id)
+    return review
