@@ -1,0 +1,3 @@
+"""Server-rendered pages. Each app contributes its own urls module."""
+
+urlpatterns: list = []
