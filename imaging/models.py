@@ -124,6 +124,12 @@ class Study(models.Model):
         return f"{self.accession_number} {self.get_modality_display()} {self.get_body_part_display()}"
 
 
+class ImageSource(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    STOW_RS = "stow-rs", "DICOMweb STOW-RS"
+    C_STORE = "c-store", "DICOM C-STORE"
+
+
 class Image(models.Model):
     """One uploaded image. The file is stored once per content (sha256) through the storage API."""
 
@@ -142,11 +148,34 @@ class Image(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     uploaded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source = models.CharField(max_length=16, choices=ImageSource.choices, default=ImageSource.UPLOAD)
+    # DICOM identity, empty for PNG/JPEG. The original file is kept untouched; these index it.
+    sop_instance_uid = models.CharField(
+        "SOP Instance UID",
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="DICOM SOPInstanceUID: the same instance received twice is stored once.",
+    )
+    sop_class_uid = models.CharField("SOP Class UID", max_length=64, blank=True)
+    series_instance_uid = models.CharField("Series Instance UID", max_length=64, blank=True, db_index=True)
+    transfer_syntax_uid = models.CharField("Transfer Syntax UID", max_length=64, blank=True)
+    number_of_frames = models.PositiveIntegerField(default=1)
+    analysable = models.BooleanField(
+        default=True, help_text="False when the pixels cannot be decoded; no AI runs on it then."
+    )
+    not_analysable_reason = models.TextField(blank=True, help_text="Why the AI cannot read this image.")
 
     class Meta:
         ordering = ["uploaded_at"]
         constraints = [
             models.UniqueConstraint(fields=["study", "sha256"], name="image_unique_content_per_study"),
+            models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),
+            models.CheckConstraint(
+                condition=Q(analysable=True) | ~Q(not_analysable_reason=""),
+                name="image_not_analysable_has_reason",
+            ),
         ]
 
     def __str__(self) -> str:
