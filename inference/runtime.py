@@ -102,14 +102,13 @@ def loaded_model_count() -> int:
     return len(_models)
 
 
-def _heatmap_png(heatmap: np.ndarray, *, width: int, height: int) -> bytes:
-    from inference.ml.serving import resize_heatmap
+def _heatmap_png(heatmap: np.ndarray, *, width: int, height: int, resize: str) -> bytes:
+    """The heatmap on the original image's grid (same aspect ratio) as an 8-bit PNG."""
+    from inference.ml.preprocessing import heatmap_to_uint8, resize_heatmap
 
-    resized = resize_heatmap(heatmap, width=width, height=height)
+    resized = resize_heatmap(heatmap, (height, width), resize=resize)
     buffer = io.BytesIO()
-    PILImage.fromarray(np.clip(resized * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L").save(
-        buffer, format="PNG", optimize=False
-    )
+    PILImage.fromarray(heatmap_to_uint8(resized)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -133,6 +132,7 @@ def _run_claim(claim: Claim) -> int:
     from inference.ml.serving import gradcam, predict_proba
 
     model = claim.model
+    resize = (model.preprocessing or {}).get("resize", "stretch")
     try:
         keras_model = keras_model_for(model)
     except ModelUnavailable as exc:
@@ -154,7 +154,7 @@ def _run_claim(claim: Claim) -> int:
                     pixels,
                     input_size=model.input_size,
                     color_mode=model.color_mode,
-                    resize=(model.preprocessing or {}).get("resize", "stretch"),
+                    resize=resize,
                 )
             )
             ready.append(prediction)
@@ -196,7 +196,9 @@ def _run_claim(claim: Claim) -> int:
     for index, prediction in enumerate(ready):
         heatmap_png = None
         if heatmaps is not None:
-            heatmap_png = _heatmap_png(heatmaps[index], width=prediction.image.width, height=prediction.image.height)
+            heatmap_png = _heatmap_png(
+                heatmaps[index], width=prediction.image.width, height=prediction.image.height, resize=resize
+            )
         finished += prediction_record_success(
             prediction=prediction,
             token=claim.token,

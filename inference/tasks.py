@@ -1,9 +1,7 @@
-from django.conf import settings
-
 from medportal.tasks import medportal_task
 
 
-@medportal_task(queue=settings.MEDPORTAL_GPU_QUEUE)
+@medportal_task()
 def prediction_run(*, prediction_id: str) -> int:
     """Run the AI on this prediction (and any others of its model waiting in the queue)."""
     from inference.runtime import run_batch
@@ -11,7 +9,7 @@ def prediction_run(*, prediction_id: str) -> int:
     return run_batch(prediction_id=prediction_id)
 
 
-@medportal_task(queue="default", time_limit=120)
+@medportal_task(time_limit=120)
 def predictions_sweep() -> dict[str, int]:
     """Resend lost tasks and recover predictions from dead workers."""
     from inference.services import predictions_sweep as sweep

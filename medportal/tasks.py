@@ -15,12 +15,8 @@ from django.db import InterfaceError, OperationalError
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError)
 
 
-def medportal_task(
-    *,
-    queue: str = "default",
-    time_limit: int | None = None,
-    max_retries: int = 8,
-) -> Callable:
+def medportal_task(*, time_limit: int | None = None, max_retries: int = 8) -> Callable:
+    """Declare a task; its queue comes from ``route_task`` (or the caller, for per-model queues)."""
     hard_limit = time_limit or settings.MEDPORTAL_TASK_TIME_LIMIT
 
     def decorator(func: Callable) -> Callable:
@@ -28,7 +24,6 @@ def medportal_task(
             name=f"{func.__module__}.{func.__name__}",
             acks_late=True,
             reject_on_worker_lost=True,
-            queue=queue,
             time_limit=hard_limit,
             soft_time_limit=max(hard_limit - 15, int(hard_limit * 0.9)),
             autoretry_for=TRANSIENT_ERRORS,
@@ -39,3 +34,10 @@ def medportal_task(
         )(func)
 
     return decorator
+
+
+def route_task(name: str, args, kwargs, options, task=None, **extra) -> dict | None:
+    """Inference goes to the GPU queue; everything else to the default queue."""
+    if name.startswith("inference.tasks.prediction_run"):
+        return {"queue": settings.MEDPORTAL_GPU_QUEUE}
+    return {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}

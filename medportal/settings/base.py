@@ -133,11 +133,11 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_ROUTES = ("medportal.tasks.route_task",)
 CELERY_BEAT_SCHEDULE = {
     "predictions-sweep": {
         "task": "inference.tasks.predictions_sweep",
         "schedule": MEDPORTAL_SWEEP_INTERVAL,
-        "options": {"queue": "default"},
     },
 }
 

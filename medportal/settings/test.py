@@ -1,23 +1,54 @@
 """Test settings.
 
 Without DATABASE_URL / CELERY_BROKER_URL the suite uses the embedded default
-(SQLite file, filesystem broker); CI points both at the real PostgreSQL and Redis.
+(a SQLite file, the filesystem broker); CI points both at the real PostgreSQL
+and Redis. Each test run gets its own directory, database name and queue names,
+exported through the environment so that the worker processes a test starts see
+the same ones, and so that two runs on one machine never take each other's jobs.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
-from .base import VAR_DIR
+from .base import env
 from .local import *  # noqa: F403
-from .local import DATABASES
+from .local import CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES
+
+_run_id = os.environ.setdefault("MEDPORTAL_TEST_RUN", str(os.getpid()))
+RUN_DIR = Path(os.environ.setdefault("MEDPORTAL_TEST_RUN_DIR", tempfile.mkdtemp(prefix="medportal-test-")))
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = RUN_DIR / "media"
+MEDPORTAL_MODEL_CACHE_DIR = RUN_DIR / "model-cache"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a real worker process sees the same test database.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("MEDPORTAL_TEST_SQLITE", str(VAR_DIR / "test-medportal.sqlite3"))
+    DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_medportal_{_run_id}"}
+if env.bool("MEDPORTAL_WORKER_USE_TEST_DB", default=False):
+    # Set for worker processes started by the tests: they work on the test database.
+    DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+
+MEDPORTAL_GPU_QUEUE = f"gpu-test-{_run_id}"
+CELERY_TASK_DEFAULT_QUEUE = f"default-test-{_run_id}"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker = RUN_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
+        "data_folder_in": str(_broker / "queue"),
+        "data_folder_out": str(_broker / "queue"),
+        "control_folder": str(_broker / "control"),
+        "processed_folder": str(_broker / "processed"),
     }
+    for _key in ("data_folder_in", "control_folder", "processed_folder"):
+        Path(CELERY_BROKER_TRANSPORT_OPTIONS[_key]).mkdir(parents=True, exist_ok=True)
+# The beat schedule's sweeper is driven directly by the tests.
+CELERY_BEAT_SCHEDULE: dict = {}
+MEDPORTAL_REQUEUE_AFTER = 30

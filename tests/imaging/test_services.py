@@ -1,0 +1,165 @@
+import io
+import struct
+import zlib
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.test import override_settings
+from PIL import Image as PILImage
+
+from imaging.models import Image, StudyStatus
+from imaging.services import image_upload, study_create
+from imaging.validation import ImageRejected
+from inference.models import Prediction, PredictionStatus
+from tests.factories import PatientFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def stored_files() -> set[str]:
+    found: set[str] = set()
+
+    def walk(path: str) -> None:
+        dirs, files = default_storage.listdir(path)
+        found.update(f"{path}/{f}".lstrip("/") for f in files)
+        for d in dirs:
+            walk(f"{path}/{d}".lstrip("/"))
+
+    if default_storage.exists(""):
+        walk("")
+    return found
+
+
+def png_bytes(width: int = 16, height: int = 16, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new(mode, (width, height), color=128).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def truncated_png() -> bytes:
+    noise = PILImage.frombytes("L", (64, 64), bytes(range(256)) * 16)
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    return data[: len(data) // 2]
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims huge dimensions: a decompression bomb in miniature."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat = zlib.compress(b"\x00" * 64)
+    data += struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
+    return b"\x89PNG\r\n\x1a\n" + data + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+class TestStudyCreate:
+    def test_creates_a_received_study(self):
+        patient = PatientFactory()
+        study = study_create(patient=patient, accession_number=" A1 ", modality="DX", body_part="CHEST")
+        assert study.accession_number == "A1"
+        assert study.status == StudyStatus.RECEIVED
+
+    def test_unknown_modality_is_refused_clearly(self):
+        with pytest.raises(ValidationError) as error:
+            study_create(patient=PatientFactory(), accession_number="A2", modality="XYZ", body_part="CHEST")
+        assert "modality" in error.value.message_dict
+
+    def test_duplicate_accession_number_is_refused(self):
+        study_create(patient=PatientFactory(), accession_number="A3", modality="DX", body_part="CHEST")
+        with pytest.raises(ValidationError):
+            study_create(patient=PatientFactory(), accession_number="A3", modality="DX", body_part="CHEST")
+
+
+class TestImageUpload:
+    def test_stores_content_addressed_and_queues_one_prediction_per_model(
+        self, tiny_model, sample_image_bytes, django_capture_on_commit_callbacks
+    ):
+        study = StudyFactory()
+        data = sample_image_bytes("cxr-pneumonia-1.png")
+        with django_capture_on_commit_callbacks() as callbacks:
+            result = image_upload(study=study, data=data, filename="../../etc/passwd/x-ray.png")
+        image = result.image
+        assert result.created
+        assert image.file.name.startswith("images/") and image.sha256 in image.file.name
+        assert image.original_filename == "x-ray.png"  # the client's path never reaches storage
+        assert (image.width, image.height, image.content_type) == (28, 28, "image/png")
+        assert default_storage.open(image.file.name).read() == data
+        prediction = Prediction.objects.get(image=image)
+        assert prediction.model == tiny_model and prediction.status == PredictionStatus.QUEUED
+        study.refresh_from_db()
+        assert study.status == StudyStatus.AI_PENDING
+        assert len(callbacks) == 1  # the task is sent only once the transaction commits
+
+    def test_same_bytes_twice_in_one_study_is_one_image(self, tiny_model, sample_image_bytes):
+        study = StudyFactory()
+        data = sample_image_bytes("cxr-normal-1.png")
+        first = image_upload(study=study, data=data)
+        second = image_upload(study=study, data=data)
+        assert not second.created and second.image.id == first.image.id
+        assert Image.objects.count() == 1 and Prediction.objects.count() == 1
+
+    def test_same_bytes_in_two_studies_share_one_file(self, sample_image_bytes):
+        data = sample_image_bytes("cxr-normal-1.png")
+        first = image_upload(study=StudyFactory(), data=data).image
+        second = image_upload(study=StudyFactory(), data=data).image
+        assert first.id != second.id and first.file.name == second.file.name
+
+    def test_no_model_for_the_study_leaves_it_received(self, tiny_model, sample_image_bytes):
+        study = StudyFactory(modality="US", body_part="BREAST")
+        image_upload(study=study, data=sample_image_bytes("us-breast-benign-1.png"))
+        study.refresh_from_db()
+        assert study.status == StudyStatus.RECEIVED
+        assert not Prediction.objects.exists()
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            (truncated_png(), "corrupt or truncated"),
+            (b"%PDF-1.4 definitely not an image", "not a PNG or JPEG"),
+            (b"", "empty"),
+            (png_header_claiming(60_000, 60_000), "too many pixels"),
+        ],
+        ids=["truncated", "not-an-image", "empty", "decompression-bomb"],
+    )
+    def test_rejected_input_leaves_no_rows_and_no_files(self, tiny_model, data, message):
+        study = StudyFactory()
+        before = stored_files()
+        with pytest.raises(ImageRejected) as error:
+            image_upload(study=study, data=data, filename="bad.png")
+        assert message in str(error.value)
+        assert not Image.objects.exists() and not Prediction.objects.exists()
+        assert stored_files() == before
+
+    @override_settings(MEDPORTAL_MAX_IMAGE_PIXELS=100)
+    def test_pixel_limit(self, tiny_model):
+        with pytest.raises(ImageRejected, match="the limit is 100 pixels"):
+            image_upload(study=StudyFactory(), data=png_bytes(11, 10))
+        assert not Image.objects.exists()
+
+    @override_settings(MEDPORTAL_MAX_UPLOAD_BYTES=100)
+    def test_byte_limit(self, tiny_model, sample_image_bytes):
+        with pytest.raises(ImageRejected, match="the limit is 100 bytes"):
+            image_upload(study=StudyFactory(), data=sample_image_bytes("smear-neutrophil-1.jpg"))
+        assert not Image.objects.exists()
+
+    def test_gif_is_refused(self):
+        buffer = io.BytesIO()
+        PILImage.new("L", (8, 8)).save(buffer, format="GIF")
+        with pytest.raises(ImageRejected, match="GIF images are not accepted"):
+            image_upload(study=StudyFactory(), data=buffer.getvalue())
+
+    def test_failure_after_storing_removes_the_new_file(self, tiny_model, sample_image_bytes, monkeypatch):
+        import inference.services
+
+        def explode(**kwargs):
+            raise RuntimeError("routing broke")
+
+        monkeypatch.setattr(inference.services, "predictions_create_for_image", explode)
+        before = stored_files()
+        with pytest.raises(RuntimeError):
+            image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-2.png"))
+        assert stored_files() == before
+        assert not Image.objects.exists()

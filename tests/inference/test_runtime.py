@@ -1,0 +1,126 @@
+"""The worker engine, run in-process (the real worker is exercised in tests/test_journey.py)."""
+
+import uuid
+
+import pytest
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+from imaging.models import StudyStatus
+from imaging.services import image_upload
+from inference import runtime
+from inference.models import Prediction, PredictionStatus
+from inference.services import predictions_claim
+from tests.factories import StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(sample_image_bytes, name="cxr-pneumonia-1.png", study=None):
+    return image_upload(study=study or StudyFactory(), data=sample_image_bytes(name)).image
+
+
+def test_run_writes_label_confidence_probabilities_and_heatmap(tiny_model, sample_image_bytes):
+    image = upload(sample_image_bytes)
+    prediction = image.predictions.get()
+
+    assert runtime.run_batch(prediction_id=prediction.id) == 1
+
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.SUCCEEDED
+    assert prediction.label in tiny_model.labels
+    assert set(prediction.probabilities) == set(tiny_model.labels)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.confidence == pytest.approx(max(prediction.probabilities.values()))
+    assert prediction.is_abnormal == (prediction.label != "normal")
+    assert prediction.attempts == 1 and prediction.worker_host and prediction.inference_ms > 0
+    heatmap = PILImage.open(default_storage.open(prediction.heatmap.name))
+    assert heatmap.size == (image.width, image.height) and heatmap.mode == "L"
+    image.study.refresh_from_db()
+    assert image.study.status == StudyStatus.AI_DONE and image.study.ai_completed_at
+
+
+def test_running_the_same_task_twice_changes_nothing(tiny_model, sample_image_bytes):
+    prediction = upload(sample_image_bytes).predictions.get()
+    runtime.run_batch(prediction_id=prediction.id)
+    prediction.refresh_from_db()
+    before = {f.name: getattr(prediction, f.name) for f in Prediction._meta.fields}
+
+    assert runtime.run_batch(prediction_id=prediction.id) == 0
+
+    prediction.refresh_from_db()
+    assert {f.name: getattr(prediction, f.name) for f in Prediction._meta.fields} == before
+
+
+def test_unknown_prediction_id_is_a_no_op(tiny_model):
+    assert runtime.run_batch(prediction_id=uuid.uuid4()) == 0
+
+
+def test_one_task_runs_every_queued_prediction_of_its_model_as_a_batch(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png", "cxr-pneumonia-2.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+
+    assert runtime.run_batch(prediction_id=predictions[2].id) == 4
+
+    assert set(Prediction.objects.values_list("status", flat=True)) == {PredictionStatus.SUCCEEDED}
+    assert len(set(Prediction.objects.values_list("claim_token", flat=True))) == 1
+
+
+def test_a_failing_model_marks_the_prediction_failed_with_the_reason(tiny_model, sample_image_bytes, monkeypatch):
+    prediction = upload(sample_image_bytes).predictions.get()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr("inference.ml.serving.predict_proba", broken)
+    runtime.run_batch(prediction_id=prediction.id)
+
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.FAILED
+    assert "The model failed to run" in prediction.error and "illegal memory access" in prediction.error
+    prediction.image.study.refresh_from_db()
+    assert prediction.image.study.status == StudyStatus.AI_DONE  # failed is finished: never left queued
+
+
+def test_weights_that_do_not_match_their_checksum_fail_clearly(tiny_model, sample_image_bytes, monkeypatch):
+    prediction = upload(sample_image_bytes).predictions.get()
+    tiny_model.weights_sha256 = "0" * 64
+    tiny_model.save(update_fields=["weights_sha256"])
+    runtime.run_batch(prediction_id=prediction.id)
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.FAILED
+    assert "do not match their registered sha256" in prediction.error
+
+
+def test_an_unreadable_image_fails_alone_and_the_batch_goes_on(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    good = upload(sample_image_bytes, "cxr-normal-1.png", study).predictions.get()
+    bad = upload(sample_image_bytes, "cxr-normal-2.png", study).predictions.get()
+    default_storage.delete(bad.image.file.name)
+
+    runtime.run_batch(prediction_id=good.id)
+
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert good.status == PredictionStatus.SUCCEEDED
+    assert bad.status == PredictionStatus.FAILED and "missing from storage" in bad.error
+
+
+def test_a_result_from_a_superseded_claim_is_discarded(tiny_model, sample_image_bytes):
+    from inference.services import prediction_record_success
+
+    prediction = upload(sample_image_bytes).predictions.get()
+    stale = predictions_claim(prediction_id=prediction.id)
+    # The sweeper gave the work to someone else in the meantime.
+    Prediction.objects.filter(id=prediction.id).update(status=PredictionStatus.QUEUED, claim_token=None)
+    fresh = predictions_claim(prediction_id=prediction.id)
+
+    assert not prediction_record_success(
+        prediction=stale.predictions[0], token=stale.token, probabilities=[0.9, 0.1], inference_ms=1.0
+    )
+    assert prediction_record_success(
+        prediction=fresh.predictions[0], token=fresh.token, probabilities=[0.2, 0.8], inference_ms=1.0
+    )
+    prediction.refresh_from_db()
+    assert prediction.label == "pneumonia" and prediction.confidence == pytest.approx(0.8)
