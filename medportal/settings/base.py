@@ -117,6 +117,8 @@ MEDPORTAL_TASK_TIME_LIMIT = env.int("MEDPORTAL_TASK_TIME_LIMIT", default=300)
 MEDPORTAL_REQUEUE_AFTER = env.int("MEDPORTAL_REQUEUE_AFTER", default=120)
 MEDPORTAL_SWEEP_INTERVAL = env.float("MEDPORTAL_SWEEP_INTERVAL", default=30.0)
 MEDPORTAL_GPU_QUEUE = env.str("MEDPORTAL_GPU_QUEUE", default="gpu")
+# Demo users with a known password may be created only where this is on (the embedded default).
+MEDPORTAL_DEMO_ALLOWED = False
 
 # Celery.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")

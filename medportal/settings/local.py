@@ -20,3 +20,4 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+MEDPORTAL_DEMO_ALLOWED = True

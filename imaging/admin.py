@@ -1,0 +1,68 @@
+from django.contrib import admin
+
+from imaging.models import Image, Study
+from inference.models import Prediction
+
+
+class ImageInline(admin.TabularInline):
+    model = Image
+    extra = 0
+    fields = ("original_filename", "content_type", "width", "height", "analysable", "uploaded_by", "uploaded_at")
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # images arrive through the upload service, which validates and queues AI
+
+
+class PredictionInline(admin.TabularInline):
+    """AI outputs are read-only: they are what a model version said, not something to edit."""
+
+    model = Prediction
+    fk_name = "image"
+    extra = 0
+    fields = ("model", "status", "label", "confidence", "error", "attempts", "finished_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = (
+        "accession_number", "patient", "modality", "body_part", "procedure", "priority", "status", "study_date",
+        "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "modality", "body_part", "priority", "procedure")
+    search_fields = ("accession_number", "patient__mrn", "patient__family_name", "patient__given_name")
+    list_select_related = ("patient",)
+    autocomplete_fields = ("patient",)
+    readonly_fields = ("id", "status", "ai_completed_at", "created_at", "updated_at", "created_by")
+    date_hierarchy = "created_at"
+    inlines = [ImageInline]
+    actions = ["rerun_ai"]
+
+    @admin.action(description="Re-run AI on every image of the selected studies")
+    def rerun_ai(self, request, queryset) -> None:
+        from inference.services import predictions_rerun
+
+        images = Image.objects.filter(study__in=queryset, analysable=True).select_related("study")
+        queued = predictions_rerun(images=images)
+        self.message_user(request, f"Queued {len(queued)} AI second opinion(s).")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "study", "content_type", "width", "height", "analysable", "source", "uploaded_at")
+    list_filter = ("content_type", "source", "analysable")
+    search_fields = ("study__accession_number", "study__patient__mrn", "original_filename", "sha256")
+    list_select_related = ("study",)
+    readonly_fields = [f.name for f in Image._meta.fields]
+    inlines = [PredictionInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,107 @@
+from django.contrib import admin, messages
+
+from imaging.models import Image
+from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review
+from inference.services import aimodel_activate, aimodel_retire, predictions_rerun
+
+
+@admin.register(AIModel)
+class AIModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "display_name", "body_part", "modality_list", "status", "queue", "created_at")
+    list_filter = ("status", "body_part", "name")
+    search_fields = ("name", "display_name", "version", "weights_sha256")
+    readonly_fields = [f.name for f in AIModel._meta.fields if f.name not in ("display_name", "queue")]
+    actions = ["retire", "activate", "rerun_past_images"]
+
+    @admin.display(description="Modalities")
+    def modality_list(self, obj: AIModel) -> str:
+        return ", ".join(obj.modalities)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # registered from weights + card by `manage.py register_model`
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # predictions must keep pointing at the exact version that made them
+
+    @admin.action(description="Retire: route no new studies to the selected versions")
+    def retire(self, request, queryset) -> None:
+        for model in queryset:
+            aimodel_retire(model=model)
+        self.message_user(request, f"Retired {queryset.count()} model version(s).")
+
+    @admin.action(description="Activate the selected version (retires other versions of the same model)")
+    def activate(self, request, queryset) -> None:
+        if queryset.values("name").distinct().count() != queryset.count():
+            self.message_user(request, "Select at most one version per model.", level=messages.ERROR)
+            return
+        for model in queryset:
+            aimodel_activate(model=model)
+        self.message_user(request, f"Activated {queryset.count()} model version(s).")
+
+    @admin.action(description="Run the selected active versions on every past image they apply to")
+    def rerun_past_images(self, request, queryset) -> None:
+        total = 0
+        for model in queryset.filter(status=AIModelStatus.ACTIVE):
+            images = Image.objects.filter(
+                analysable=True,
+                study__body_part=model.body_part,
+                study__modality__in=model.modalities,
+            ).select_related("study")
+            if model.procedure:
+                images = images.filter(study__procedure=model.procedure)
+            total += len(predictions_rerun(images=images, model=model))
+        self.message_user(request, f"Queued {total} AI second opinion(s).")
+
+
+class ReviewInline(admin.StackedInline):
+    model = Review
+    extra = 0
+    can_delete = False
+    readonly_fields = ("decision", "final_label", "comment", "reviewer", "reviewed_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    """AI outputs are read-only; failed ones can be queued again."""
+
+    list_display = ("id", "model", "status", "label", "confidence", "attempts", "queued_at", "finished_at", "study")
+    list_filter = ("status", "model__name", "is_abnormal")
+    search_fields = ("image__study__accession_number", "image__study__patient__mrn", "label", "error")
+    list_select_related = ("model", "image__study")
+    readonly_fields = [f.name for f in Prediction._meta.fields]
+    date_hierarchy = "queued_at"
+    inlines = [ReviewInline]
+    actions = ["requeue_failed"]
+
+    @admin.display(description="Study")
+    def study(self, obj: Prediction) -> str:
+        return obj.image.study.accession_number
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Re-queue the selected failed predictions")
+    def requeue_failed(self, request, queryset) -> None:
+        failed = queryset.filter(status=PredictionStatus.FAILED).select_related("model", "image__study")
+        queued = 0
+        for prediction in failed:
+            queued += len(predictions_rerun(images=[prediction.image], model=prediction.model))
+        self.message_user(request, f"Re-queued {queued} failed prediction(s).")
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ("prediction", "decision", "final_label", "reviewer", "reviewed_at")
+    list_filter = ("decision", "prediction__model__name")
+    search_fields = ("prediction__image__study__accession_number", "final_label", "comment", "reviewer__username")
+    list_select_related = ("prediction__model", "reviewer")
+    readonly_fields = ("prediction", "decision", "final_label", "comment", "reviewer", "reviewed_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
