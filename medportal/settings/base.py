@@ -23,10 +23,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "simple_history",
     "accounts",
     "patients",
     "imaging",
     "inference",
+    "medportal.api",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -36,6 +40,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lets the change history of patients and studies record who made each change.
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -144,20 +150,39 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes anonymous requests 401 rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "medportal.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Every view states which roles may use each method; a view that states none is closed.
+    "DEFAULT_PERMISSION_CLASSES": ["medportal.api.permissions.HasRole"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["medportal.api.throttling.ApiTokenRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "medportal.api.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "medportal.api.pagination.Pagination",
     "PAGE_SIZE": 25,
+    "EXCEPTION_HANDLER": "medportal.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Requests per API token (machine client); browser sessions are not throttled.
+MEDPORTAL_API_TOKEN_RATE = env.str("MEDPORTAL_API_TOKEN_RATE", default="600/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedPortal API",
-    "DESCRIPTION": "Patients, imaging studies, images and AI second opinions.",
+    "DESCRIPTION": (
+        "Patients, imaging studies, images and AI second opinions. Every AI output is a second opinion "
+        "with its confidence and exact model version, never a diagnosis. Errors share one JSON shape: "
+        '`{"error": {"status", "code", "message", "fields"}}`.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs pages load Swagger UI and Redoc from our own static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -1,0 +1,283 @@
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db.models import Count
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import get_object_or_404
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import AuditAction, AuditInterface
+from audit.services import audit_record_many
+from imaging.filters import ImageFilter, StudyFilter
+from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
+from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
+from imaging.services import image_upload, study_create
+from imaging.validation import ImageRejected, decode_image
+from inference.models import Prediction
+from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
+from inference.services import predictions_rerun
+from medportal.api.exceptions import ImageRejectedError
+from medportal.api.mixins import AuditedListApi, audit_api
+from medportal.api.permissions import READERS, STAFF
+from patients.models import Patient
+
+RERUN_ROLES = READERS
+
+
+def study_queryset():
+    # Meta.ordering does not apply to aggregating queries, so the order is stated here.
+    return Study.objects.select_related("patient").annotate(image_count=Count("images")).order_by("-created_at", "id")
+
+
+class StudyListApi(AuditedListApi):
+    """Imaging studies. Staff register them; every clinical role reads them."""
+
+    required_roles = {"GET": READERS, "POST": STAFF}
+    serializer_class = StudyOutputSerializer
+    filterset_class = StudyFilter
+
+    class InputSerializer(serializers.Serializer):
+        patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all())
+        accession_number = serializers.CharField(max_length=64)
+        modality = serializers.ChoiceField(choices=Modality.choices)
+        body_part = serializers.ChoiceField(choices=BodyPart.choices)
+        procedure = serializers.ChoiceField(choices=Procedure.choices, required=False, default=Procedure.GENERAL)
+        description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+        study_date = serializers.DateField(required=False, allow_null=True, default=None)
+        referring_physician = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+        priority = serializers.ChoiceField(choices=Priority.choices, required=False, default=Priority.ROUTINE)
+        study_instance_uid = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+
+    def get_queryset(self):
+        return study_queryset()
+
+    @staticmethod
+    def audit_patient(row: Study):
+        return row.patient_id
+
+    @extend_schema(summary="List studies")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Register a study for a patient",
+        request=InputSerializer,
+        responses={status.HTTP_201_CREATED: StudyOutputSerializer},
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        study = study_create(**serializer.validated_data, created_by=request.user)
+        audit_api(request, action=AuditAction.CREATE, obj=study, patient=study.patient_id)
+        study = study_queryset().get(id=study.id)
+        return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
+
+
+class StudyDetailApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(summary="Read a study", responses=StudyOutputSerializer)
+    def get(self, request, study_id):
+        study = get_object_or_404(study_queryset(), id=study_id)
+        audit_api(request, action=AuditAction.READ, obj=study, patient=study.patient_id)
+        return Response(StudyOutputSerializer(study).data)
+
+
+class UploadedImageSerializer(ImageOutputSerializer):
+    created = serializers.BooleanField(help_text="False when the same file was already in this study.")
+    predictions = PredictionOutputSerializer(many=True, help_text="The AI second opinions queued for it.")
+
+    class Meta(ImageOutputSerializer.Meta):
+        fields = (*ImageOutputSerializer.Meta.fields, "created", "predictions")
+
+
+class UploadOutputSerializer(serializers.Serializer):
+    images = UploadedImageSerializer(many=True)
+
+
+def _display_name(name: str) -> str:
+    return PurePath((name or "").replace("\\", "/")).name[:255] or "file"
+
+
+class StudyImagesApi(AuditedListApi):
+    """The images of one study, and uploading more (PNG or JPEG; several ``file`` parts at once)."""
+
+    required_roles = {"GET": READERS, "POST": STAFF}
+    serializer_class = ImageOutputSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.ListField(
+            child=serializers.FileField(),
+            help_text="One or more image files (repeat the part). PNG or JPEG within the size and pixel limits.",
+        )
+
+    def get_study(self) -> Study:
+        return get_object_or_404(Study, id=self.kwargs["study_id"])
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Image.objects.none()
+        return Image.objects.filter(study_id=self.kwargs["study_id"]).select_related("study")
+
+    @staticmethod
+    def audit_patient(row: Image):
+        return row.study.patient_id
+
+    @extend_schema(summary="List a study's images")
+    def get(self, request, *args, **kwargs):
+        self.get_study()
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Upload images to a study",
+        description=(
+            "Each new image gets one queued AI second opinion per active model for the study's modality, "
+            "body part and procedure. 201 when at least one file was new, 200 when every file was already "
+            "in the study. A rejected file (not PNG/JPEG, corrupt, too large, too many pixels) rejects the "
+            "whole request with 400 and stores nothing."
+        ),
+        request={"multipart/form-data": InputSerializer},
+        responses={status.HTTP_201_CREATED: UploadOutputSerializer, status.HTTP_200_OK: UploadOutputSerializer},
+    )
+    def post(self, request, study_id):
+        study = self.get_study()
+        files = request.FILES.getlist("file")
+        if not files:
+            raise serializers.ValidationError({"file": ["No file was submitted."]})
+        # Every file is checked before any is stored, so a rejected one leaves nothing behind.
+        contents: list[tuple[str, bytes]] = []
+        for uploaded in files:
+            name = _display_name(uploaded.name)
+            try:
+                if uploaded.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
+                    raise ImageRejected(
+                        f"The file is {uploaded.size:,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,}."
+                    )
+                data = uploaded.read()
+                decode_image(data)
+            except ImageRejected as exc:
+                raise ImageRejectedError(detail={"file": [f"{name}: {exc}"]}) from exc
+            contents.append((name, data))
+
+        results = [
+            image_upload(study=study, data=data, filename=name, uploaded_by=request.user) for name, data in contents
+        ]
+        predictions_by_image: dict = {}
+        for prediction in Prediction.objects.filter(image__in=[result.image for result in results]).select_related(
+            *PREDICTION_RELATED
+        ):
+            predictions_by_image.setdefault(prediction.image_id, []).append(prediction)
+        audit_record_many(
+            actor=request.user,
+            action=AuditAction.CREATE,
+            items=[(result.image, study.patient_id) for result in results if result.created],
+            interface=AuditInterface.API,
+            request=request,
+            detail="upload",
+        )
+        context = {"request": request}
+        data = {
+            "images": [
+                {
+                    **ImageOutputSerializer(result.image, context=context).data,
+                    "created": result.created,
+                    "predictions": PredictionOutputSerializer(
+                        predictions_by_image.get(result.image.id, []), many=True, context=context
+                    ).data,
+                }
+                for result in results
+            ]
+        }
+        any_created = any(result.created for result in results)
+        return Response(data, status=status.HTTP_201_CREATED if any_created else status.HTTP_200_OK)
+
+
+class ImageListApi(AuditedListApi):
+    required_roles = {"GET": READERS}
+    serializer_class = ImageOutputSerializer
+    filterset_class = ImageFilter
+    queryset = Image.objects.select_related("study")
+
+    @staticmethod
+    def audit_patient(row: Image):
+        return row.study.patient_id
+
+    @extend_schema(summary="List images")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ImageDetailApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(summary="Read an image's details", responses=ImageOutputSerializer)
+    def get(self, request, image_id):
+        image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+        audit_api(request, action=AuditAction.READ, obj=image, patient=image.study.patient_id)
+        return Response(ImageOutputSerializer(image, context={"request": request}).data)
+
+
+class ImageFileApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(
+        summary="Download an image file",
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The file as uploaded."),
+            (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The file as uploaded."),
+        },
+    )
+    def get(self, request, image_id):
+        image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+        audit_api(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
+        extension = PurePath(image.file.name).suffix
+        # The stored name is content-addressed; the uploader's filename is never used as a path.
+        return FileResponse(
+            default_storage.open(image.file.name, "rb"),
+            content_type=image.content_type,
+            as_attachment=True,
+            filename=f"{image.id}{extension}",
+        )
+
+
+class RerunOutputSerializer(serializers.Serializer):
+    queued = PredictionOutputSerializer(many=True, help_text="Predictions queued by this request.")
+
+
+def _rerun_response(request, queued: list[Prediction]) -> Response:
+    predictions = Prediction.objects.filter(id__in=[p.id for p in queued]).select_related(*PREDICTION_RELATED)
+    data = {"queued": PredictionOutputSerializer(predictions, many=True, context={"request": request}).data}
+    return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class StudyRerunApi(APIView):
+    """Queue AI again for every image of a study: models that have not read an image yet, and failed runs."""
+
+    required_roles = {"POST": RERUN_ROLES}
+
+    @extend_schema(summary="Re-run AI on a study", request=None, responses={202: RerunOutputSerializer})
+    def post(self, request, study_id):
+        study = get_object_or_404(Study, id=study_id)
+        queued = predictions_rerun(images=list(study.images.select_related("study")))
+        audit_api(request, action=AuditAction.UPDATE, obj=study, patient=study.patient_id, detail="rerun")
+        return _rerun_response(request, queued)
+
+
+class ImageRerunApi(APIView):
+    """Queue AI again for one image: models that have not read it yet, and failed runs."""
+
+    required_roles = {"POST": RERUN_ROLES}
+
+    @extend_schema(summary="Re-run AI on an image", request=None, responses={202: RerunOutputSerializer})
+    def post(self, request, image_id):
+        image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+        queued = predictions_rerun(images=[image])
+        audit_api(request, action=AuditAction.UPDATE, obj=image, patient=image.study.patient_id, detail="rerun")
+        return _rerun_response(request, queued)

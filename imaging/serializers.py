@@ -1,0 +1,58 @@
+"""API representations of studies and images, shared by several API views."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from imaging.models import Image, Study
+from medportal.api.urls import absolute_url
+
+
+class StudyOutputSerializer(serializers.ModelSerializer):
+    """Needs ``select_related("patient")`` and the ``image_count`` annotation (see imaging.apis)."""
+
+    mrn = serializers.CharField(source="patient.mrn", read_only=True)
+    image_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Study
+        fields = (
+            "id",
+            "patient",
+            "mrn",
+            "accession_number",
+            "study_instance_uid",
+            "modality",
+            "body_part",
+            "procedure",
+            "description",
+            "study_date",
+            "referring_physician",
+            "priority",
+            "status",
+            "image_count",
+            "created_at",
+            "updated_at",
+            "ai_completed_at",
+        )
+
+
+class ImageOutputSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = (
+            "id",
+            "study",
+            "sha256",
+            "size_bytes",
+            "content_type",
+            "width",
+            "height",
+            "original_filename",
+            "uploaded_at",
+            "download_url",
+        )
+
+    def get_download_url(self, obj: Image) -> str:
+        return absolute_url(self.context, reverse("image-file", kwargs={"image_id": obj.id}))

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from inference import apis
+
+urlpatterns = [
+    path("predictions/", apis.PredictionListApi.as_view(), name="prediction-list"),
+    path("predictions/<uuid:prediction_id>/", apis.PredictionDetailApi.as_view(), name="prediction-detail"),
+    path("predictions/<uuid:prediction_id>/heatmap/", apis.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
+    path("models/", apis.AIModelListApi.as_view(), name="aimodel-list"),
+    path("models/<uuid:model_id>/", apis.AIModelDetailApi.as_view(), name="aimodel-detail"),
+    path("models/<uuid:model_id>/activate/", apis.AIModelActivateApi.as_view(), name="aimodel-activate"),
+    path("models/<uuid:model_id>/retire/", apis.AIModelRetireApi.as_view(), name="aimodel-retire"),
+    path("reviews/", apis.ReviewListApi.as_view(), name="review-list"),
+    path("reviews/<uuid:review_id>/", apis.ReviewDetailApi.as_view(), name="review-detail"),
+]

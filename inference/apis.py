@@ -1,0 +1,236 @@
+from pathlib import PurePath
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView, get_object_or_404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import AuditAction
+from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter
+from inference.models import AIModel, Prediction, Review, ReviewDecision
+from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
+from inference.services import aimodel_activate, aimodel_retire, review_create
+from medportal.api.mixins import AuditedListApi, audit_api
+from medportal.api.permissions import ADMINS, RADIOLOGISTS, READERS
+
+# --- Predictions ------------------------------------------------------------------------------
+
+
+def prediction_queryset():
+    return Prediction.objects.select_related(*PREDICTION_RELATED, "image__study")
+
+
+class PredictionListApi(AuditedListApi):
+    """AI second opinions. Each carries its confidence, every class probability and the exact model version."""
+
+    required_roles = {"GET": READERS}
+    serializer_class = PredictionOutputSerializer
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return prediction_queryset()
+
+    @staticmethod
+    def audit_patient(row: Prediction):
+        return row.image.study.patient_id
+
+    @extend_schema(summary="List AI second opinions")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class PredictionDetailApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(summary="Read an AI second opinion", responses=PredictionOutputSerializer)
+    def get(self, request, prediction_id):
+        prediction = get_object_or_404(prediction_queryset(), id=prediction_id)
+        audit_api(request, action=AuditAction.READ, obj=prediction, patient=prediction.image.study.patient_id)
+        return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
+
+
+class PredictionHeatmapApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(
+        summary="Download the Grad-CAM heatmap of an AI second opinion",
+        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="8-bit PNG heatmap.")},
+    )
+    def get(self, request, prediction_id):
+        prediction = get_object_or_404(prediction_queryset(), id=prediction_id)
+        if not prediction.heatmap:
+            return Response(
+                {"error": {"status": 404, "code": "not_found", "message": "This result has no heatmap.", "fields": {}}},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        audit_api(request, action=AuditAction.DOWNLOAD, obj=prediction, patient=prediction.image.study.patient_id)
+        return FileResponse(
+            default_storage.open(prediction.heatmap.name, "rb"),
+            content_type="image/png",
+            as_attachment=True,
+            filename=f"{prediction.id}-heatmap{PurePath(prediction.heatmap.name).suffix}",
+        )
+
+
+# --- AI models ------------------------------------------------------------------------------
+
+
+class AIModelOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AIModel
+        fields = (
+            "id",
+            "name",
+            "version",
+            "display_name",
+            "task",
+            "modalities",
+            "body_part",
+            "procedure",
+            "labels",
+            "normal_labels",
+            "input_height",
+            "input_width",
+            "color_mode",
+            "temperature",
+            "metrics",
+            "card",
+            "status",
+            "created_at",
+            "retired_at",
+        )
+
+
+class AIModelListApi(ListAPIView):
+    """Registered AI model versions. Everyone reads them; only admins activate or retire them."""
+
+    required_roles = {"GET": READERS}
+    serializer_class = AIModelOutputSerializer
+    filterset_class = AIModelFilter
+    queryset = AIModel.objects.all()
+
+    @extend_schema(summary="List AI models")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AIModelDetailApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(summary="Read an AI model version", responses=AIModelOutputSerializer)
+    def get(self, request, model_id):
+        model = get_object_or_404(AIModel, id=model_id)
+        return Response(AIModelOutputSerializer(model).data)
+
+
+class AIModelActivateApi(APIView):
+    required_roles = {"POST": ADMINS}
+
+    @extend_schema(
+        summary="Activate an AI model version",
+        description="New images are routed to it; other versions of the same model are retired.",
+        request=None,
+        responses=AIModelOutputSerializer,
+    )
+    def post(self, request, model_id):
+        model = get_object_or_404(AIModel.objects.select_for_update(), id=model_id)
+        return Response(AIModelOutputSerializer(aimodel_activate(model=model)).data)
+
+
+class AIModelRetireApi(APIView):
+    required_roles = {"POST": ADMINS}
+
+    @extend_schema(
+        summary="Retire an AI model version",
+        description="No new images are routed to it; its past results keep pointing at it.",
+        request=None,
+        responses=AIModelOutputSerializer,
+    )
+    def post(self, request, model_id):
+        model = get_object_or_404(AIModel.objects.select_for_update(), id=model_id)
+        return Response(AIModelOutputSerializer(aimodel_retire(model=model)).data)
+
+
+# --- Reviews --------------------------------------------------------------------------------
+
+
+class ReviewOutputSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+    image = serializers.UUIDField(source="prediction.image_id", read_only=True)
+    study = serializers.UUIDField(source="prediction.image.study_id", read_only=True)
+    ai_label = serializers.CharField(source="prediction.label", read_only=True)
+    ai_confidence = serializers.FloatField(source="prediction.confidence", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Review
+        fields = (
+            "id",
+            "prediction",
+            "image",
+            "study",
+            "ai_label",
+            "ai_confidence",
+            "decision",
+            "final_label",
+            "comment",
+            "reviewer",
+            "reviewed_at",
+        )
+
+
+def review_queryset():
+    return Review.objects.select_related("reviewer", "prediction__image__study")
+
+
+class ReviewListApi(AuditedListApi):
+    """Radiologists' verdicts on AI second opinions. Only radiologists write them."""
+
+    required_roles = {"GET": READERS, "POST": RADIOLOGISTS}
+    serializer_class = ReviewOutputSerializer
+    filterset_class = ReviewFilter
+
+    class InputSerializer(serializers.Serializer):
+        prediction = serializers.PrimaryKeyRelatedField(queryset=Prediction.objects.select_related("image"))
+        decision = serializers.ChoiceField(choices=ReviewDecision.choices)
+        final_label = serializers.CharField(
+            max_length=128, required=False, allow_blank=True, default="", help_text="Required to override."
+        )
+        comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+
+    def get_queryset(self):
+        return review_queryset()
+
+    @staticmethod
+    def audit_patient(row: Review):
+        return row.prediction.image.study.patient_id
+
+    @extend_schema(summary="List reviews")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Review an AI second opinion",
+        request=InputSerializer,
+        responses={status.HTTP_201_CREATED: ReviewOutputSerializer},
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        review = review_create(reviewer=request.user, **serializer.validated_data)
+        review = review_queryset().get(id=review.id)
+        audit_api(request, action=AuditAction.CREATE, obj=review, patient=review.prediction.image.study.patient_id)
+        return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class ReviewDetailApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(summary="Read a review", responses=ReviewOutputSerializer)
+    def get(self, request, review_id):
+        review = get_object_or_404(review_queryset(), id=review_id)
+        audit_api(request, action=AuditAction.READ, obj=review, patient=review.prediction.image.study.patient_id)
+        return Response(ReviewOutputSerializer(review).data)

@@ -1,0 +1,71 @@
+import django_filters
+
+from imaging.models import BodyPart, Modality, Priority, StudyStatus
+from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
+
+
+class PredictionFilter(django_filters.FilterSet):
+    study = django_filters.UUIDFilter(field_name="image__study_id")
+    image = django_filters.UUIDFilter(field_name="image_id")
+    patient = django_filters.UUIDFilter(field_name="image__study__patient_id")
+    mrn = django_filters.CharFilter(field_name="image__study__patient__mrn", lookup_expr="iexact")
+    accession = django_filters.CharFilter(field_name="image__study__accession_number", lookup_expr="iexact")
+    modality = django_filters.MultipleChoiceFilter(field_name="image__study__modality", choices=Modality.choices)
+    status = django_filters.MultipleChoiceFilter(choices=PredictionStatus.choices)
+    model = django_filters.UUIDFilter(field_name="model_id")
+    model_name = django_filters.CharFilter(field_name="model__name")
+    label = django_filters.CharFilter()
+    is_abnormal = django_filters.BooleanFilter()
+    reviewed = django_filters.BooleanFilter(field_name="review", lookup_expr="isnull", exclude=True)
+    queued = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="queued_at", help_text="queued_after / queued_before (ISO 8601)."
+    )
+    finished = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="finished_at", help_text="finished_after / finished_before (ISO 8601)."
+    )
+    ordering = django_filters.OrderingFilter(
+        fields=(("queued_at", "queued"), ("finished_at", "finished"), ("confidence", "confidence"))
+    )
+
+    class Meta:
+        model = Prediction
+        fields = ("status",)
+
+
+class AIModelFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=AIModelStatus.choices)
+    body_part = django_filters.ChoiceFilter(choices=BodyPart.choices)
+    ordering = django_filters.OrderingFilter(fields=(("name", "name"), ("created_at", "created")))
+
+    class Meta:
+        model = AIModel
+        fields = ("name", "status", "body_part")
+
+
+class ReviewFilter(django_filters.FilterSet):
+    prediction = django_filters.UUIDFilter(field_name="prediction_id")
+    study = django_filters.UUIDFilter(field_name="prediction__image__study_id")
+    patient = django_filters.UUIDFilter(field_name="prediction__image__study__patient_id")
+    mrn = django_filters.CharFilter(field_name="prediction__image__study__patient__mrn", lookup_expr="iexact")
+    accession = django_filters.CharFilter(field_name="prediction__image__study__accession_number", lookup_expr="iexact")
+    decision = django_filters.ChoiceFilter(choices=ReviewDecision.choices)
+    reviewer = django_filters.CharFilter(field_name="reviewer__username")
+    reviewed = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="reviewed_at", help_text="reviewed_after / reviewed_before (ISO 8601)."
+    )
+    ordering = django_filters.OrderingFilter(fields=(("reviewed_at", "reviewed"),))
+
+    class Meta:
+        model = Review
+        fields = ("decision",)
+
+
+class WorklistFilter(django_filters.FilterSet):
+    modality = django_filters.MultipleChoiceFilter(choices=Modality.choices)
+    body_part = django_filters.MultipleChoiceFilter(choices=BodyPart.choices)
+    priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int)
+    status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices)
+    mrn = django_filters.CharFilter(field_name="patient__mrn", lookup_expr="iexact")
+    accession = django_filters.CharFilter(field_name="accession_number", lookup_expr="iexact")
+    study_date = django_filters.DateFromToRangeFilter(help_text="study_date_after / study_date_before, inclusive.")

@@ -1,0 +1,101 @@
+"""Images made on the fly and AI results in every state, for the API tests."""
+
+import io
+import struct
+import zlib
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from imaging.models import Image
+from imaging.storage import content_name, sha256_hex
+from inference.models import AIModel, Prediction, PredictionStatus
+from tests.factories import StudyFactory
+
+
+def png_bytes(width: int = 16, height: int = 16, mode: str = "L", color: int = 128) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new(mode, (width, height), color=color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def truncated_png() -> bytes:
+    data = png_bytes(64, 64, color=7)
+    return data[: len(data) // 2]
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression-bomb shape)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def stored_files() -> set[str]:
+    found: set[str] = set()
+
+    def walk(path: str) -> None:
+        dirs, files = default_storage.listdir(path)
+        found.update(f"{path}/{f}".lstrip("/") for f in files)
+        for d in dirs:
+            walk(f"{path}/{d}".lstrip("/"))
+
+    if default_storage.exists(""):
+        walk("")
+    return found
+
+
+def make_aimodel(**overrides) -> AIModel:
+    """An AI model row (its weights are never loaded by the API)."""
+    fields = {
+        "name": "cxr-test",
+        "version": "1.0.0",
+        "display_name": "Chest X-ray test model",
+        "modalities": ["CR", "DX"],
+        "body_part": "CHEST",
+        "labels": ["normal", "pneumonia"],
+        "normal_labels": ["normal"],
+        "input_height": 32,
+        "input_width": 32,
+        "color_mode": "grayscale",
+        "weights": "models/test.keras",
+        "weights_sha256": "0" * 64,
+    }
+    fields.update(overrides)
+    return AIModel.objects.create(**fields)
+
+
+def make_image(study=None, *, color: int = 1) -> Image:
+    study = study or StudyFactory()
+    data = png_bytes(color=color)
+    sha = sha256_hex(data + str(study.id).encode())
+    return Image.objects.create(
+        study=study,
+        file=content_name("images", sha, ".png"),
+        sha256=sha,
+        size_bytes=len(data),
+        content_type="image/png",
+        width=16,
+        height=16,
+    )
+
+
+def make_prediction(image=None, model=None, *, status=PredictionStatus.SUCCEEDED, label="pneumonia") -> Prediction:
+    image = image or make_image()
+    model = model or AIModel.objects.filter(name="cxr-test").first() or make_aimodel()
+    fields = {"image": image, "model": model, "status": status}
+    if status == PredictionStatus.SUCCEEDED:
+        fields.update(
+            label=label,
+            confidence=0.91,
+            probabilities={"normal": 0.09, "pneumonia": 0.91},
+            is_abnormal=label != "normal",
+            finished_at=timezone.now(),
+        )
+    elif status == PredictionStatus.FAILED:
+        fields.update(error="The image could not be read.", finished_at=timezone.now())
+    return Prediction.objects.create(**fields)

@@ -1,0 +1,50 @@
+import pytest
+
+from imaging.models import Study
+from tests.factories import PatientFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_staff_registers_a_study_for_a_patient(client_for_role):
+    patient = PatientFactory()
+    client = client_for_role("staff")
+    response = client.post(
+        "/api/v1/studies/",
+        {"patient": str(patient.id), "accession_number": "A-1", "modality": "DX", "body_part": "CHEST", "priority": 1},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["patient"] == str(patient.id)
+    assert body["priority"] == 1
+    assert body["status"] == "received"
+    assert body["image_count"] == 0
+    listed = client.get("/api/v1/studies/", {"patient": str(patient.id)}).json()
+    assert [row["id"] for row in listed["results"]] == [body["id"]]
+    assert client.get(f"/api/v1/studies/{body['id']}/").json()["accession_number"] == "A-1"
+
+
+def test_invalid_choice_and_unknown_patient_are_field_errors(client_for_role):
+    response = client_for_role("staff").post(
+        "/api/v1/studies/",
+        {
+            "patient": "00000000-0000-0000-0000-000000000000",
+            "accession_number": "A-2",
+            "modality": "XX",
+            "body_part": "CHEST",
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"patient", "modality"}
+    assert not Study.objects.exists()
+
+
+def test_filters_by_modality_and_accession(client_for_role):
+    StudyFactory(accession_number="ACC-CT", modality="CT", body_part="HEAD")
+    StudyFactory(accession_number="ACC-DX")
+    client = client_for_role("radiologist")
+    assert [r["accession_number"] for r in client.get("/api/v1/studies/?modality=CT").json()["results"]] == ["ACC-CT"]
+    assert client.get("/api/v1/studies/?accession=acc-dx").json()["count"] == 1
+    assert client.get("/api/v1/studies/?modality=NOPE").status_code == 400
