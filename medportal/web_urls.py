@@ -1,3 +1,10 @@
 """Server-rendered pages. Each app contributes its own urls module."""
 
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns: list = [
+    path("", include("accounts.urls")),
+    path("", include("dashboard.urls")),
+    path("", include("patients.urls")),
+    path("", include("imaging.urls")),
+]

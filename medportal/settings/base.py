@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "inference",
     "medportal.api",
     "audit",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,14 @@
+from django.contrib.auth import views as auth_views
+
+from accounts.forms import LoginForm
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    # Django only logs out on POST, so a link in an e-mail or an image tag cannot sign anyone out.
+    pass

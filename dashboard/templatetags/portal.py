@@ -1,0 +1,60 @@
+"""Template helpers for the clinical pages."""
+
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def has_role(user, role: str) -> bool:
+    return bool(user.is_authenticated and user.has_role(role))
+
+
+@register.filter
+def percent(value) -> str:
+    """0.8734 -> '87.3%'; empty when there is no value."""
+    if value is None or value == "":
+        return ""
+    return f"{float(value) * 100:.1f}%"
+
+
+@register.filter
+def bar_width(value) -> str:
+    """A CSS width for a 0..1 value, clamped, with a dot decimal whatever the locale."""
+    if value is None or value == "":
+        return "0%"
+    return f"{min(max(float(value), 0.0), 1.0) * 100:.1f}%"
+
+
+@register.filter
+def probabilities_sorted(probabilities) -> list[tuple[str, float]]:
+    """Every class probability, most likely first."""
+    if not probabilities:
+        return []
+    return sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
+
+
+@register.filter
+def waiting(since: datetime | None) -> str:
+    """How long something has waited, in the largest two units: '2 h 05 min', '3 d 4 h', '12 min'."""
+    if since is None:
+        return ""
+    seconds = max(int((timezone.now() - since).total_seconds()), 0)
+    return duration_text(timedelta(seconds=seconds))
+
+
+def duration_text(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min"
+    return "under 1 min"

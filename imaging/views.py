@@ -1,0 +1,174 @@
+import io
+import logging
+
+import numpy as np
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_POST
+from PIL import Image as PILImage
+
+from accounts.roles import Role
+from dashboard.access import role_required
+from dashboard.selectors import images_pending, study_for_page, study_images
+from imaging.forms import ImageUploadForm, StudyForm
+from imaging.models import Image, Study
+from imaging.pixels import image_pixels
+from imaging.services import image_upload, study_create
+from imaging.validation import ImageRejected
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = (320, 320)
+UNREADABLE = "The file could not be read as an image; it may be corrupt or truncated."
+
+
+@role_required(Role.STAFF)
+def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
+    patient = get_object_or_404(Patient, id=patient_id)
+    form = StudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            study = study_create(patient=patient, **form.cleaned_data, created_by=request.user)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Study {study.accession_number} created. Upload its images below.")
+            return redirect("study-detail", study_id=study.id)
+    return render(request, "imaging/study_form.html", {"form": form, "patient": patient})
+
+
+def _study_or_404(study_id) -> Study:
+    try:
+        return study_for_page(study_id=study_id)
+    except Study.DoesNotExist as exc:
+        raise Http404("No such study.") from exc
+
+
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def study_detail(request: HttpRequest, study_id) -> HttpResponse:
+    study = _study_or_404(study_id)
+    images = study_images(study=study)
+    context = {
+        "study": study,
+        "patient": study.patient,
+        "images": images,
+        "pending": images_pending(images),
+        "upload_form": ImageUploadForm(),
+        "can_upload": request.user.has_role(Role.STAFF),
+    }
+    return render(request, "imaging/study_detail.html", context)
+
+
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def study_results(request: HttpRequest, study_id) -> HttpResponse:
+    """The images-and-results fragment of the study page, which the page polls while AI is pending."""
+    study = get_object_or_404(Study.objects.only("id", "status"), id=study_id)
+    images = study_images(study=study)
+    response = render(
+        request, "imaging/_study_results.html", {"study": study, "images": images, "pending": images_pending(images)}
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@role_required(Role.STAFF)
+def study_upload(request: HttpRequest, study_id) -> HttpResponse:
+    """Store each file on its own: a rejected file is reported with its reason and the others go through.
+
+    The page's script sends one file per request (so each gets its own progress bar and error)
+    and asks for JSON; the plain form posts them all at once and gets messages back.
+    """
+    study = get_object_or_404(Study, id=study_id)
+    files = request.FILES.getlist("files")
+    results = []
+    for upload in files:
+        try:
+            # A savepoint per file: one file's failure never undoes or blocks the others.
+            with transaction.atomic():
+                result = image_upload(study=study, data=upload.read(), filename=upload.name, uploaded_by=request.user)
+        except ImageRejected as exc:
+            results.append({"filename": upload.name, "ok": False, "error": str(exc)})
+        except Exception:
+            logger.exception("Upload of %r to study %s failed", upload.name, study.id)
+            results.append({"filename": upload.name, "ok": False, "error": UNREADABLE})
+        else:
+            results.append(
+                {
+                    "filename": upload.name,
+                    "ok": True,
+                    "image_id": str(result.image.id),
+                    "duplicate": not result.created,
+                    "predictions": result.image.predictions.count(),
+                }
+            )
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    if wants_json:
+        status = 400 if not files or not any(r["ok"] for r in results) else 200
+        if not files:
+            results.append({"filename": "", "ok": False, "error": "No file was sent."})
+        return JsonResponse(
+            {"results": results, "results_url": reverse("study-results", args=[study.id])}, status=status
+        )
+    if not files:
+        messages.error(request, "Choose at least one image to upload.")
+    for result in results:
+        if not result["ok"]:
+            messages.error(request, f"{result['filename']}: rejected. {result['error']}")
+        elif result["duplicate"]:
+            messages.info(request, f"{result['filename']}: this image is already in the study.")
+        else:
+            messages.success(request, f"{result['filename']}: uploaded; AI second opinion queued.")
+    return redirect("study-detail", study_id=study.id)
+
+
+def _png_response(pixels, *, max_size: tuple[int, int] | None = None) -> HttpResponse:
+    picture = PILImage.fromarray(pixels)
+    if max_size is not None:
+        picture.thumbnail(max_size)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=max_size is not None)
+    return HttpResponse(buffer.getvalue(), content_type="image/png")
+
+
+# An image never changes under its id (content-addressed), so browsers may keep it; "private" keeps
+# patient images out of shared caches.
+_image_cache = cache_control(private=True, max_age=3600)
+
+
+def _pixels_or_none(image: Image):
+    if not image.analysable:
+        return None
+    try:
+        return image_pixels(image)
+    except (ImageRejected, OSError, ValueError):
+        logger.warning("Image %s could not be decoded for display", image.id, exc_info=True)
+        return None
+
+
+def _no_preview() -> HttpResponse:
+    # A neutral grey tile; the page says in words why there is no picture.
+    response = _png_response(np.full((120, 120), 200, dtype=np.uint8))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@_image_cache
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
+    pixels = _pixels_or_none(get_object_or_404(Image, id=image_id))
+    return _no_preview() if pixels is None else _png_response(pixels, max_size=THUMBNAIL_SIZE)
+
+
+@_image_cache
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def image_display(request: HttpRequest, image_id) -> HttpResponse:
+    """The full image as 8-bit PNG, whatever it was uploaded as, so the viewer can window it on a canvas."""
+    pixels = _pixels_or_none(get_object_or_404(Image, id=image_id))
+    return _no_preview() if pixels is None else _png_response(pixels)

@@ -1,0 +1,60 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from accounts.roles import Role
+from dashboard.access import role_required
+from dashboard.selectors import patient_list as patient_list_query
+from dashboard.selectors import patient_studies
+from patients.forms import PatientForm, PatientSearchForm
+from patients.models import Patient
+from patients.services import patient_create, patient_update
+
+PAGE_SIZE = 25
+
+
+@role_required(Role.STAFF)
+def patient_list(request: HttpRequest) -> HttpResponse:
+    search = PatientSearchForm(request.GET)
+    term = search.cleaned_data["q"] if search.is_valid() else ""
+    page = Paginator(patient_list_query(search=term), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "patients/patient_list.html", {"search": search, "term": term, "page": page})
+
+
+@role_required(Role.STAFF)
+def patient_create_view(request: HttpRequest) -> HttpResponse:
+    form = PatientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = patient_create(**form.cleaned_data, created_by=request.user)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Patient {patient} created.")
+            return redirect("patient-detail", patient_id=patient.id)
+    return render(request, "patients/patient_form.html", {"form": form, "patient": None})
+
+
+@role_required(Role.STAFF)
+def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
+    patient = get_object_or_404(Patient, id=patient_id)
+    # The form validates a copy, so a refused edit never leaves the page showing half-applied values.
+    form = PatientForm(request.POST or None, instance=Patient.objects.get(id=patient.id))
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = patient_update(patient=patient, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Patient {patient} saved.")
+            return redirect("patient-detail", patient_id=patient.id)
+    return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
+
+
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def patient_detail(request: HttpRequest, patient_id) -> HttpResponse:
+    patient = get_object_or_404(Patient, id=patient_id)
+    studies = patient_studies(patient=patient)
+    return render(request, "patients/patient_detail.html", {"patient": patient, "studies": studies})

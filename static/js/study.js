@@ -1,0 +1,154 @@
+// Study page: drag-and-drop upload with one request (and one progress bar) per file,
+// and live AI results: the results fragment is polled while anything is queued or running.
+(() => {
+  "use strict";
+
+  const results = document.getElementById("study-results");
+  const POLL_MS = 2000;
+  let pollTimer = null;
+
+  function isPending() {
+    const inner = results && results.querySelector(".results");
+    return inner ? inner.dataset.pending === "true" : false;
+  }
+
+  async function refreshResults() {
+    if (!results) return;
+    try {
+      const response = await fetch(results.dataset.resultsUrl, {
+        headers: { "X-Requested-With": "fetch" },
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+      if (response.ok) {
+        results.innerHTML = await response.text();
+        const inner = results.querySelector(".results");
+        const badge = document.getElementById("study-status");
+        if (inner && badge) {
+          badge.textContent = inner.dataset.studyStatusLabel;
+          badge.className = "badge badge--" + inner.dataset.studyStatus;
+        }
+      }
+    } catch (error) {
+      // A dropped connection is retried on the next tick.
+    }
+    schedulePoll();
+  }
+
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (isPending() || uploadsInFlight > 0) pollTimer = setTimeout(refreshResults, POLL_MS);
+  }
+
+  // --- Upload -----------------------------------------------------------------------------
+  const form = document.querySelector("[data-upload-form]");
+  let uploadsInFlight = 0;
+
+  function uploadOne(file, list, csrfToken) {
+    const item = document.createElement("li");
+    item.className = "upload-item";
+    const name = document.createElement("span");
+    name.className = "upload-item__name";
+    name.textContent = file.name;
+    name.title = file.name;
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    bar.setAttribute("aria-label", "Upload progress of " + file.name);
+    const state = document.createElement("span");
+    state.className = "upload-item__state";
+    state.textContent = "Waiting…";
+    item.append(name, bar, state);
+    list.append(item);
+
+    return new Promise((resolve) => {
+      const body = new FormData();
+      body.append("files", file, file.name);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) {
+          bar.value = Math.round((event.loaded / event.total) * 100);
+          state.textContent = bar.value + "%";
+        }
+      });
+      xhr.addEventListener("load", () => {
+        let result = null;
+        try {
+          result = JSON.parse(xhr.responseText).results[0];
+        } catch (error) {
+          result = { ok: false, error: "The server answered " + xhr.status + "." };
+        }
+        bar.value = 100;
+        if (result && result.ok) {
+          item.classList.add("upload-item--ok");
+          state.textContent = result.duplicate ? "Already in this study" : "Uploaded — AI queued";
+        } else {
+          item.classList.add("upload-item--error");
+          state.textContent = "Rejected";
+          const reason = document.createElement("p");
+          reason.className = "upload-item__error";
+          reason.setAttribute("role", "alert");
+          reason.textContent = (result && result.error) || "Upload failed.";
+          item.append(reason);
+        }
+        resolve(result);
+      });
+      xhr.addEventListener("error", () => {
+        item.classList.add("upload-item--error");
+        state.textContent = "Network error — try again";
+        resolve(null);
+      });
+      state.textContent = "Uploading…";
+      xhr.send(body);
+    });
+  }
+
+  async function uploadAll(files) {
+    if (!files.length) return;
+    const list = document.querySelector("[data-upload-list]");
+    const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const button = form.querySelector("[data-upload-button]");
+    uploadsInFlight += files.length;
+    button.disabled = true;
+    // Two at a time: quick for a batch, without flooding the server.
+    const queue = Array.from(files);
+    const workers = [0, 1].map(async () => {
+      while (queue.length) {
+        await uploadOne(queue.shift(), list, csrfToken);
+        uploadsInFlight -= 1;
+      }
+    });
+    await Promise.all(workers);
+    button.disabled = false;
+    form.reset();
+    refreshResults();
+  }
+
+  if (form) {
+    const input = form.querySelector("input[type=file]");
+    const zone = form.querySelector("[data-dropzone]");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      uploadAll(input.files);
+    });
+    input.addEventListener("change", () => uploadAll(input.files));
+    ["dragenter", "dragover"].forEach((type) =>
+      zone.addEventListener(type, (event) => {
+        event.preventDefault();
+        zone.classList.add("is-over");
+      }),
+    );
+    ["dragleave", "drop"].forEach((type) =>
+      zone.addEventListener(type, (event) => {
+        event.preventDefault();
+        zone.classList.remove("is-over");
+      }),
+    );
+    zone.addEventListener("drop", (event) => uploadAll(event.dataTransfer.files));
+  }
+
+  schedulePoll();
+})();
