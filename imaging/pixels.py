@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.pixels import dicom_pixels
 from imaging.models import Image
 from imaging.storage import blob_read
 from imaging.validation import load_pixels
@@ -9,4 +11,8 @@ from imaging.validation import load_pixels
 
 def image_pixels(image: Image) -> np.ndarray:
     """The image as uint8: HxW for grayscale, HxWx3 for colour."""
-    return load_pixels(blob_read(image.file.name))
+    data = blob_read(image.file.name)
+    if image.content_type == DICOM_CONTENT_TYPE:
+        # Modality LUT, VOI window, MONOCHROME1 and colour handled there; the middle frame of a multi-frame.
+        return dicom_pixels(data)
+    return load_pixels(data)

@@ -9,7 +9,8 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
+from imaging.dicom.parsing import looks_like_dicom
+from imaging.models import BodyPart, Image, ImageSource, Modality, Priority, Procedure, Study
 from imaging.storage import blob_store, content_name, sha256_hex
 from imaging.validation import ImageRejected, decode_image
 from patients.models import Patient
@@ -64,6 +65,8 @@ def _display_filename(filename: str) -> str:
 def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: User | None = None) -> UploadResult:
     """Validate, store and register an image, then queue an AI second opinion per applicable model.
 
+    DICOM files go through DICOM ingestion, which checks they belong to this study's patient.
+
     Raises ImageRejected with a message for the user; nothing is stored then.
     The same bytes uploaded twice to one study give back the existing image.
     """
@@ -74,6 +77,13 @@ def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: 
         raise ImageRejected(
             f"The file is {len(data):,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,} bytes."
         )
+    if looks_like_dicom(data):
+        from imaging.dicom.services import dicom_ingest
+
+        result = dicom_ingest(
+            data=data, source=ImageSource.UPLOAD, uploaded_by=uploaded_by, study=study, filename=filename
+        )
+        return UploadResult(image=result.image, created=result.created)
     decoded = decode_image(data)
     sha256 = sha256_hex(data)
     existing = Image.objects.filter(study=study, sha256=sha256).first()

@@ -1,0 +1,294 @@
+"""Reading a DICOM instance from bytes and checking it completely before anything is stored."""
+
+import datetime
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+from django.conf import settings
+from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from imaging.models import BodyPart, Modality
+from imaging.validation import ImageRejected
+from patients.models import Sex
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# DICOM Body Part Examined (0018,0015) defined terms -> our body parts. Anything else is OTHER.
+BODY_PARTS: dict[str, str] = {
+    "CHEST": BodyPart.CHEST,
+    "THORAX": BodyPart.CHEST,
+    "LUNG": BodyPart.CHEST,
+    "CHESTABDOMEN": BodyPart.CHEST,
+    "BRAIN": BodyPart.BRAIN,
+    "HEAD": BodyPart.HEAD,
+    "SKULL": BodyPart.HEAD,
+    "HEADNECK": BodyPart.HEAD,
+    "FACE": BodyPart.HEAD,
+    "BREAST": BodyPart.BREAST,
+    "SKIN": BodyPart.SKIN,
+    "EYE": BodyPart.EYE,
+    "RETINA": BodyPart.EYE,
+    "ABDOMEN": BodyPart.ABDOMEN,
+    "ABDOMENPELVIS": BodyPart.ABDOMEN,
+    "SPINE": BodyPart.SPINE,
+    "CSPINE": BodyPart.SPINE,
+    "TSPINE": BodyPart.SPINE,
+    "LSPINE": BodyPart.SPINE,
+    "SSPINE": BodyPart.SPINE,
+    "COCCYX": BodyPart.SPINE,
+    "EXTREMITY": BodyPart.EXTREMITY,
+    "UPREXM": BodyPart.EXTREMITY,
+    "LOWEREXM": BodyPart.EXTREMITY,
+    "ARM": BodyPart.EXTREMITY,
+    "LEG": BodyPart.EXTREMITY,
+    "HAND": BodyPart.EXTREMITY,
+    "FOOT": BodyPart.EXTREMITY,
+    "FINGER": BodyPart.EXTREMITY,
+    "TOE": BodyPart.EXTREMITY,
+    "WRIST": BodyPart.EXTREMITY,
+    "ANKLE": BodyPart.EXTREMITY,
+    "ELBOW": BodyPart.EXTREMITY,
+    "KNEE": BodyPart.EXTREMITY,
+    "SHOULDER": BodyPart.EXTREMITY,
+    "HIP": BodyPart.EXTREMITY,
+    "FOREARM": BodyPart.EXTREMITY,
+    "HUMERUS": BodyPart.EXTREMITY,
+    "FEMUR": BodyPart.EXTREMITY,
+    "TIBIA": BodyPart.EXTREMITY,
+    "FIBULA": BodyPart.EXTREMITY,
+    "CLAVICLE": BodyPart.EXTREMITY,
+}
+
+
+@dataclass(frozen=True)
+class DicomInstance:
+    """What ingestion needs from one instance, read and checked from its tags."""
+
+    dataset: Dataset
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    patient_id: str
+    patient_family_name: str
+    patient_given_name: str
+    patient_birth_date: datetime.date | None
+    patient_sex: str
+    modality: str
+    modality_code: str
+    body_part: str
+    accession_number: str
+    study_date: datetime.date | None
+    study_description: str
+    referring_physician: str
+    rows: int
+    columns: int
+    number_of_frames: int
+
+    @property
+    def transfer_syntax(self) -> UID:
+        return UID(self.transfer_syntax_uid)
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """Whether ``data`` is DICOM: a Part 10 file, or a bare data set without the 128-byte preamble."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return True
+    if data[:4] == b"DICM":
+        return True
+    # Without a preamble the stream starts with a group 0002 (file meta) or 0008 element, little endian.
+    return len(data) >= 8 and int.from_bytes(data[:2], "little") in (0x0002, 0x0008)
+
+
+def read_dataset(data: bytes) -> Dataset:
+    """Parse stored bytes into a data set whose file meta names its transfer syntax."""
+    if data[:4] == b"DICM":
+        data = b"\0" * 128 + data
+    dataset = dcmread(io.BytesIO(data), force=True)
+    _ensure_transfer_syntax(dataset)
+    return dataset
+
+
+def _ensure_transfer_syntax(dataset: Dataset) -> None:
+    # A data set without file meta (no preamble, ACR-NEMA style) is read by sniffing its encoding;
+    # the pixel decoders need that encoding spelled out as a transfer syntax.
+    meta = dataset.file_meta
+    if meta.get("TransferSyntaxUID"):
+        return
+    implicit, little = dataset.original_encoding
+    if implicit:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _truncation(dataset: Dataset, caught: list[warnings.WarningMessage]) -> str | None:
+    for warning in caught:
+        text = str(warning.message)
+        if "End of file reached" in text or "bytes" in text and "expected" in text.lower():
+            return text
+    for element in dataset._dict.values():
+        if (
+            isinstance(element, RawDataElement)
+            and element.value is not None
+            and element.length != _UNDEFINED_LENGTH
+            and len(element.value) < element.length
+        ):
+            return f"element {element.tag} should have {element.length} bytes but has {len(element.value)}"
+    return None
+
+
+def _text(dataset: Dataset, keyword: str) -> str:
+    value = dataset.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _date(value) -> datetime.date | None:
+    text = str(value or "").strip()
+    if len(text) < 8:
+        return None
+    try:
+        return datetime.date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def map_modality(code: str) -> str:
+    code = code.strip().upper()
+    return code if code in Modality.values else Modality.OT
+
+
+def map_body_part(dataset: Dataset) -> str:
+    """Body Part Examined first; without it, an exact body-part word in the study or series description.
+
+    Modalities often leave the tag empty and say "CHEST PA" in a description; an unknown
+    body part still files the study (as OTHER) rather than losing it.
+    """
+    tag = _text(dataset, "BodyPartExamined").upper().replace(" ", "").replace("_", "")
+    if tag:
+        return BODY_PARTS.get(tag, BodyPart.OTHER)
+    for keyword in ("StudyDescription", "SeriesDescription", "ProtocolName"):
+        for word in _text(dataset, keyword).upper().replace("_", " ").replace("/", " ").split():
+            if word in BODY_PARTS:
+                return BODY_PARTS[word]
+    return BodyPart.OTHER
+
+
+def _require_uid(dataset: Dataset, keyword: str, value: str | None = None) -> str:
+    value = (value if value is not None else _text(dataset, keyword)).strip("\0 ")
+    if not value:
+        raise ImageRejected(f"The DICOM file has no {keyword}; it cannot be filed.")
+    if len(value) > 64 or not UID(value).is_valid:
+        raise ImageRejected(f"The DICOM file's {keyword} '{value[:80]}' is not a valid UID.")
+    return value
+
+
+def dicom_parse(data: bytes) -> DicomInstance:
+    """Read and check one DICOM instance. Raises ImageRejected with the reason for the user."""
+    if not data:
+        raise ImageRejected("The file is empty.")
+    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    if len(data) > limit:
+        raise ImageRejected(f"The file is {len(data):,} bytes; the limit is {limit:,} bytes.")
+    if not looks_like_dicom(data):
+        raise ImageRejected("The file is not a DICOM file.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = read_dataset(data)
+        except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError, struct.error) as exc:
+            raise ImageRejected(f"The DICOM file is malformed or truncated and cannot be read ({exc}).") from exc
+    reason = _truncation(dataset, caught)
+    if reason:
+        raise ImageRejected(f"The DICOM file is truncated or corrupt ({reason}); nothing was stored.")
+
+    try:
+        return _instance(dataset)
+    except ImageRejected:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ImageRejected(f"The DICOM file has invalid values and cannot be read ({exc}).") from exc
+
+
+def _instance(dataset: Dataset) -> DicomInstance:
+    meta = dataset.file_meta
+    if "PixelData" not in dataset:
+        if "FloatPixelData" in dataset or "DoubleFloatPixelData" in dataset:
+            raise ImageRejected("Floating-point DICOM pixel data is not supported.")
+        sop_class = UID(_text(dataset, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID"))
+        if not sop_class.name or "Image" in sop_class.name:
+            # An image instance whose pixel data is missing: the file stops before its end.
+            raise ImageRejected("The DICOM file ends before its pixel data: it is truncated. Nothing was stored.")
+        raise ImageRejected(f"The DICOM instance has no image (pixel data): it is a {sop_class.name}.")
+    sop_instance_uid = _require_uid(
+        dataset, "SOPInstanceUID", _text(dataset, "SOPInstanceUID") or _text(meta, "MediaStorageSOPInstanceUID")
+    )
+    sop_class_uid = _require_uid(
+        dataset, "SOPClassUID", _text(dataset, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
+    )
+    study_instance_uid = _require_uid(dataset, "StudyInstanceUID")
+    series_instance_uid = _text(dataset, "SeriesInstanceUID")
+    patient_id = _text(dataset, "PatientID")
+    if not patient_id:
+        raise ImageRejected("The DICOM file has no PatientID; it cannot be filed under a patient.")
+    if len(patient_id) > 64:
+        raise ImageRejected("The DICOM file's PatientID is longer than 64 characters.")
+    rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
+    if rows < 1 or columns < 1:
+        raise ImageRejected("The DICOM image has no pixels (Rows or Columns is zero).")
+    max_pixels = settings.MEDPORTAL_MAX_IMAGE_PIXELS
+    if rows * columns > max_pixels:
+        raise ImageRejected(
+            f"The image is {columns}×{rows} pixels ({rows * columns:,}); the limit is {max_pixels:,} pixels."
+        )
+    frames = int(dataset.get("NumberOfFrames") or 1)
+    if frames < 1:
+        raise ImageRejected("The DICOM image says it has no frames.")
+    name = dataset.get("PatientName")
+    family = str(getattr(name, "family_name", "") or "").strip()
+    given = " ".join(
+        part
+        for part in (str(getattr(name, "given_name", "") or ""), str(getattr(name, "middle_name", "") or ""))
+        if part
+    ).strip()
+    sex = _text(dataset, "PatientSex").upper()
+    code = _text(dataset, "Modality")
+    return DicomInstance(
+        dataset=dataset,
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=sop_class_uid,
+        study_instance_uid=study_instance_uid,
+        series_instance_uid=series_instance_uid[:64],
+        transfer_syntax_uid=str(meta.TransferSyntaxUID),
+        patient_id=patient_id,
+        patient_family_name=(family or str(name or "").strip())[:120],
+        patient_given_name=given[:120],
+        patient_birth_date=_date(dataset.get("PatientBirthDate")),
+        patient_sex=sex if sex in Sex.values else Sex.UNKNOWN,
+        modality=map_modality(code),
+        modality_code=code,
+        body_part=map_body_part(dataset),
+        accession_number=_text(dataset, "AccessionNumber")[:64],
+        study_date=_date(dataset.get("StudyDate")),
+        study_description=_text(dataset, "StudyDescription")[:255],
+        referring_physician=str(dataset.get("ReferringPhysicianName") or "").replace("^", " ").strip()[:120],
+        rows=rows,
+        columns=columns,
+        number_of_frames=frames,
+    )

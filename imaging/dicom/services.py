@@ -1,0 +1,273 @@
+"""DICOM ingestion: one instance in, filed under its patient and study, AI queued when it can be read.
+
+Upload, DICOMweb STOW-RS and the C-STORE receiver all come through ``dicom_ingest``.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.parsing import DicomInstance, dicom_parse
+from imaging.dicom.pixels import PixelDecodeError, frame_uint8
+from imaging.models import Image, ImageSource, Study
+from imaging.storage import StoredBlob, blob_store, content_name, sha256_hex
+from imaging.validation import ImageRejected
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+# Transfer syntaxes whose pixel data is stored as is: a decoding failure there means a broken file.
+_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+}
+
+
+@dataclass(frozen=True)
+class DicomIngestResult:
+    image: Image
+    created: bool  # False when this SOP Instance UID was already stored
+    patient_created: bool = False
+    study_created: bool = False
+
+    @property
+    def study(self) -> Study:
+        return self.image.study
+
+
+def _pixel_check(instance: DicomInstance) -> str:
+    """Decode the frame the AI will read. Returns why it is not analysable, or ''.
+
+    Uncompressed pixel data that does not decode is a broken file and is rejected;
+    compressed data we have no working decoder for is kept, marked not analysable.
+    """
+    try:
+        frame_uint8(instance.dataset)
+    except PixelDecodeError as exc:
+        if instance.transfer_syntax_uid in _NATIVE_SYNTAXES:
+            raise ImageRejected(f"The DICOM pixel data is corrupt or truncated ({exc}); nothing was stored.") from exc
+        return str(exc)[:2000]
+    return ""
+
+
+def _patient_for(instance: DicomInstance, *, created_by: User | None) -> tuple[Patient, bool]:
+    from patients.services import patient_create
+
+    patient = Patient.objects.filter(mrn=instance.patient_id).first()
+    if patient is not None:
+        return patient, False
+    try:
+        with transaction.atomic():
+            return (
+                patient_create(
+                    mrn=instance.patient_id,
+                    family_name=instance.patient_family_name or "(no name in DICOM)",
+                    given_name=instance.patient_given_name,
+                    birth_date=instance.patient_birth_date,
+                    sex=instance.patient_sex,
+                    created_by=created_by,
+                ),
+                True,
+            )
+    except IntegrityError:
+        # Another instance of the same new patient arrived at the same moment.
+        return Patient.objects.get(mrn=instance.patient_id), False
+
+
+def _generated_accession(study_instance_uid: str) -> str:
+    # Many modalities send no accession number; ours must be unique and stable for the study.
+    return "DCM-" + hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16].upper()
+
+
+def _check_same_patient(study: Study, patient: Patient, instance: DicomInstance) -> None:
+    if study.patient_id != patient.id:
+        raise ImageRejected(
+            f"Study {study.accession_number} belongs to patient {study.patient.mrn}, "
+            f"but this DICOM file names patient {instance.patient_id}; nothing was stored."
+        )
+
+
+def _adopt_uid(study: Study, instance: DicomInstance) -> Study:
+    """Give a study registered by hand (e.g. from the order) the Study Instance UID its images carry."""
+    if study.study_instance_uid == instance.study_instance_uid:
+        return study
+    if study.study_instance_uid:
+        raise ImageRejected(
+            f"Study {study.accession_number} has Study Instance UID {study.study_instance_uid}, "
+            f"but this DICOM file belongs to study {instance.study_instance_uid}; nothing was stored."
+        )
+    other = Study.objects.filter(study_instance_uid=instance.study_instance_uid).first()
+    if other is not None:
+        raise ImageRejected(
+            f"This DICOM file belongs to study {other.accession_number}, not to {study.accession_number}."
+        )
+    study.study_instance_uid = instance.study_instance_uid
+    study.save(update_fields=["study_instance_uid", "updated_at"])
+    return study
+
+
+def _study_for(
+    instance: DicomInstance, *, patient: Patient, study: Study | None, created_by: User | None
+) -> tuple[Study, bool]:
+    from imaging.services import study_create
+
+    if study is not None:
+        _check_same_patient(study, patient, instance)
+        return _adopt_uid(study, instance), False
+    existing = Study.objects.select_related("patient").filter(study_instance_uid=instance.study_instance_uid).first()
+    if existing is not None:
+        _check_same_patient(existing, patient, instance)
+        return existing, False
+    accession = instance.accession_number
+    if accession:
+        ordered = Study.objects.select_related("patient").filter(accession_number=accession).first()
+        if ordered is not None:
+            _check_same_patient(ordered, patient, instance)
+            return _adopt_uid(ordered, instance), False
+    else:
+        accession = _generated_accession(instance.study_instance_uid)
+    try:
+        with transaction.atomic():
+            created = study_create(
+                patient=patient,
+                accession_number=accession,
+                modality=instance.modality,
+                body_part=instance.body_part,
+                description=instance.study_description,
+                study_date=instance.study_date,
+                referring_physician=instance.referring_physician,
+                study_instance_uid=instance.study_instance_uid,
+                created_by=created_by,
+            )
+            return created, True
+    except IntegrityError:
+        existing = Study.objects.select_related("patient").get(study_instance_uid=instance.study_instance_uid)
+        _check_same_patient(existing, patient, instance)
+        return existing, False
+
+
+def _display_filename(filename: str, instance: DicomInstance) -> str:
+    name = PurePath(filename.replace("\\", "/")).name if filename else ""
+    return (name or f"{instance.sop_instance_uid}.dcm")[:255]
+
+
+def _discard(blob: StoredBlob) -> None:
+    if blob.created and not Image.objects.filter(file=blob.name).exists():
+        default_storage.delete(blob.name)
+
+
+def _existing(instance: DicomInstance, study: Study | None) -> DicomIngestResult | None:
+    image = Image.objects.select_related("study").filter(sop_instance_uid=instance.sop_instance_uid).first()
+    if image is None:
+        return None
+    if study is not None and image.study_id != study.id:
+        raise ImageRejected(f"This DICOM instance is already stored in study {image.study.accession_number}.")
+    return DicomIngestResult(image=image, created=False)
+
+
+def dicom_ingest(
+    *,
+    data: bytes,
+    source: ImageSource | str,
+    uploaded_by: User | None = None,
+    study: Study | None = None,
+    filename: str = "",
+) -> DicomIngestResult:
+    """Check, store and file one DICOM instance; queue AI second opinions when its pixels can be read.
+
+    The patient is matched (or created) by PatientID and the study by StudyInstanceUID, else by
+    accession number (a study registered from the order), else created from the tags. With
+    ``study`` the instance must belong to that study's patient. The original bytes are stored
+    untouched; the same SOP Instance UID received again gives back the stored image.
+    Raises ImageRejected with the reason for the user; nothing is stored then.
+    """
+    from inference.services import predictions_create_for_image
+
+    instance = dicom_parse(data)
+    existing = _existing(instance, study)
+    if existing is not None:
+        return existing
+    not_analysable_reason = _pixel_check(instance)
+    sha256 = sha256_hex(data)
+    blob = blob_store(data=data, name=content_name("images", sha256, ".dcm"))
+    try:
+        with transaction.atomic():
+            patient, patient_created = _patient_for(instance, created_by=uploaded_by)
+            target, study_created = _study_for(instance, patient=patient, study=study, created_by=uploaded_by)
+            image = Image(
+                study=target,
+                file=blob.name,
+                sha256=sha256,
+                size_bytes=len(data),
+                content_type=DICOM_CONTENT_TYPE,
+                width=instance.columns,
+                height=instance.rows,
+                original_filename=_display_filename(filename, instance),
+                uploaded_by=uploaded_by,
+                source=source,
+                sop_instance_uid=instance.sop_instance_uid,
+                sop_class_uid=instance.sop_class_uid,
+                series_instance_uid=instance.series_instance_uid,
+                transfer_syntax_uid=instance.transfer_syntax_uid,
+                number_of_frames=instance.number_of_frames,
+                analysable=not not_analysable_reason,
+                not_analysable_reason=not_analysable_reason,
+            )
+            image.full_clean(validate_constraints=False)
+            image.save()
+            if image.analysable:
+                predictions_create_for_image(image=image)
+    except IntegrityError:
+        # The same instance arrived twice at once (e.g. two C-STORE associations); the first one won.
+        again = Image.objects.select_related("study").filter(sop_instance_uid=instance.sop_instance_uid).first()
+        if again is None:
+            _discard(blob)
+            raise
+        return DicomIngestResult(image=again, created=False)
+    except ValidationError as exc:
+        _discard(blob)
+        raise ImageRejected(f"The DICOM file's tags cannot be filed: {'; '.join(exc.messages)}") from exc
+    except BaseException:
+        _discard(blob)
+        raise
+    logger.info(
+        "Stored DICOM %s (%s) from %s in study %s%s",
+        instance.sop_instance_uid,
+        instance.modality_code,
+        source,
+        target.accession_number,
+        "" if image.analysable else " (not analysable)",
+    )
+    return DicomIngestResult(image=image, created=True, patient_created=patient_created, study_created=study_created)
+
+
+@dataclass(frozen=True)
+class DicomFileOutcome:
+    filename: str
+    result: DicomIngestResult | None = None
+    error: str = ""
+
+
+def dicom_ingest_many(
+    *, files: list[tuple[str, bytes]], source: ImageSource | str, uploaded_by: User | None = None
+) -> list[DicomFileOutcome]:
+    """Ingest several files; each one is stored or rejected on its own."""
+    outcomes = []
+    for filename, data in files:
+        try:
+            with transaction.atomic():
+                result = dicom_ingest(data=data, source=source, uploaded_by=uploaded_by, filename=filename)
+        except ImageRejected as exc:
+            outcomes.append(DicomFileOutcome(filename=filename, error=str(exc)))
+        else:
+            outcomes.append(DicomFileOutcome(filename=filename, result=result))
+    return outcomes
