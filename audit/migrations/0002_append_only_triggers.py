@@ -33,7 +33,7 @@ SQLITE_DROP = "DROP TRIGGER IF EXISTS audit_auditevent_no_update;"
 def _run(schema_editor, sql_by_vendor: dict[str, str]) -> None:
     sql = sql_by_vendor.get(schema_editor.connection.vendor)
     if sql:
-        schema_editor.execute(sql)
+        schema_editor.execute(sql, params=None)  # the PL/pgSQL body has a literal %
 
 
 def forwards(apps, schema_editor):
