@@ -4,5 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("medportal.api_urls")),
+    path("dicomweb/", include("imaging.dicomweb.urls")),
+    path("", include("imaging.dicom.urls")),
     path("", include("medportal.web_urls")),
 ]

@@ -1,0 +1,72 @@
+"""Downloads and renderings of DICOM-related content, for the pages and the API alike.
+
+DRF views so that both a logged-in browser session and an API token work.
+"""
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from rest_framework.views import APIView
+
+from imaging.dicom.export import study_export_filename, study_export_zip
+from imaging.dicom.permissions import DicomRolePermission
+from imaging.dicom.render import PixelDecodeError, image_render_png, placeholder_png
+from imaging.dicom.sr import prediction_sr_bytes, sr_filename
+from imaging.models import Image, Study
+
+MAX_RENDER_SIZE = 4096
+
+
+class ImageRenderApi(APIView):
+    """GET /images/<id>/render.png[?size=N]: the image as PNG, windowed like the AI sees it."""
+
+    permission_classes = [DicomRolePermission]
+
+    def get(self, request, image_id):
+        image = get_object_or_404(Image, id=image_id)
+        try:
+            size = min(int(request.query_params.get("size") or 0), MAX_RENDER_SIZE)
+        except ValueError:
+            size = 0
+        try:
+            png = image_render_png(image, max_size=size or None)
+        except PixelDecodeError:
+            reason = image.not_analysable_reason or "The pixels cannot be decoded."
+            png = placeholder_png(f"Cannot be displayed. {reason}", size=size or 256)
+        response = HttpResponse(png, content_type="image/png")
+        # An image's content never changes after upload.
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class PredictionReportApi(APIView):
+    """GET /predictions/<id>/report.dcm: the AI result as a DICOM Structured Report."""
+
+    permission_classes = [DicomRolePermission]
+
+    def get(self, request, prediction_id):
+        from inference.models import Prediction, PredictionStatus
+
+        prediction = get_object_or_404(
+            Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
+        )
+        if prediction.status != PredictionStatus.SUCCEEDED:
+            return HttpResponse(
+                "Only a finished AI second opinion has a report.", status=409, content_type="text/plain"
+            )
+        response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type="application/dicom")
+        response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
+        return response
+
+
+class StudyExportApi(APIView):
+    """GET /studies/<id>/export.zip[?anonymised=1]: the study's files, optionally de-identified."""
+
+    permission_classes = [DicomRolePermission]
+
+    def get(self, request, study_id):
+        study = get_object_or_404(Study.objects.select_related("patient"), id=study_id)
+        anonymised = request.query_params.get("anonymised", "").lower() in ("1", "true", "yes", "on")
+        response = HttpResponse(study_export_zip(study=study, anonymised=anonymised), content_type="application/zip")
+        filename = study_export_filename(study, anonymised=anonymised)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

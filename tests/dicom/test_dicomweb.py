@@ -1,0 +1,139 @@
+import pydicom
+import pytest
+from pydicom import Dataset
+
+from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
+from imaging.models import Image, ImageSource
+from tests.dicom.support import shipped_bytes, shipped_path
+
+SOP_INSTANCE = "00081155"
+REFERENCED_SOP_SEQUENCE = "00081199"
+FAILED_SOP_SEQUENCE = "00081198"
+FAILURE_REASON = "00081197"
+
+
+def stow(client, parts, url="/dicomweb/studies"):
+    body, content_type = build_multipart_related(
+        [("application/dicom", data) for data in parts], root_type="application/dicom"
+    )
+    return client.post(url, data=body, content_type=content_type, HTTP_ACCEPT="application/dicom+json")
+
+
+@pytest.fixture
+def staff_client(api_client, staff_user):
+    api_client.force_authenticate(staff_user)
+    return api_client
+
+
+@pytest.mark.django_db
+def test_stow_stores_instances_and_answers_with_the_response_dataset(staff_client):
+    response = stow(
+        staff_client,
+        [shipped_bytes("CT_small.dcm"), shipped_bytes("MR_small.dcm"), shipped_bytes("MR_truncated.dcm")],
+    )
+    assert response.status_code == 202  # some stored, one failed
+    assert response["Content-Type"] == "application/dicom+json"
+    answer = Dataset.from_json(response.content.decode())
+    stored = {item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence}
+    assert stored == {
+        pydicom.dcmread(shipped_path("CT_small.dcm")).SOPInstanceUID,
+        pydicom.dcmread(shipped_path("MR_small.dcm")).SOPInstanceUID,
+    }
+    assert all(
+        item.RetrieveURL.startswith("http://testserver/dicomweb/studies/") for item in answer.ReferencedSOPSequence
+    )
+    assert len(answer.FailedSOPSequence) == 1
+    assert answer.FailedSOPSequence[0].FailureReason == 0xC000
+    assert set(Image.objects.values_list("source", flat=True)) == {ImageSource.STOW_RS}
+    assert Image.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_stow_twice_stores_once(staff_client):
+    assert stow(staff_client, [shipped_bytes("CT_small.dcm")]).status_code == 200
+    response = stow(staff_client, [shipped_bytes("CT_small.dcm")])
+    assert response.status_code == 200
+    assert Image.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_stow_all_failed_is_409(staff_client):
+    response = stow(staff_client, [shipped_bytes("CT_small.dcm")[:20_000]])
+    assert response.status_code == 409
+    assert not Image.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stow_to_a_study_refuses_instances_of_another_study(staff_client):
+    ct_study = pydicom.dcmread(shipped_path("CT_small.dcm")).StudyInstanceUID
+    response = stow(
+        staff_client,
+        [shipped_bytes("CT_small.dcm"), shipped_bytes("MR_small.dcm")],
+        url=f"/dicomweb/studies/{ct_study}",
+    )
+    assert response.status_code == 202
+    answer = Dataset.from_json(response.content.decode())
+    assert answer.FailedSOPSequence[0].FailureReason == 0xA900
+
+
+@pytest.mark.django_db
+def test_stow_needs_the_staff_role(api_client, radiologist_user):
+    assert stow(api_client, [shipped_bytes("CT_small.dcm")]).status_code in (401, 403)
+    api_client.force_authenticate(radiologist_user)
+    assert stow(api_client, [shipped_bytes("CT_small.dcm")]).status_code == 403
+    assert not Image.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stow_refuses_a_body_that_is_not_multipart(staff_client):
+    response = staff_client.post(
+        "/dicomweb/studies", data=shipped_bytes("CT_small.dcm"), content_type="application/dicom"
+    )
+    assert response.status_code == 415
+
+
+@pytest.mark.django_db
+def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiologist_user, api_client):
+    ct = shipped_bytes("CT_small.dcm")
+    stow(staff_client, [ct, shipped_bytes("MR_small.dcm")])
+    tags = pydicom.dcmread(shipped_path("CT_small.dcm"))
+    api_client.force_authenticate(radiologist_user)
+
+    found = api_client.get("/dicomweb/studies", {"PatientID": tags.PatientID}, HTTP_ACCEPT="application/dicom+json")
+    assert found.status_code == 200
+    studies = [Dataset.from_json(item) for item in found.json()]
+    assert [s.StudyInstanceUID for s in studies] == [tags.StudyInstanceUID]
+    assert studies[0].NumberOfStudyRelatedInstances == 1
+    assert studies[0].ModalitiesInStudy == "CT"
+    assert api_client.get("/dicomweb/studies", {"PatientID": "nobody"}).status_code == 204
+
+    instances = api_client.get(f"/dicomweb/studies/{tags.StudyInstanceUID}/instances").json()
+    assert Dataset.from_json(instances[0]).SOPInstanceUID == tags.SOPInstanceUID
+
+    series = api_client.get(f"/dicomweb/studies/{tags.StudyInstanceUID}/series").json()
+    assert Dataset.from_json(series[0]).Modality == "CT"
+
+    retrieved = api_client.get(
+        f"/dicomweb/studies/{tags.StudyInstanceUID}/series/{tags.SeriesInstanceUID}/instances/{tags.SOPInstanceUID}",
+        HTTP_ACCEPT='multipart/related; type="application/dicom"',
+    )
+    assert retrieved.status_code == 200
+    root, parts = parse_multipart_related(retrieved.content, retrieved["Content-Type"])
+    assert root == "application/dicom"
+    assert [part.data for part in parts] == [ct]
+
+    metadata = api_client.get(f"/dicomweb/studies/{tags.StudyInstanceUID}/metadata").json()
+    assert Dataset.from_json(metadata[0]).PatientID == tags.PatientID
+    assert "BulkDataURI" in metadata[0]["7FE00010"]
+
+    frames = api_client.get(
+        f"/dicomweb/studies/{tags.StudyInstanceUID}/series/{tags.SeriesInstanceUID}"
+        f"/instances/{tags.SOPInstanceUID}/frames/1"
+    )
+    _, frame_parts = parse_multipart_related(frames.content, frames["Content-Type"])
+    assert frame_parts[0].data == tags.pixel_array.astype("<i2").tobytes()
+
+
+@pytest.mark.django_db
+def test_dicomweb_needs_authentication(api_client):
+    assert api_client.get("/dicomweb/studies").status_code in (401, 403)
