@@ -7,7 +7,7 @@ from django.utils import timezone
 from pydicom import Dataset
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
@@ -42,9 +42,13 @@ _PATIENT_STUDY_KEYWORDS = (
 )
 
 
+_UID_NAMESPACE = uuid.UUID("0f7c4a36-9a51-4c33-9a9c-2d2f1a0e5b11")
+
+
 def _uid(*parts: object) -> str:
     # The same prediction always gives the same UIDs: downloading twice must not make a second report in a PACS.
-    return generate_uid(prefix=None, entropy_srcs=[str(part) for part in parts])
+    name = "|".join(str(part) for part in parts)
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
 def study_uid(study: Study) -> str:
