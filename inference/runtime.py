@@ -15,15 +15,19 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
-from inference.models import AIModel, Prediction
+from inference.models import AIModel, Prediction, PredictionStatus
 from inference.services import (
     Claim,
     prediction_record_failure,
+    prediction_record_heatmap,
     prediction_record_success,
     predictions_claim,
+    predictions_claim_next,
+    predictions_enqueue_heatmaps,
     predictions_release,
     study_refresh_status,
 )
@@ -113,13 +117,27 @@ def _heatmap_png(heatmap: np.ndarray, *, width: int, height: int, resize: str) -
 
 
 def run_batch(*, prediction_id) -> int:
-    """Claim a batch starting with this prediction, run it and record every outcome.
+    """Claim a batch starting with this prediction, run it, then keep draining that model's queue.
 
     Returns how many predictions this call finished (0 when there was nothing to do).
     """
     claim = predictions_claim(prediction_id=prediction_id)
     if claim is None:
         return 0
+    finished = _run_and_refresh(claim)
+    # The model is warm and the queue may be deep: take the next batches straight from the
+    # database rather than one broker round trip per task, for a bounded time so that other
+    # models' work on this queue is not starved.
+    deadline = time.monotonic() + settings.MEDPORTAL_DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        claim = predictions_claim_next(model_id=claim.model.id)
+        if claim is None:
+            break
+        finished += _run_and_refresh(claim)
+    return finished
+
+
+def _run_and_refresh(claim: Claim) -> int:
     try:
         return _run_claim(claim)
     finally:
@@ -127,12 +145,39 @@ def run_batch(*, prediction_id) -> int:
             study_refresh_status(study_id=study_id)
 
 
-def _run_claim(claim: Claim) -> int:
+def _model_inputs(predictions: list[Prediction], model: AIModel, token) -> tuple[list[Prediction], np.ndarray, int]:
+    """Decode and resize each image; a bad one fails alone. Returns (ready, batch, failed count)."""
     from inference.ml.preprocessing import to_model_input
-    from inference.ml.serving import gradcam, predict_proba
+
+    resize = (model.preprocessing or {}).get("resize", "stretch")
+    failed = 0
+    ready: list[Prediction] = []
+    inputs: list[np.ndarray] = []
+    for prediction in predictions:
+        try:
+            pixels = image_pixels(prediction.image)
+            inputs.append(
+                to_model_input(pixels, input_size=model.input_size, color_mode=model.color_mode, resize=resize)
+            )
+            ready.append(prediction)
+        except FileNotFoundError:
+            if token is not None:
+                failed += prediction_record_failure(
+                    prediction=prediction, token=token, reason="The image file is missing from storage."
+                )
+        except Exception as exc:  # a bad image must not sink the rest of the batch
+            if token is not None:
+                failed += prediction_record_failure(
+                    prediction=prediction, token=token, reason=f"The image could not be prepared: {exc}"
+                )
+    batch = np.stack(inputs).astype(np.float32) if inputs else np.zeros((0,), dtype=np.float32)
+    return ready, batch, failed
+
+
+def _run_claim(claim: Claim) -> int:
+    from inference.ml.serving import predict_proba
 
     model = claim.model
-    resize = (model.preprocessing or {}).get("resize", "stretch")
     try:
         keras_model = keras_model_for(model)
     except ModelUnavailable as exc:
@@ -143,33 +188,10 @@ def _run_claim(claim: Claim) -> int:
             prediction_record_failure(prediction=prediction, token=claim.token, reason=str(exc))
         return len(claim.predictions)
 
-    finished = 0
-    ready: list[Prediction] = []
-    inputs: list[np.ndarray] = []
-    for prediction in claim.predictions:
-        try:
-            pixels = image_pixels(prediction.image)
-            inputs.append(
-                to_model_input(
-                    pixels,
-                    input_size=model.input_size,
-                    color_mode=model.color_mode,
-                    resize=resize,
-                )
-            )
-            ready.append(prediction)
-        except FileNotFoundError:
-            finished += prediction_record_failure(
-                prediction=prediction, token=claim.token, reason="The image file is missing from storage."
-            )
-        except Exception as exc:  # a bad image must not sink the rest of the batch
-            finished += prediction_record_failure(
-                prediction=prediction, token=claim.token, reason=f"The image could not be prepared: {exc}"
-            )
+    ready, batch, finished = _model_inputs(claim.predictions, model, claim.token)
     if not ready:
         return finished
 
-    batch = np.stack(inputs).astype(np.float32)
     started = time.perf_counter()
     try:
         probabilities = np.asarray(predict_proba(keras_model, batch, temperature=model.temperature))
@@ -181,29 +203,88 @@ def _run_claim(claim: Claim) -> int:
         return finished
     per_image_ms = (time.perf_counter() - started) * 1000.0 / len(ready)
 
-    heatmaps = None
-    try:
-        heatmaps = gradcam(
-            keras_model,
-            batch,
-            probabilities.argmax(axis=1),
-            layer_name=model.gradcam_layer or None,
-        )
-    except Exception:
-        # The heatmap is an aid; the second opinion stands without it.
-        logger.warning("Grad-CAM failed for %s", model, exc_info=True)
+    written = []
+    # One commit for the whole batch: the second opinions appear together and cost one round trip.
+    with transaction.atomic():
+        for index, prediction in enumerate(ready):
+            if prediction_record_success(
+                prediction=prediction,
+                token=claim.token,
+                probabilities=probabilities[index].tolist(),
+                inference_ms=per_image_ms,
+            ):
+                written.append(prediction)
+    for prediction in written:
+        logger.info("Prediction %s succeeded (claim %s)", prediction.id, claim.token)
+    # Grad-CAM costs several forward passes; it follows as its own task, behind the queued
+    # second opinions, so it never delays one.
+    predictions_enqueue_heatmaps([(p.id, model.queue) for p in written])
+    return finished + len(written)
 
-    for index, prediction in enumerate(ready):
-        heatmap_png = None
-        if heatmaps is not None:
-            heatmap_png = _heatmap_png(
-                heatmaps[index], width=prediction.image.width, height=prediction.image.height, resize=resize
-            )
-        finished += prediction_record_success(
-            prediction=prediction,
-            token=claim.token,
-            probabilities=probabilities[index].tolist(),
-            inference_ms=per_image_ms,
-            heatmap_png=heatmap_png,
+
+def run_heatmaps(*, prediction_ids) -> int:
+    """Compute and store the Grad-CAM heatmap of succeeded predictions that have none. Safe to run twice."""
+    from inference.ml.serving import gradcam
+
+    pending = list(
+        Prediction.objects.filter(id__in=prediction_ids, status=PredictionStatus.SUCCEEDED, heatmap="").select_related(
+            "model", "image"
         )
-    return finished
+    )
+    by_model: dict = {}
+    for prediction in pending:
+        by_model.setdefault(prediction.model_id, []).append(prediction)
+    stored = 0
+    for predictions in by_model.values():
+        model = predictions[0].model
+        try:
+            keras_model = keras_model_for(model)
+        except ModelBroken:
+            logger.warning("No heatmaps for %s: the model cannot be loaded", model, exc_info=True)
+            continue
+        ready, batch, _ = _model_inputs(predictions, model, None)
+        if not ready:
+            continue
+        resize = (model.preprocessing or {}).get("resize", "stretch")
+        try:
+            classes = [list(model.labels).index(p.label) for p in ready]
+            maps = gradcam(keras_model, batch, classes, layer_name=model.gradcam_layer or None)
+        except Exception:
+            # The heatmap is an aid; the second opinion stands without it.
+            logger.warning("Grad-CAM failed for %s", model, exc_info=True)
+            continue
+        for prediction, heatmap in zip(ready, maps, strict=True):
+            png = _heatmap_png(heatmap, width=prediction.image.width, height=prediction.image.height, resize=resize)
+            stored += prediction_record_heatmap(prediction=prediction, heatmap_png=png)
+    return stored
+
+
+def warm_models(*, queues: list[str] | None = None) -> int:
+    """Load every active model (of these queues) and run it once, so that no job pays for a cold start.
+
+    The first forward pass and the first Grad-CAM of a Keras model build kernels and graphs;
+    doing both here keeps them out of the first upload's latency.
+    """
+    from inference.ml.serving import gradcam, predict_proba
+
+    models = AIModel.objects.active()
+    if queues:
+        models = models.filter(queue__in=queues)
+    warmed = 0
+    for model in models:
+        try:
+            keras_model = keras_model_for(model)
+        except (ModelUnavailable, ModelBroken):
+            logger.warning("Could not warm %s; it will be loaded on first use", model, exc_info=True)
+            continue
+        channels = 1 if model.color_mode == "grayscale" else 3
+        for size in sorted({1, settings.MEDPORTAL_BATCH_SIZE}):
+            batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
+            predict_proba(keras_model, batch, temperature=model.temperature)
+        try:
+            gradcam(keras_model, batch[:1], 0, layer_name=model.gradcam_layer or None)
+        except Exception:
+            logger.warning("Grad-CAM does not run for %s", model, exc_info=True)
+        warmed += 1
+    logger.info("Warmed %d model(s) in worker %s", warmed, os.getpid())
+    return warmed

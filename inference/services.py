@@ -221,7 +221,6 @@ def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None 
     the status is re-checked, so a task delivered twice finds nothing to do.
     """
     batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
-    token = uuid.uuid4()
     with transaction.atomic():
         first = (
             Prediction.objects.select_for_update(skip_locked=True)
@@ -230,23 +229,52 @@ def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None 
         )
         if first is None:
             return None
-        others = list(
-            Prediction.objects.select_for_update(skip_locked=True)
-            .filter(model_id=first.model_id, status=PredictionStatus.QUEUED)
-            .exclude(id=first.id)
-            .order_by("image__study__priority", "queued_at")
-            .values_list("id", flat=True)[: batch_size - 1]
-        )
-        ids = [first.id, *others]
-        # The conditional update is the claim itself; on SQLite, where SELECT FOR UPDATE is a no-op,
-        # it is what keeps two workers from taking the same row.
-        Prediction.objects.filter(id__in=ids, status=PredictionStatus.QUEUED).update(
-            status=PredictionStatus.RUNNING,
-            claim_token=token,
-            started_at=timezone.now(),
-            worker_host=_worker_host()[:255],
-        )
-        Prediction.objects.filter(claim_token=token).update(attempts=F("attempts") + 1)
+        others = _queued_ids(model_id=first.model_id, limit=batch_size - 1, exclude=first.id)
+        token = _mark_claimed([first.id, *others])
+    return _claimed(token)
+
+
+def predictions_claim_next(*, model_id, batch_size: int | None = None) -> Claim | None:
+    """Claim the next batch of queued predictions of this model version, most urgent first; None when none wait.
+
+    A worker that just finished a batch calls this to keep its warm model busy without a
+    round trip through the broker for every image.
+    """
+    batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
+    with transaction.atomic():
+        ids = _queued_ids(model_id=model_id, limit=batch_size)
+        if not ids:
+            return None
+        token = _mark_claimed(ids)
+    return _claimed(token)
+
+
+def _queued_ids(*, model_id, limit: int, exclude=None) -> list:
+    if limit <= 0:
+        return []
+    query = Prediction.objects.select_for_update(skip_locked=True).filter(
+        model_id=model_id, status=PredictionStatus.QUEUED
+    )
+    if exclude is not None:
+        query = query.exclude(id=exclude)
+    return list(query.order_by("image__study__priority", "queued_at").values_list("id", flat=True)[:limit])
+
+
+def _mark_claimed(ids: list) -> uuid.UUID:
+    token = uuid.uuid4()
+    # The conditional update is the claim itself; on SQLite, where SELECT FOR UPDATE is a no-op,
+    # it is what keeps two workers from taking the same row.
+    Prediction.objects.filter(id__in=ids, status=PredictionStatus.QUEUED).update(
+        status=PredictionStatus.RUNNING,
+        claim_token=token,
+        started_at=timezone.now(),
+        worker_host=_worker_host()[:255],
+        attempts=F("attempts") + 1,
+    )
+    return token
+
+
+def _claimed(token: uuid.UUID) -> Claim | None:
     predictions = list(
         Prediction.objects.filter(claim_token=token, status=PredictionStatus.RUNNING).select_related(
             "model", "image", "image__study"
@@ -302,6 +330,46 @@ def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None
     return bool(written)
 
 
+def prediction_record_heatmap(*, prediction: Prediction, heatmap_png: bytes) -> bool:
+    """Attach the Grad-CAM heatmap to a succeeded prediction that has none yet. Returns whether it was written."""
+    sha = sha256_hex(heatmap_png)
+    name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
+    written = Prediction.objects.filter(id=prediction.id, status=PredictionStatus.SUCCEEDED, heatmap="").update(
+        heatmap=name
+    )
+    return bool(written)
+
+
+def predictions_enqueue_heatmaps(pairs: Iterable[tuple[uuid.UUID, str]]) -> int:
+    """Send Grad-CAM work for succeeded predictions, one task per queue and batch, below the second opinions.
+
+    The heatmap is an aid, so it waits behind every queued second opinion of the queue. A broker
+    outage is logged, not raised: the sweeper sends the work again.
+    """
+    from inference.tasks import prediction_heatmaps
+
+    by_queue: dict[str, list[str]] = {}
+    for prediction_id, queue in pairs:
+        by_queue.setdefault(queue, []).append(str(prediction_id))
+    sent = 0
+    size = settings.MEDPORTAL_BATCH_SIZE
+    for queue, ids in by_queue.items():
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            try:
+                prediction_heatmaps.apply_async(
+                    kwargs={"prediction_ids": chunk},
+                    queue=queue,
+                    priority=settings.MEDPORTAL_HEATMAP_PRIORITY,
+                    retry=False,
+                )
+            except Exception:  # the broker's errors vary by transport
+                logger.warning("Could not enqueue heatmaps for %s; the sweeper will resend them", chunk, exc_info=True)
+                continue
+            sent += len(chunk)
+    return sent
+
+
 def predictions_release(*, predictions: Sequence[Prediction], token: uuid.UUID, reason: str) -> None:
     """Give claimed predictions back after a transient failure, or fail those out of attempts."""
     max_attempts = settings.MEDPORTAL_MAX_ATTEMPTS
@@ -330,7 +398,7 @@ def predictions_sweep(*, now=None) -> dict[str, int]:
     now = now or timezone.now()
     resend_before = now - timedelta(seconds=settings.MEDPORTAL_REQUEUE_AFTER)
     stale_before = now - timedelta(seconds=settings.MEDPORTAL_TASK_TIME_LIMIT)
-    stats = {"resent": 0, "requeued": 0, "failed": 0}
+    stats = {"resent": 0, "requeued": 0, "failed": 0, "heatmaps": 0}
 
     stale = list(
         Prediction.objects.filter(status=PredictionStatus.RUNNING, started_at__lt=stale_before).select_related("model")
@@ -357,6 +425,16 @@ def predictions_sweep(*, now=None) -> dict[str, int]:
     )
     pairs = list(lost.values_list("id", "model__queue"))
     stats["resent"] = predictions_enqueue(pairs)
+
+    # Heatmap work lost with the broker. Bounded by a window, so a model whose Grad-CAM
+    # can never work is not retried forever; its second opinions stand without a heatmap.
+    no_heatmap = Prediction.objects.filter(
+        status=PredictionStatus.SUCCEEDED,
+        heatmap="",
+        finished_at__lt=resend_before,
+        finished_at__gte=now - timedelta(seconds=settings.MEDPORTAL_HEATMAP_RETRY_WINDOW),
+    )
+    stats["heatmaps"] = predictions_enqueue_heatmaps(list(no_heatmap.values_list("id", "model__queue")))
     return stats
 
 

@@ -124,6 +124,19 @@ MEDPORTAL_TASK_TIME_LIMIT = env.int("MEDPORTAL_TASK_TIME_LIMIT", default=300)
 MEDPORTAL_REQUEUE_AFTER = env.int("MEDPORTAL_REQUEUE_AFTER", default=120)
 MEDPORTAL_SWEEP_INTERVAL = env.float("MEDPORTAL_SWEEP_INTERVAL", default=30.0)
 MEDPORTAL_GPU_QUEUE = env.str("MEDPORTAL_GPU_QUEUE", default="gpu")
+# A worker that finished a batch keeps claiming batches of the same model for this long
+# before it goes back to the broker, so a burst costs one task per batch, not per image.
+MEDPORTAL_DRAIN_SECONDS = env.float("MEDPORTAL_DRAIN_SECONDS", default=10.0)
+# Load every active model of the worker's queues when a pool process starts (no cold first job).
+MEDPORTAL_WARM_MODELS = env.bool("MEDPORTAL_WARM_MODELS", default=True)
+# Grad-CAM runs as a follow-up task at this (lower) broker priority, after the second opinion is stored.
+MEDPORTAL_HEATMAP_PRIORITY = env.int("MEDPORTAL_HEATMAP_PRIORITY", default=9)
+# The sweeper re-sends heatmap work lost with the broker for predictions finished within this window.
+MEDPORTAL_HEATMAP_RETRY_WINDOW = env.int("MEDPORTAL_HEATMAP_RETRY_WINDOW", default=3600)
+# Above this many waiting predictions, uploads are still accepted but say how long the AI will take.
+MEDPORTAL_QUEUE_SOFT_LIMIT = env.int("MEDPORTAL_QUEUE_SOFT_LIMIT", default=200)
+# Images per second assumed for the expected wait until the workers have finished some work.
+MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default=20.0)
 # Demo users with a known password may be created only where this is on (the embedded default).
 MEDPORTAL_DEMO_ALLOWED = False
 
@@ -140,6 +153,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Pool processes load their models at start-up (MEDPORTAL_WARM_MODELS); give them time to.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=180.0)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ROUTES = ("medportal.tasks.route_task",)
@@ -180,6 +195,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["medportal.api.schema.only_api_v1"],
+    "ENUM_NAME_OVERRIDES": {
+        "StudyStatusEnum": "imaging.models.StudyStatus",
+        "PredictionStatusEnum": "inference.models.PredictionStatus",
+        "AIModelStatusEnum": "inference.models.AIModelStatus",
+    },
     # The docs pages load Swagger UI and Redoc from our own static files, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 from django.core.files.storage import default_storage
+from django.test import override_settings
 from PIL import Image as PILImage
 
 from imaging.models import StudyStatus
@@ -25,6 +26,10 @@ def test_run_writes_label_confidence_probabilities_and_heatmap(tiny_model, sampl
     prediction = image.predictions.get()
 
     assert runtime.run_batch(prediction_id=prediction.id) == 1
+    # The heatmap follows as its own task, after the second opinion is stored.
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.SUCCEEDED and not prediction.heatmap
+    assert runtime.run_heatmaps(prediction_ids=[prediction.id]) == 1
 
     prediction.refresh_from_db()
     assert prediction.status == PredictionStatus.SUCCEEDED
@@ -124,3 +129,57 @@ def test_a_result_from_a_superseded_claim_is_discarded(tiny_model, sample_image_
     )
     prediction.refresh_from_db()
     assert prediction.label == "pneumonia" and prediction.confidence == pytest.approx(0.8)
+
+
+def test_heatmaps_are_batched_match_the_label_and_are_written_once(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-pneumonia-1.png", "cxr-pneumonia-2.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+    runtime.run_batch(prediction_id=predictions[0].id)
+    ids = [p.id for p in predictions]
+
+    assert runtime.run_heatmaps(prediction_ids=ids) == 3
+    first = {p.id: p.heatmap.name for p in Prediction.objects.filter(id__in=ids)}
+    assert all(first.values())
+    assert runtime.run_heatmaps(prediction_ids=ids) == 0  # a second delivery changes nothing
+    assert {p.id: p.heatmap.name for p in Prediction.objects.filter(id__in=ids)} == first
+
+
+def test_a_queued_prediction_gets_no_heatmap(tiny_model, sample_image_bytes):
+    prediction = upload(sample_image_bytes).predictions.get()
+    assert runtime.run_heatmaps(prediction_ids=[prediction.id]) == 0
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.QUEUED and not prediction.heatmap
+
+
+@override_settings(MEDPORTAL_BATCH_SIZE=2)
+def test_one_task_drains_its_models_queue_in_batches(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png", "cxr-pneumonia-2.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+
+    assert runtime.run_batch(prediction_id=predictions[0].id) == 4
+
+    rows = Prediction.objects.all()
+    assert {p.status for p in rows} == {PredictionStatus.SUCCEEDED}
+    assert len({p.claim_token for p in rows}) == 2 and {p.attempts for p in rows} == {1}
+    # Every other task of the burst now finds nothing left to do.
+    assert all(runtime.run_batch(prediction_id=p.id) == 0 for p in predictions[1:])
+
+
+@override_settings(MEDPORTAL_BATCH_SIZE=2, MEDPORTAL_DRAIN_SECONDS=0)
+def test_without_drain_time_a_task_runs_one_batch(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+
+    assert runtime.run_batch(prediction_id=predictions[0].id) == 2
+    assert Prediction.objects.filter(status=PredictionStatus.QUEUED).count() == 1
+
+
+def test_warm_models_loads_each_active_model_of_the_queues(tiny_model):
+    runtime._models.clear()
+    assert runtime.warm_models(queues=["some-other-queue"]) == 0
+    assert runtime.loaded_model_count() == 0
+    assert runtime.warm_models(queues=[tiny_model.queue]) == 1
+    assert runtime.loaded_model_count() == 1

@@ -108,6 +108,20 @@ class TestClaim:
         assert all(p.attempts == 1 and p.claim_token == claim.token for p in claim.predictions)
         assert predictions_claim(prediction_id=first.id) is None  # a second delivery finds nothing
 
+    def test_claim_next_takes_the_most_urgent_queued_rows_of_that_model(self, tiny_model, sample_image_bytes):
+        from inference.services import predictions_claim_next
+
+        routine, urgent = StudyFactory(priority=3), StudyFactory(priority=1)
+        image_upload(study=routine, data=sample_image_bytes("cxr-normal-1.png"))
+        image_upload(study=urgent, data=sample_image_bytes("cxr-normal-2.png"))
+        image_upload(study=routine, data=sample_image_bytes("cxr-pneumonia-1.png"))
+
+        claim = predictions_claim_next(model_id=tiny_model.id, batch_size=1)
+        assert [p.image.study_id for p in claim.predictions] == [urgent.id]
+        rest = predictions_claim_next(model_id=tiny_model.id, batch_size=5)
+        assert len(rest.predictions) == 2 and rest.token != claim.token
+        assert predictions_claim_next(model_id=tiny_model.id) is None
+
 
 class TestSweeper:
     @pytest.fixture
@@ -136,7 +150,7 @@ class TestSweeper:
         assert prediction.image.study.status == StudyStatus.AI_DONE
 
     def test_leaves_fresh_work_alone(self, prediction):
-        assert predictions_sweep() == {"resent": 0, "requeued": 0, "failed": 0}
+        assert predictions_sweep() == {"resent": 0, "requeued": 0, "failed": 0, "heatmaps": 0}
 
 
 def succeed(prediction, label="pneumonia", confidence=0.8):
@@ -202,3 +216,22 @@ class TestRerun:
         assert {p.model_id for p in queued} == {tiny_model.id, other.id}
         failed.refresh_from_db()
         assert failed.status == PredictionStatus.QUEUED and failed.error == "" and failed.attempts == 0
+
+
+class TestSweeperHeatmaps:
+    def test_resends_heatmap_work_lost_with_the_broker_within_the_window(
+        self, tiny_model, sample_image_bytes, monkeypatch
+    ):
+        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
+        prediction = succeed(image.predictions.get())
+        finished = timezone.now()
+        Prediction.objects.filter(id=prediction.id).update(finished_at=finished)
+        sent = []
+        monkeypatch.setattr(
+            "inference.tasks.prediction_heatmaps.apply_async", lambda **kwargs: sent.append(kwargs["kwargs"])
+        )
+
+        assert predictions_sweep(now=finished)["heatmaps"] == 0  # too fresh: its task is still on its way
+        assert predictions_sweep(now=finished + datetime.timedelta(minutes=5))["heatmaps"] == 1
+        assert sent == [{"prediction_ids": [str(prediction.id)]}]
+        assert predictions_sweep(now=finished + datetime.timedelta(days=2))["heatmaps"] == 0
