@@ -1,0 +1,89 @@
+"""The DICOM C-STORE receiver (a Storage SCP): modalities and PACS push instances to it.
+
+Every received instance goes through ``dicom_ingest``, like an upload.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+from pydicom import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from imaging.models import ImageSource
+from imaging.validation import ImageRejected
+
+logger = logging.getLogger(__name__)
+
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    ae_title: str = "MEDPORTAL"
+    host: str = "0.0.0.0"  # noqa: S104 - a receiver listens for the hospital network
+    port: int = 11112
+    # Empty: any calling AE title may store. Otherwise only these.
+    allowed_calling_ae_titles: tuple[str, ...] = ()
+
+
+def _status(code: int, comment: str = "") -> Dataset:
+    status = Dataset()
+    status.Status = code
+    if comment:
+        status.ErrorComment = comment[:64]
+    return status
+
+
+def handle_store(event) -> Dataset:
+    """C-STORE: ingest the instance as received (its original encoding, with file meta)."""
+    from imaging.dicom.services import dicom_ingest
+
+    calling = event.assoc.requestor.ae_title
+    close_old_connections()
+    try:
+        data = event.encoded_dataset(include_meta=True)
+        result = dicom_ingest(data=data, source=ImageSource.C_STORE)
+    except ImageRejected as exc:
+        logger.warning("C-STORE from %s refused: %s", calling, exc)
+        return _status(STATUS_CANNOT_UNDERSTAND, str(exc))
+    except Exception:
+        logger.exception("C-STORE from %s failed", calling)
+        return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
+    finally:
+        close_old_connections()
+    logger.info(
+        "C-STORE from %s: %s %s",
+        calling,
+        result.image.sop_instance_uid,
+        "stored" if result.created else "already stored",
+    )
+    return _status(STATUS_SUCCESS)
+
+
+def handle_echo(event) -> int:
+    return STATUS_SUCCESS
+
+
+def build_ae(config: ReceiverConfig) -> AE:
+    ae = AE(ae_title=config.ae_title)
+    # The common storage SOP classes, in any transfer syntax: the file is stored as sent and
+    # decoded later, or marked not analysable when no decoder can read it.
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification)
+    if config.allowed_calling_ae_titles:
+        ae.require_calling_aet = list(config.allowed_calling_ae_titles)
+    ae.maximum_pdu_size = 0
+    return ae
+
+
+def receiver_start(config: ReceiverConfig, *, block: bool = False):
+    """Start listening. Non-blocking: returns the server, whose ``shutdown()`` stops it."""
+    ae = build_ae(config)
+    handlers = [(evt.EVT_C_STORE, handle_store), (evt.EVT_C_ECHO, handle_echo)]
+    logger.info("DICOM receiver %s listening on %s:%s", config.ae_title, config.host, config.port)
+    return ae.start_server((config.host, config.port), block=block, evt_handlers=handlers)
