@@ -105,16 +105,22 @@ def load_class_folder(
     *,
     transform=None,
     class_names: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> ImageSet:
     """Load every image below ``root/<class>/``.
 
     ``transform`` (e.g. ``to_model_input``) is applied per image while loading so a
     folder of large photographs never has to sit in memory at full resolution.
-    ``class_names`` pins the expected label order; a mismatch is an error.
+    ``class_names`` pins the expected label order; a mismatch is an error. ``limit``
+    keeps a stratified sample of at most that many files, chosen before decoding.
     """
     found, entries = list_class_folder(root)
     if class_names is not None and list(class_names) != found:
         raise ValueError(f"{root}: class folders {found} do not match expected {list(class_names)}")
+    if limit:
+        keep = stratified_limit(np.array([label for _, label in entries]), limit, seed=seed)
+        entries = [entries[i] for i in keep]
     images = []
     for file, _ in entries:
         pixels = read_image(file)

@@ -1,0 +1,82 @@
+"""Evaluate a model on labelled data (an npz split or a class-folder directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import list_class_folder, load_npz, read_image
+from .metrics import classification_report
+from .preprocessing import to_model_batch
+
+
+class EvaluationError(ValueError):
+    """Data and model do not fit together (labels, shapes, missing split)."""
+
+
+def load_labelled_images(
+    data_path: str | Path, labels: list[str], *, split: str = "test"
+) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray]:
+    """Images and label indices in the model's label order.
+
+    npz: ``<split>_images``/``<split>_labels`` with integer labels that must index
+    ``labels``. Directory: one sub-folder per class whose names must be the model's
+    labels (any subset, in any order; they are mapped by name).
+    """
+    data_path = Path(data_path)
+    if not data_path.exists():
+        raise EvaluationError(f"{data_path} does not exist")
+    if data_path.is_dir():
+        folders, entries = list_class_folder(data_path)
+        unknown = [f for f in folders if f not in labels]
+        if unknown:
+            raise EvaluationError(f"class folders {unknown} are not labels of this model ({labels})")
+        images = [read_image(path) for path, _ in entries]
+        y = np.array([labels.index(folders[i]) for _, i in entries], dtype=np.int64)
+        return images, y
+    try:
+        data = load_npz(data_path, split)
+    except KeyError as exc:
+        raise EvaluationError(str(exc.args[0])) from exc
+    if len(data.labels) and data.labels.max() >= len(labels):
+        raise EvaluationError(
+            f"{data_path.name} has label {int(data.labels.max())} but the model has {len(labels)} labels"
+        )
+    images = data.images
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise EvaluationError(f"{data_path.name}: images of shape {images.shape[1:]} are not HxW or HxWx3")
+    return images, data.labels
+
+
+def evaluate(model, card: dict, data_path: str | Path, *, split: str = "test") -> dict:
+    """Accuracy, balanced accuracy, macro AUC, n and per-class sensitivity/specificity."""
+    from .serving import model_input_shape, model_output_width, predict_proba
+
+    labels = list(card["labels"])
+    width = model_output_width(model)
+    if width != len(labels):
+        raise EvaluationError(f"the model has {width} outputs but its card lists {len(labels)} labels")
+    height, width_px = (int(v) for v in card["input_size"])
+    channels = 1 if card["color_mode"] == "grayscale" else 3
+    expected = model_input_shape(model)
+    if any(e is not None and e != g for e, g in zip(expected, (height, width_px, channels), strict=True)):
+        raise EvaluationError(f"the card says input {height}x{width_px}x{channels} but the model expects {expected}")
+    images, y = load_labelled_images(data_path, labels, split=split)
+    if len(y) == 0:
+        raise EvaluationError(f"no labelled images found in {data_path}")
+    batch = to_model_batch(
+        images,
+        input_size=(height, width_px),
+        color_mode=card["color_mode"],
+        resize=(card.get("preprocessing") or {}).get("resize", "stretch"),
+    )
+    proba = predict_proba(model, batch, temperature=float(card.get("temperature") or 1.0))
+    report = classification_report(y, proba, labels)
+    return {
+        "accuracy": report["accuracy"],
+        "balanced_accuracy": report["balanced_accuracy"],
+        "macro_auc": report["macro_auc"],
+        "n": report["n"],
+        "per_class": report["per_class"],
+    }

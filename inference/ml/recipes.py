@@ -1,0 +1,587 @@
+"""One training recipe per shipped model: data, input geometry, network, schedule, card text.
+
+The Django side routes studies to models by ``modalities`` / ``body_part`` /
+``procedure``, so those codes must stay exactly as written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+MEDMNIST_V2 = (
+    "MedMNIST v2 (Yang et al., Scientific Data 10, 41, 2023), Table of 2D benchmarks, "
+    "test-set ACC; best of ResNet-18/50 at 28/224, auto-sklearn, AutoKeras and "
+    "Google AutoML Vision"
+)
+MEDMNIST_CITATION = (
+    "Jiancheng Yang, Rui Shi, Donglai Wei, Zequan Liu, Lin Zhao, Bilian Ke, Hanspeter "
+    "Pfister, Bingbing Ni. MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D "
+    "biomedical image classification. Scientific Data 10, 41 (2023). "
+    "doi:10.1038/s41597-022-01721-8"
+)
+SECOND_OPINION = (
+    "Decision support only: an automated second opinion to be read by a qualified clinician "
+    "alongside the images and the clinical context. It is not a diagnosis, must not be used "
+    "to rule a condition in or out on its own, and has no regulatory clearance."
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    display_name: str
+    # Data
+    dataset_name: str
+    dataset_path: str  # relative to the datasets root
+    layout: str  # "npz" or "folders"
+    labels: tuple[str, ...]
+    normal_labels: tuple[str, ...] | None
+    npz_file: str = ""
+    train_split: str = "train"  # npz key prefix or sub-folder name
+    val_split: str | None = "val"  # None: carve a stratified split out of train
+    val_fraction: float = 0.15
+    # Input geometry (the serving contract)
+    input_size: tuple[int, int] = (28, 28)
+    color_mode: str = "grayscale"
+    resize: str = "stretch"
+    # Network and optimisation
+    architecture: str = "resnet"
+    arch_params: dict = field(default_factory=dict)
+    augmentation: str | dict | None = None
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    patience: int = 10
+    class_weighting: str = "auto"  # "auto": balanced weights when classes are imbalanced
+    seed: int = 20240611
+    # Routing
+    modalities: tuple[str, ...] = ()
+    body_part: str = ""
+    procedure: str = ""
+    # Card text
+    source: str = ""
+    licence: str = ""
+    citation: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+    not_for: str = ""
+    published_benchmark: dict = field(default_factory=dict)
+    version: str = "1.0.0"
+
+    def hyperparameters(self) -> dict:
+        keys = (
+            "architecture",
+            "arch_params",
+            "augmentation",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "weight_decay",
+            "warmup_epochs",
+            "patience",
+            "class_weighting",
+            "val_fraction",
+        )
+        data = asdict(self)
+        return {k: data[k] for k in keys}
+
+
+SMALL_28 = {
+    "stem_filters": 24,
+    "stem_stride": 1,
+    "widths": (24, 48, 96),
+    "blocks": (1, 1, 1),
+    "separable": False,
+    "dropout": 0.3,
+}
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def _register(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+_register(
+    Recipe(
+        name="cxr-pneumonia",
+        display_name="Chest X-ray: pneumonia vs normal (paediatric)",
+        dataset_name="PneumoniaMNIST (MedMNIST v2)",
+        dataset_path="pneumoniamnist",
+        layout="npz",
+        npz_file="pneumoniamnist.npz",
+        labels=("normal", "pneumonia"),
+        normal_labels=("normal",),
+        input_size=(28, 28),
+        color_mode="grayscale",
+        arch_params=dict(SMALL_28),
+        augmentation="chest_xray",
+        epochs=30,
+        batch_size=64,
+        patience=8,
+        modalities=("CR", "DX"),
+        body_part="CHEST",
+        source=(
+            "MedMNIST v2 PneumoniaMNIST (official release, Zenodo 10.5281/zenodo.10519652), "
+            "derived from Kermany et al. paediatric chest X-rays (Guangzhou Women and "
+            "Children's Medical Center), centre-cropped and down-sampled to 28x28"
+        ),
+        licence="CC BY 4.0",
+        citation=(
+            MEDMNIST_CITATION + " Daniel S. Kermany et al. Identifying Medical Diagnoses and "
+            "Treatable Diseases by Image-Based Deep Learning. Cell 172(5), 1122-1131 (2018)."
+        ),
+        intended_use=(
+            SECOND_OPINION + " Flags frontal paediatric chest radiographs that look like "
+            "pneumonia (bacterial or viral) versus normal."
+        ),
+        limitations=(
+            "Trained on 28x28 thumbnails: fine detail is lost, so subtle or small "
+            "consolidations can be missed. Source images are paediatric (1-5 years) from a "
+            "single centre; adult films, other hospitals, portable/AP projections and other "
+            "lung disease are out of distribution. Train and validation are 74% pneumonia, so "
+            "calibrated probabilities reflect that prevalence. Cannot tell bacterial from "
+            "viral pneumonia and does not localise; Grad-CAM maps are coarse (7x7 grid)."
+        ),
+        not_for=(
+            "Adults, lateral views, CT, triage without a clinician, or excluding pneumonia in a symptomatic patient."
+        ),
+        published_benchmark={
+            "accuracy": 0.946,
+            "source": MEDMNIST_V2 + " (best: Google AutoML Vision; ResNet-50 (224) 0.884)",
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="us-breast",
+        display_name="Breast ultrasound: malignant vs normal/benign",
+        dataset_name="BreastMNIST (MedMNIST v2)",
+        dataset_path="breastmnist",
+        layout="npz",
+        npz_file="breastmnist.npz",
+        labels=("malignant", "normal, benign"),
+        normal_labels=("normal, benign",),
+        input_size=(28, 28),
+        color_mode="grayscale",
+        arch_params={**SMALL_28, "dropout": 0.4},
+        augmentation="ultrasound",
+        epochs=80,
+        batch_size=32,
+        patience=15,
+        modalities=("US",),
+        body_part="BREAST",
+        source=(
+            "MedMNIST v2 BreastMNIST (official release), derived from the Breast Ultrasound "
+            "Images dataset of Al-Dhabyani et al. (Baheya Hospital, Cairo), down-sampled to "
+            "28x28"
+        ),
+        licence="CC BY 4.0",
+        citation=(
+            MEDMNIST_CITATION + " Walid Al-Dhabyani, Mohammed Gomaa, Hussien Khaled, Aly "
+            "Fahmy. Dataset of breast ultrasound images. Data in Brief 28, 104863 (2020)."
+        ),
+        intended_use=(
+            SECOND_OPINION + " Estimates whether a breast ultrasound image shows a malignant "
+            "lesion, as an aid to BI-RADS assessment by a radiologist."
+        ),
+        limitations=(
+            "Only 546 training images from one centre and one scanner family, at 28x28, so "
+            "lesion margins and echo texture are barely resolved. Normal and benign are "
+            "merged into one class. The validation set has only 78 images (21 malignant), so "
+            "the reported figures carry wide uncertainty (several percentage points)."
+        ),
+        not_for=("Screening without a radiologist, deciding on biopsy alone, or mammography/MRI."),
+        published_benchmark={
+            "accuracy": 0.863,
+            "source": MEDMNIST_V2 + " (best: ResNet-18 (28))",
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="fundus-dr-grade",
+        display_name="Fundus photograph: diabetic retinopathy grade 0-4",
+        dataset_name="RetinaMNIST (MedMNIST v2)",
+        dataset_path="retinamnist",
+        layout="npz",
+        npz_file="retinamnist.npz",
+        labels=("DR grade 0", "DR grade 1", "DR grade 2", "DR grade 3", "DR grade 4"),
+        normal_labels=("DR grade 0",),
+        input_size=(28, 28),
+        color_mode="rgb",
+        arch_params={**SMALL_28, "dropout": 0.4},
+        augmentation="fundus",
+        epochs=60,
+        batch_size=32,
+        patience=12,
+        modalities=("OP",),
+        body_part="EYE",
+        source=(
+            "MedMNIST v2 RetinaMNIST (official release), derived from the DeepDRiD challenge "
+            "fundus images, down-sampled to 28x28 RGB"
+        ),
+        licence="CC BY 4.0",
+        citation=(
+            MEDMNIST_CITATION + " Ruhan Liu et al. DeepDRiD: Diabetic Retinopathy - Grading "
+            "and Image Quality Estimation Challenge. Patterns 3(6), 100512 (2022)."
+        ),
+        intended_use=(
+            SECOND_OPINION + " Suggests a diabetic retinopathy severity grade (0 none to 4 "
+            "proliferative) for a colour fundus photograph, to prioritise review by an "
+            "ophthalmologist or trained grader."
+        ),
+        limitations=(
+            "Hard task at 28x28: microaneurysms and small haemorrhages are invisible at this "
+            "resolution, so even published benchmarks reach only about 50% accuracy; adjacent "
+            "grades are frequently confused. Only 1080 training images; grades 1 and 4 are "
+            "rare. Trained as plain 5-class classification, not ordinal regression. No "
+            "diabetic macular oedema assessment."
+        ),
+        not_for=("Autonomous DR screening, referral decisions without a grader, or other retinal disease."),
+        published_benchmark={
+            "accuracy": 0.531,
+            "source": MEDMNIST_V2 + " (best: Google AutoML Vision)",
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="smear-malaria",
+        display_name="Thin blood smear cell: malaria parasitised vs uninfected",
+        dataset_name="NIH/NLM malaria cell images (small subset)",
+        dataset_path="malaria_cells",
+        layout="folders",
+        labels=("Parasitized", "Uninfected"),
+        normal_labels=("Uninfected",),
+        input_size=(64, 64),
+        color_mode="rgb",
+        resize="pad",
+        arch_params={
+            "stem_filters": 16,
+            "stem_stride": 1,
+            "widths": (16, 32, 64),
+            "blocks": (1, 1, 1),
+            "separable": False,
+            "dropout": 0.4,
+        },
+        augmentation="microscopy",
+        epochs=60,
+        batch_size=32,
+        patience=15,
+        modalities=("SM",),
+        body_part="BLOOD",
+        procedure="MALARIA_SCREEN",
+        source=(
+            "U.S. National Library of Medicine (Lister Hill Center) malaria cell image "
+            "dataset: segmented red-blood-cell crops from Giemsa-stained thin smears; a "
+            "500-image subset split by smear photograph"
+        ),
+        licence="Public research release by the U.S. NLM (no explicit licence in the copies used)",
+        citation=(
+            "S. Rajaraman, S. K. Antani, M. Poostchi, K. Silamut, M. A. Hossain, R. J. Maude, "
+            "S. Jaeger, G. R. Thoma. Pre-trained convolutional neural networks as feature "
+            "extractors toward improved malaria parasite detection in thin blood smear "
+            "images. PeerJ 6, e4568 (2018)."
+        ),
+        intended_use=(
+            SECOND_OPINION + " Marks single segmented red-cell crops from a Giemsa thin smear "
+            "as parasitised or uninfected, to help a microscopist focus on suspicious cells."
+        ),
+        limitations=(
+            "Trained on only 340 cells from a handful of patients (about 5 slides per class), "
+            "so the validation figures (55 cells) are a pipeline check, not a reliable "
+            "accuracy estimate. Works on single pre-segmented cells, not whole smear images; "
+            "no species identification or parasitaemia count. Stain and microscope changes "
+            "are out of distribution."
+        ),
+        not_for="Diagnosing or excluding malaria, species identification, or parasite counts.",
+        published_benchmark={
+            "accuracy": 0.90,
+            "accuracy_range": [0.90, 0.96],
+            "source": (
+                "Prototype reports on the NIH malaria cell images: 90-96% accuracy (on the "
+                "full 27,558-cell set, not this subset); lower bound shown"
+            ),
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="smear-cell-type",
+        display_name="Peripheral blood smear: white/blood cell type (8 classes)",
+        dataset_name="PBC peripheral blood cell images (subset)",
+        dataset_path="blood_cells_pbc",
+        layout="folders",
+        labels=(
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "ig",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ),
+        normal_labels=None,
+        input_size=(96, 96),
+        color_mode="rgb",
+        arch_params={
+            "stem_filters": 32,
+            "stem_stride": 2,
+            "widths": (32, 64, 128, 192),
+            "blocks": (1, 1, 1, 1),
+            "separable": True,
+            "dropout": 0.3,
+        },
+        augmentation="microscopy",
+        epochs=45,
+        batch_size=32,
+        patience=10,
+        modalities=("SM",),
+        body_part="BLOOD",
+        procedure="WBC_DIFFERENTIAL",
+        source=(
+            "PBC dataset (Hospital Clinic de Barcelona; CellaVision DM96, May Gruenwald-Giemsa "
+            "stain), a class-balanced 200 train / 40 val images per class subset; BloodMNIST "
+            "is the same source down-sampled"
+        ),
+        licence="CC BY 4.0",
+        citation=(
+            "Andrea Acevedo, Anna Merino, Santiago Alferez, Angel Molina, Laura Boldu, Jose "
+            "Rodellar. A dataset of microscopic peripheral blood cell images for development "
+            "of automatic recognition systems. Data in Brief 30, 105474 (2020). "
+            "doi:10.1016/j.dib.2020.105474"
+        ),
+        intended_use=(
+            SECOND_OPINION + " Suggests the cell type of a single centred cell image from a "
+            "peripheral blood smear, to assist a manual differential count reviewed by a "
+            "haematology technologist or haematologist."
+        ),
+        limitations=(
+            "Normal cells only (no blasts, atypical lymphocytes or other pathological cells), "
+            "from one laboratory, one analyser and one stain; 'ig' (immature granulocytes) "
+            "lumps promyelocytes, myelocytes and metamyelocytes. Trained on a balanced subset "
+            "of 1600 images, so the class prior is not that of a real smear. Single centred "
+            "cell crops only."
+        ),
+        not_for=(
+            "Detecting leukaemia or other malignant cells, whole-slide analysis, or reporting "
+            "a differential without human review."
+        ),
+        published_benchmark={
+            "accuracy": 0.966,
+            "source": (
+                MEDMNIST_V2 + " for BloodMNIST (same PBC source at 28x28, different split; best: "
+                "Google AutoML Vision) - indicative only"
+            ),
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="derm-melanoma",
+        display_name="Dermoscopy: melanoma vs melanocytic naevus",
+        dataset_name="HAM10000 (melanoma / naevus subset)",
+        dataset_path="ham10000_mel_nv",
+        layout="folders",
+        labels=("mel", "nv"),
+        normal_labels=("nv",),
+        input_size=(112, 112),
+        color_mode="rgb",
+        arch_params={
+            "stem_filters": 32,
+            "stem_stride": 2,
+            "widths": (32, 64, 128, 192),
+            "blocks": (1, 1, 1, 1),
+            "separable": True,
+            "dropout": 0.4,
+        },
+        augmentation="dermoscopy",
+        epochs=50,
+        batch_size=32,
+        patience=12,
+        modalities=("DMS",),
+        body_part="SKIN",
+        source=(
+            "HAM10000 dermoscopic images (ViDIR Group, Medical University of Vienna, and "
+            "Cliff Rosendahl's practice), 150x150 melanoma and naevus subset split by "
+            "lesion_id so no lesion straddles splits"
+        ),
+        licence="CC BY-NC 4.0 (non-commercial use only)",
+        citation=(
+            "Philipp Tschandl, Cliff Rosendahl, Harald Kittler. The HAM10000 dataset, a large "
+            "collection of multi-source dermatoscopic images of common pigmented skin "
+            "lesions. Scientific Data 5, 180161 (2018). doi:10.1038/sdata.2018.161"
+        ),
+        intended_use=(
+            SECOND_OPINION + " Estimates whether a dermoscopic image of a melanocytic lesion "
+            "looks like melanoma rather than a benign naevus, for a dermatologist."
+        ),
+        limitations=(
+            "HAM10000 is licensed for non-commercial use only, so this model may not be used "
+            "commercially. Two classes only: other lesions (basal cell carcinoma, "
+            "seborrhoeic keratosis, etc.) will be forced into melanoma or naevus. Training "
+            "set is balanced (700/700), unlike real practice where melanoma is rare, and "
+            "mostly fair-skinned European patients; images were reduced to 150x150 and then "
+            "112x112."
+        ),
+        not_for=(
+            "Non-dermoscopic (clinical/phone) photographs, non-melanocytic lesions, "
+            "commercial use, or deciding against excision."
+        ),
+        published_benchmark={
+            "accuracy": 0.92,
+            "source": (
+                "Prototype reports of about 92% accuracy for benign vs malignant skin lesion "
+                "classification (different data and splits; indicative only)"
+            ),
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="cxr-covid19",
+        display_name="Chest X-ray: COVID-19 vs normal",
+        dataset_name="COVID-19 Radiography Database (COVID / Normal subset)",
+        dataset_path="covid19_radiography_cxr",
+        layout="folders",
+        labels=("COVID", "Normal"),
+        normal_labels=("Normal",),
+        input_size=(128, 128),
+        color_mode="grayscale",
+        arch_params={
+            "stem_filters": 32,
+            "stem_stride": 2,
+            "widths": (32, 64, 128, 192),
+            "blocks": (1, 1, 1, 1),
+            "separable": True,
+            "dropout": 0.3,
+        },
+        augmentation="chest_xray",
+        epochs=35,
+        batch_size=32,
+        patience=8,
+        modalities=("CR", "DX"),
+        body_part="CHEST",
+        source=(
+            "COVID-19 Radiography Database (Qatar University / University of Dhaka, Kaggle), "
+            "COVID and Normal classes at 224x224, de-duplicated seeded subset"
+        ),
+        licence=(
+            "Research use; aggregated from several public sources with their own terms "
+            "(no licence file in the copy used)"
+        ),
+        citation=(
+            "M. E. H. Chowdhury et al. Can AI help in screening Viral and COVID-19 pneumonia? "
+            "IEEE Access 8, 132665-132676 (2020). T. Rahman et al. Exploring the effect of "
+            "image enhancement techniques on COVID-19 detection using chest X-ray images. "
+            "Computers in Biology and Medicine 132, 104319 (2021)."
+        ),
+        intended_use=(
+            SECOND_OPINION + " Research demonstrator that scores a frontal chest radiograph "
+            "for COVID-19-like appearance versus normal."
+        ),
+        limitations=(
+            "Strong source bias: the Normal class mixes adult (RSNA) and paediatric "
+            "(Kermany) films while COVID images are adult and come from different "
+            "hospitals and web sources, so the network can partly learn age, scanner and "
+            "annotation cues instead of disease. Two classes only: other pneumonias and "
+            "lung opacities are out of distribution. Near-duplicates inside the training "
+            "set were not removed. Treat the scores as a demonstration, not a clinical claim."
+        ),
+        not_for=(
+            "Diagnosing or excluding COVID-19 (use RT-PCR/antigen testing), children, "
+            "distinguishing COVID-19 from other pneumonias, or any commercial deployment "
+            "without clearing the source licences."
+        ),
+        published_benchmark={
+            "accuracy": 0.90,
+            "accuracy_range": [0.90, 0.96],
+            "source": (
+                "Prototype reports on the COVID-19 Radiography Database: 90-96% accuracy "
+                "(different subsets and splits); lower bound shown"
+            ),
+        },
+    )
+)
+
+_register(
+    Recipe(
+        name="mri-brain-tumour",
+        display_name="Brain MRI slice: glioma / meningioma / pituitary tumour / no tumour",
+        dataset_name="Brain Tumor Classification (MRI), de-duplicated re-split",
+        dataset_path="brain_tumor_mri",
+        layout="folders",
+        labels=("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"),
+        normal_labels=("no_tumor",),
+        train_split="Training",
+        val_split=None,
+        val_fraction=0.15,
+        input_size=(128, 128),
+        color_mode="grayscale",
+        arch_params={
+            "stem_filters": 32,
+            "stem_stride": 2,
+            "widths": (32, 64, 128, 192),
+            "blocks": (1, 1, 1, 1),
+            "separable": True,
+            "dropout": 0.3,
+        },
+        augmentation="mri",
+        epochs=40,
+        batch_size=32,
+        patience=10,
+        modalities=("MR",),
+        body_part="BRAIN",
+        source=(
+            "Brain Tumor Classification (MRI) by Bhuvaji et al. (Kaggle / GitHub), pooled "
+            "and re-split with near-duplicate and adjacent-slice groups kept together; the "
+            "validation split is carved from Training/ here"
+        ),
+        licence=(
+            "Unverified: no licence file in the source repository; the Kaggle release is commonly reported as MIT"
+        ),
+        citation=(
+            "Sartaj Bhuvaji, Ankita Kadam, Prajakta Bhumkar, Sameer Dedge, Swati Kanchan. "
+            "Brain Tumor Classification (MRI). Kaggle, 2020. doi:10.34740/KAGGLE/DSV/1183165"
+        ),
+        intended_use=(
+            SECOND_OPINION + " Suggests whether a single 2D brain MRI slice shows a glioma, "
+            "meningioma or pituitary tumour, or no tumour, for a neuroradiologist."
+        ),
+        limitations=(
+            "Mixed planes and sequences with no sequence information; single slices, not "
+            "volumes. No patient identifiers, so the random validation split can contain "
+            "neighbouring slices of the same scan as training and is optimistic. The "
+            "'no tumour' class is small (195 images). Other pathologies (metastases, "
+            "stroke, abscess) are out of distribution. Licence of the source is unverified."
+        ),
+        not_for=(
+            "Tumour detection on whole studies without review, grading, surgical planning, or excluding a tumour."
+        ),
+        published_benchmark={
+            "accuracy": None,
+            "source": (
+                "No verified published figure for this de-duplicated re-split (figures "
+                "reported on the original split are inflated by train/test duplicates)"
+            ),
+        },
+    )
+)
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None

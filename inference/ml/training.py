@@ -1,0 +1,384 @@
+"""Train one recipe end to end: data, network, calibration, metrics, model card.
+
+Run from the repository root without Django, e.g.::
+
+    python -m inference.ml.training cxr-pneumonia --output inference/zoo/cxr-pneumonia
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from . import cards
+from .calibration import fit_temperature
+from .datasets import ImageSet, load_class_folder, load_npz, stratified_limit, stratified_split
+from .metrics import (
+    classification_report,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from .preprocessing import to_model_batch, to_model_input
+from .recipes import Recipe, get_recipe
+
+logger = logging.getLogger(__name__)
+
+DATASETS_ENV = "MEDPORTAL_DATASETS"
+IMBALANCE_RATIO = 1.5
+
+
+def default_datasets_root() -> Path:
+    """``$MEDPORTAL_DATASETS`` or ``<repo>/../shared/datasets``."""
+    env = os.environ.get(DATASETS_ENV)
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    return repo.parent / "shared" / "datasets"
+
+
+@dataclass
+class PreparedData:
+    train: ImageSet  # images already at model input geometry, float32 (n, h, w, c)
+    val: ImageSet
+    validation_method: str
+    data_path: Path
+    validation_files: list[str] | None = None
+
+
+def _model_batch(images, recipe: Recipe) -> np.ndarray:
+    return to_model_batch(images, input_size=recipe.input_size, color_mode=recipe.color_mode, resize=recipe.resize)
+
+
+def load_data(
+    recipe: Recipe,
+    *,
+    datasets_root: str | Path | None = None,
+    data_path: str | Path | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+) -> PreparedData:
+    """Load train/validation for a recipe and bring every image to the model input geometry.
+
+    Images pass through ``preprocessing.to_model_input``, the same function the worker
+    uses. ``limit`` keeps a small stratified slice of each split (for smoke tests).
+    """
+    seed = recipe.seed if seed is None else seed
+    if data_path is None:
+        root = Path(datasets_root) if datasets_root else default_datasets_root()
+        data_path = root / recipe.dataset_path
+        if recipe.layout == "npz":
+            data_path = data_path / recipe.npz_file
+    data_path = Path(data_path)
+    if not data_path.exists():
+        raise FileNotFoundError(f"{recipe.name}: data not found at {data_path}")
+    validation_files = None
+    if recipe.layout == "npz":
+        if data_path.is_dir():
+            data_path = data_path / recipe.npz_file
+        train = load_npz(data_path, recipe.train_split, recipe.labels)
+        if recipe.val_split is None:
+            raise ValueError("npz recipes use the file's own validation split")
+        val = load_npz(data_path, recipe.val_split, recipe.labels)
+        method = f"official {recipe.val_split!r} split of the npz file; used for early stopping and temperature fitting"
+    elif recipe.layout == "folders":
+        transform = partial(
+            to_model_input,
+            input_size=recipe.input_size,
+            color_mode=recipe.color_mode,
+            resize=recipe.resize,
+        )
+        train = load_class_folder(
+            data_path / recipe.train_split, transform=transform, class_names=recipe.labels, limit=limit, seed=seed
+        )
+        if recipe.val_split is not None:
+            val = load_class_folder(
+                data_path / recipe.val_split, transform=transform, class_names=recipe.labels, limit=limit, seed=seed
+            )
+            method = f"the data set's own {recipe.val_split}/ folder; used for early stopping and temperature fitting"
+        else:
+            keep, held = stratified_split(train.labels, fraction=recipe.val_fraction, seed=seed)
+            val, train = train.subset(held), train.subset(keep)
+            validation_files = list(val.files)
+            method = (
+                f"stratified {recipe.val_fraction:.0%} per class carved from "
+                f"{recipe.train_split}/ by numpy.random.default_rng({seed}).permutation over "
+                "the sorted file list of each class (datasets.stratified_split); the chosen "
+                "files are listed in dataset.validation_files; used for early stopping and "
+                "temperature fitting"
+            )
+    else:
+        raise ValueError(f"unknown layout {recipe.layout!r}")
+    if limit:
+        train = train.subset(stratified_limit(train.labels, limit, seed=seed))
+        val = val.subset(stratified_limit(val.labels, limit, seed=seed))
+    if recipe.layout == "npz":
+        train.images = _model_batch(train.images, recipe)
+        val.images = _model_batch(val.images, recipe)
+    else:
+        # Folder images went through to_model_input while loading.
+        train.images = np.asarray(train.images, dtype=np.float32)
+        val.images = np.asarray(val.images, dtype=np.float32)
+    return PreparedData(train, val, method, data_path, validation_files)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None:
+    """Balanced weights n / (k * n_c) when the largest class outnumbers the smallest 1.5:1."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts[counts > 0]
+    if present.max() / present.min() <= IMBALANCE_RATIO:
+        return None
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    return {i: round(float(w), 4) for i, w in enumerate(weights)}
+
+
+def set_seeds(seed: int) -> None:
+    import keras
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # python, numpy and the TensorFlow backend
+
+
+def train_recipe(
+    recipe: Recipe | str,
+    *,
+    output_dir: str | Path,
+    datasets_root: str | Path | None = None,
+    data_path: str | Path | None = None,
+    epochs: int | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    verbose: int = 2,
+) -> dict:
+    """Train, calibrate and evaluate a recipe; writes ``model.keras`` + ``card.json``.
+
+    Returns the card. ``epochs``/``limit`` shrink the run for tests; the card records
+    the values actually used.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from .architectures import GRADCAM_LAYER, build_model
+    from .augment import build_augmentation
+    from .serving import raw_proba
+
+    if isinstance(recipe, str):
+        recipe = get_recipe(recipe)
+    if epochs is not None:
+        recipe = replace(recipe, epochs=int(epochs))
+    seed = recipe.seed if seed is None else int(seed)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    data = load_data(recipe, datasets_root=datasets_root, data_path=data_path, limit=limit, seed=seed)
+    train, val = data.train, data.val
+    n_classes = len(recipe.labels)
+    logger.info("%s: %d train / %d val images", recipe.name, len(train), len(val))
+
+    set_seeds(seed)
+    channels = 1 if recipe.color_mode == "grayscale" else 3
+    input_shape = (recipe.input_size[0], recipe.input_size[1], channels)
+    model = build_model(
+        recipe.architecture,
+        input_shape=input_shape,
+        num_classes=n_classes,
+        name=recipe.name.replace("-", "_"),
+        **recipe.arch_params,
+    )
+    # Augmentation wraps the network only while training, so the saved model is clean.
+    augmentation = build_augmentation(recipe.augmentation, seed=seed)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = augmentation(inputs) if augmentation is not None else inputs
+    trainer = keras.Model(inputs, model(x), name=f"{model.name}_trainer")
+
+    steps_per_epoch = max(1, int(np.ceil(len(train) / recipe.batch_size)))
+    warmup = min(recipe.warmup_epochs, max(recipe.epochs - 1, 0)) * steps_per_epoch
+    total = recipe.epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe.learning_rate / 10.0,
+        decay_steps=max(total - warmup, 1),
+        alpha=0.01,
+        warmup_target=recipe.learning_rate,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+    # Decaying batch-norm scales/shifts and biases only fights the normalisation.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    trainer.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
+    )
+    weights = class_weights(train.labels, n_classes) if recipe.class_weighting == "auto" else None
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((train.images, train.labels))
+        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+        .batch(recipe.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((val.images, val.labels)).batch(256)
+    history = trainer.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=recipe.epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    fit_seconds = time.perf_counter() - started
+
+    val_losses = history.history.get("val_loss", [])
+    best_epoch = int(np.argmin(val_losses)) + 1 if val_losses else 0
+
+    proba = raw_proba(model, val.images)
+    temperature = fit_temperature(proba, val.labels)
+    calibrated = _apply_t(proba, temperature)
+    report = classification_report(val.labels, calibrated, list(recipe.labels))
+    report["ece_before"] = round(expected_calibration_error(val.labels, proba), 6)
+    report["ece_after"] = round(expected_calibration_error(val.labels, calibrated), 6)
+    report["nll_before"] = round(negative_log_likelihood(val.labels, proba), 6)
+    report["nll_after"] = round(negative_log_likelihood(val.labels, calibrated), 6)
+
+    model_path = output_dir / cards.MODEL_FILENAME
+    model.save(model_path)
+    training_time = time.perf_counter() - started
+
+    card = build_card(
+        recipe,
+        data=data,
+        report=report,
+        temperature=temperature,
+        parameters=int(model.count_params()),
+        training_time_s=training_time,
+        seed=seed,
+        gradcam_layer=GRADCAM_LAYER if _has_layer(model, GRADCAM_LAYER) else None,
+        training={
+            "epochs_run": len(val_losses),
+            "best_epoch": best_epoch,
+            "class_weights": weights,
+            "fit_seconds": round(fit_seconds, 1),
+            "limit": limit,
+        },
+    )
+    cards.write_card(card, output_dir)
+    return card
+
+
+def _apply_t(proba: np.ndarray, temperature: float) -> np.ndarray:
+    from .calibration import apply_temperature
+
+    return apply_temperature(proba, temperature)
+
+
+def _has_layer(model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
+def build_card(
+    recipe: Recipe,
+    *,
+    data: PreparedData,
+    report: dict,
+    temperature: float,
+    parameters: int,
+    training_time_s: float,
+    seed: int,
+    gradcam_layer: str | None,
+    training: dict,
+) -> dict:
+    import keras
+    import tensorflow as tf
+
+    dataset = {
+        "name": recipe.dataset_name,
+        "path": recipe.dataset_path,
+        "source": recipe.source,
+        "licence": recipe.licence,
+        "citation": recipe.citation,
+        "splits": {"train": len(data.train), "val": len(data.val)},
+        "class_counts": {
+            "train": dict(zip(recipe.labels, data.train.class_counts(), strict=True)),
+            "val": dict(zip(recipe.labels, data.val.class_counts(), strict=True)),
+        },
+        "validation_method": data.validation_method,
+    }
+    if data.validation_files is not None:
+        dataset["validation_files"] = data.validation_files
+    return {
+        "name": recipe.name,
+        "version": recipe.version,
+        "display_name": recipe.display_name,
+        "task": "classification",
+        "labels": list(recipe.labels),
+        "normal_labels": list(recipe.normal_labels) if recipe.normal_labels is not None else None,
+        "input_size": [int(recipe.input_size[0]), int(recipe.input_size[1])],
+        "color_mode": recipe.color_mode,
+        "preprocessing": {
+            "resize": recipe.resize,
+            "scaling": "inside model (Rescaling 1/255)",
+            "input_dtype": "float32, values 0..255",
+            "function": "inference.ml.preprocessing.to_model_input",
+            "downsampling": "cv2 INTER_AREA (bilinear when enlarging)",
+            "grayscale_conversion": "ITU-R BT.601 luma",
+        },
+        "modalities": list(recipe.modalities),
+        "body_part": recipe.body_part,
+        "procedure": recipe.procedure,
+        "temperature": round(float(temperature), 6),
+        "gradcam_layer": gradcam_layer,
+        "dataset": dataset,
+        "intended_use": recipe.intended_use,
+        "limitations": recipe.limitations,
+        "not_for": recipe.not_for,
+        "metrics": {"validation": report},
+        "published_benchmark": dict(recipe.published_benchmark),
+        "parameters": parameters,
+        "training_time_s": round(float(training_time_s), 1),
+        "trained_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "framework": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "seed": seed,
+        "recipe": {**recipe.hyperparameters(), "training": training},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train a MedPortal model recipe.")
+    parser.add_argument("recipe")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--datasets-root")
+    parser.add_argument("--data")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    card = train_recipe(
+        args.recipe,
+        output_dir=args.output,
+        datasets_root=args.datasets_root,
+        data_path=args.data,
+        epochs=args.epochs,
+        limit=args.limit,
+        seed=args.seed,
+    )
+    summary = {k: v for k, v in card["metrics"]["validation"].items() if k != "per_class"}
+    sys.stdout.write(json.dumps({"name": card["name"], "temperature": card["temperature"], **summary}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
