@@ -54,3 +54,66 @@ def studies_today(*, day) -> QuerySet[Study]:
         )
         .order_by("priority", "-created_at")
     )
+
+
+# --- Dashboards ---------------------------------------------------------------------------------
+
+
+def worklist_summary() -> dict:
+    """Size of the radiologists' worklist, its split by priority, and the study waiting longest."""
+    from imaging.models import StudyStatus
+    from inference.selectors import studies_worklist
+
+    waiting = Study.objects.filter(status=StudyStatus.AI_DONE)
+    by_priority = dict(waiting.order_by().values_list("priority").annotate(n=Count("id")))
+    oldest = studies_worklist(statuses=(StudyStatus.AI_DONE,)).order_by("created_at").first()
+    return {"size": sum(by_priority.values()), "by_priority": by_priority, "oldest": oldest}
+
+
+def prediction_queue() -> dict:
+    """Queue depth (queued and running AI results) per model version, and failures."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    rows = (
+        Prediction.objects.filter(status__in=("queued", "running"))
+        .order_by()
+        .values("model__name", "model__version", "status")
+        .annotate(n=Count("id"))
+    )
+    per_model: dict[str, dict[str, int]] = {}
+    for row in rows:
+        key = f"{row['model__name']} v{row['model__version']}"
+        per_model.setdefault(key, {"queued": 0, "running": 0})[row["status"]] = row["n"]
+    since = timezone.now() - timedelta(hours=24)
+    failed = Prediction.objects.filter(status="failed")
+    return {
+        "queued": sum(v["queued"] for v in per_model.values()),
+        "running": sum(v["running"] for v in per_model.values()),
+        "per_model": per_model,
+        "failed_total": failed.count(),
+        "failed_24h": failed.filter(finished_at__gte=since).count(),
+        "failed_latest": list(failed.select_related("model", "image__study").order_by("-finished_at")[:5]),
+    }
+
+
+def agreement_per_model() -> list[dict]:
+    """How often radiologists agreed with each model version's second opinion."""
+    from inference.models import Review
+
+    rows = (
+        Review.objects.order_by()
+        .values("prediction__model__name", "prediction__model__version")
+        .annotate(total=Count("id"), agreed=Count("id", filter=Q(decision="agree")))
+        .order_by("prediction__model__name", "prediction__model__version")
+    )
+    return [
+        {
+            "model": f"{row['prediction__model__name']} v{row['prediction__model__version']}",
+            "total": row["total"],
+            "agreed": row["agreed"],
+            "rate": row["agreed"] / row["total"] if row["total"] else 0.0,
+        }
+        for row in rows
+    ]

@@ -4,7 +4,17 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import Role
-from dashboard.selectors import studies_today
+from dashboard.auditing import audit_page, audit_rows
+from dashboard.charts import hbar_chart, stacked_bar
+from dashboard.selectors import agreement_per_model, prediction_queue, studies_today, worklist_summary
+from imaging.models import Priority, StudyStatus
+
+STATUS_CSS = {
+    StudyStatus.RECEIVED: "received",
+    StudyStatus.AI_PENDING: "ai_pending",
+    StudyStatus.AI_DONE: "ai_done",
+    StudyStatus.REVIEWED: "reviewed",
+}
 
 
 @login_required
@@ -13,5 +23,44 @@ def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     context: dict = {"today": timezone.localdate()}
     if user.has_role(Role.STAFF):
-        context["studies_today"] = list(studies_today(day=context["today"]))
+        studies = list(studies_today(day=context["today"]))
+        audit_rows(request, items=[(s, s.patient_id) for s in studies], detail="dashboard")
+        counts = dict.fromkeys(StudyStatus, 0)
+        for study in studies:
+            counts[StudyStatus(study.status)] += 1
+        context["studies_today"] = studies
+        context["today_segments"] = stacked_bar(
+            [(status.label, counts[status], STATUS_CSS[status]) for status in StudyStatus]
+        )
+    if user.has_role(Role.RADIOLOGIST):
+        summary = worklist_summary()
+        if summary["oldest"] is not None:
+            audit_page(request, obj=summary["oldest"], patient=summary["oldest"].patient_id, detail="dashboard")
+        context["worklist"] = summary
+        context["worklist_chart"] = hbar_chart(
+            [(priority.label, summary["by_priority"].get(priority.value, 0)) for priority in Priority],
+            title="Studies awaiting review by priority",
+            maximum=max(summary["by_priority"].values(), default=0) or 1,
+            fmt=lambda v: f"{int(v)}",
+            label_width=90,
+            plot_width=260,
+        )
+    if user.has_role(Role.ADMIN):
+        queue = prediction_queue()
+        agreement = agreement_per_model()
+        context["queue"] = queue
+        context["queue_chart"] = hbar_chart(
+            [(model, counts["queued"] + counts["running"]) for model, counts in sorted(queue["per_model"].items())],
+            title="AI results queued or running, per model version",
+            maximum=max((c["queued"] + c["running"] for c in queue["per_model"].values()), default=0) or 1,
+            fmt=lambda v: f"{int(v)}",
+            label_width=170,
+        )
+        context["agreement"] = agreement
+        context["agreement_chart"] = hbar_chart(
+            [(row["model"], row["rate"]) for row in agreement],
+            title="Radiologist agreement rate per model version",
+            notes={row["model"]: f"{row['agreed']}/{row['total']} reviews" for row in agreement},
+            label_width=170,
+        )
     return render(request, "dashboard/home.html", context)

@@ -13,7 +13,9 @@ from django.views.decorators.http import require_POST
 from PIL import Image as PILImage
 
 from accounts.roles import Role
+from audit.models import AuditAction
 from dashboard.access import role_required
+from dashboard.auditing import audit_page
 from dashboard.selectors import images_pending, study_for_page, study_images
 from imaging.forms import ImageUploadForm, StudyForm
 from imaging.models import Image, Study
@@ -38,8 +40,10 @@ def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
+            audit_page(request, obj=study, patient=patient.id, action=AuditAction.CREATE)
             messages.success(request, f"Study {study.accession_number} created. Upload its images below.")
             return redirect("study-detail", study_id=study.id)
+    audit_page(request, obj=patient, detail="new study form")
     return render(request, "imaging/study_form.html", {"form": form, "patient": patient})
 
 
@@ -54,6 +58,7 @@ def _study_or_404(study_id) -> Study:
 def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     study = _study_or_404(study_id)
     images = study_images(study=study)
+    audit_page(request, obj=study, patient=study.patient_id)
     context = {
         "study": study,
         "patient": study.patient,
@@ -67,7 +72,11 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
 
 @role_required(Role.STAFF, Role.RADIOLOGIST)
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
-    """The images-and-results fragment of the study page, which the page polls while AI is pending."""
+    """The images-and-results fragment of the study page, which the page polls while AI is pending.
+
+    Not audited per poll: the page that polls recorded the read when it opened, and a row every
+    two seconds would bury the real events.
+    """
     study = get_object_or_404(Study.objects.only("id", "status"), id=study_id)
     images = study_images(study=study)
     response = render(
@@ -99,6 +108,8 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
             logger.exception("Upload of %r to study %s failed", upload.name, study.id)
             results.append({"filename": upload.name, "ok": False, "error": UNREADABLE})
         else:
+            if result.created:
+                audit_page(request, obj=result.image, patient=study.patient_id, action=AuditAction.CREATE)
             results.append(
                 {
                     "filename": upload.name,
@@ -170,5 +181,7 @@ def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
 @role_required(Role.STAFF, Role.RADIOLOGIST)
 def image_display(request: HttpRequest, image_id) -> HttpResponse:
     """The full image as 8-bit PNG, whatever it was uploaded as, so the viewer can window it on a canvas."""
-    pixels = _pixels_or_none(get_object_or_404(Image, id=image_id))
+    image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+    audit_page(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD)
+    pixels = _pixels_or_none(image)
     return _no_preview() if pixels is None else _png_response(pixels)

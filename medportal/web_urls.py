@@ -7,4 +7,5 @@ urlpatterns: list = [
     path("", include("dashboard.urls")),
     path("", include("patients.urls")),
     path("", include("imaging.urls")),
+    path("", include("inference.urls")),
 ]

@@ -5,7 +5,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.roles import Role
+from audit.models import AuditAction
 from dashboard.access import role_required
+from dashboard.auditing import audit_page, audit_rows
 from dashboard.selectors import patient_list as patient_list_query
 from dashboard.selectors import patient_studies
 from patients.forms import PatientForm, PatientSearchForm
@@ -20,6 +22,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     search = PatientSearchForm(request.GET)
     term = search.cleaned_data["q"] if search.is_valid() else ""
     page = Paginator(patient_list_query(search=term), PAGE_SIZE).get_page(request.GET.get("page"))
+    audit_rows(request, items=[(patient, None) for patient in page.object_list], detail="list")
     return render(request, "patients/patient_list.html", {"search": search, "term": term, "page": page})
 
 
@@ -32,6 +35,7 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
+            audit_page(request, obj=patient, action=AuditAction.CREATE)
             messages.success(request, f"Patient {patient} created.")
             return redirect("patient-detail", patient_id=patient.id)
     return render(request, "patients/patient_form.html", {"form": form, "patient": None})
@@ -48,8 +52,10 @@ def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
+            audit_page(request, obj=patient, action=AuditAction.UPDATE)
             messages.success(request, f"Patient {patient} saved.")
             return redirect("patient-detail", patient_id=patient.id)
+    audit_page(request, obj=patient, detail="edit form")
     return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
 
 
@@ -57,4 +63,5 @@ def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
 def patient_detail(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     studies = patient_studies(patient=patient)
+    audit_page(request, obj=patient)
     return render(request, "patients/patient_detail.html", {"patient": patient, "studies": studies})

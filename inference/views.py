@@ -1,0 +1,162 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import cache_control
+
+from accounts.roles import Role
+from audit.models import AuditAction
+from dashboard.access import RoleDenied, role_required
+from dashboard.auditing import audit_page, audit_rows
+from dashboard.charts import hbar_chart
+from dashboard.selectors import study_for_page, study_images
+from imaging.models import Study, StudyStatus
+from inference.forms import ReviewForm, WorklistFilterForm
+from inference.models import Prediction, PredictionStatus
+from inference.selectors import studies_worklist
+from inference.services import review_create
+
+PAGE_SIZE = 25
+
+
+def _awaiting_review():
+    return Prediction.objects.filter(
+        image__study=OuterRef("pk"), status=PredictionStatus.SUCCEEDED, review__isnull=True
+    )
+
+
+@role_required(Role.RADIOLOGIST)
+def worklist(request: HttpRequest) -> HttpResponse:
+    filters = WorklistFilterForm(request.GET or None)
+    studies = studies_worklist(statuses=filters.selected_statuses())
+    if filters.selected_modality():
+        studies = studies.filter(modality=filters.selected_modality())
+    page = Paginator(studies, PAGE_SIZE).get_page(request.GET.get("page"))
+    audit_rows(request, items=[(study, study.patient_id) for study in page.object_list], detail="worklist")
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "query_extra": query.urlencode()}
+    return render(request, "inference/worklist.html", context)
+
+
+def _model_card(model) -> dict:
+    """The summary a radiologist needs before trusting a model: data, validation accuracy, intended use."""
+    card = model.card or {}
+    dataset = card.get("dataset")
+    if isinstance(dataset, dict):
+        dataset = dataset.get("name") or dataset.get("source") or ""
+    validation = ((card.get("metrics") or {}).get("validation") or {}) if isinstance(card.get("metrics"), dict) else {}
+    return {
+        "dataset": dataset or "",
+        "accuracy": validation.get("accuracy"),
+        "intended_use": card.get("intended_use") or "",
+        "limitations": card.get("limitations") or "",
+    }
+
+
+def _next_after_review(*, study: Study) -> str:
+    """The next thing to review: another result of this study, else the next study in triage order."""
+    if Prediction.objects.filter(image__study=study, status=PredictionStatus.SUCCEEDED, review__isnull=True).exists():
+        return reverse("review", args=[study.id])
+    following = (
+        studies_worklist(statuses=(StudyStatus.AI_DONE,))
+        .filter(Exists(_awaiting_review()))
+        .exclude(id=study.id)
+        .first()
+    )
+    if following is None:
+        return reverse("worklist")
+    return reverse("review", args=[following.id])
+
+
+@role_required(Role.RADIOLOGIST)
+def review(request: HttpRequest, study_id) -> HttpResponse:
+    try:
+        study = study_for_page(study_id=study_id)
+    except Study.DoesNotExist as exc:
+        raise Http404("No such study.") from exc
+    images = study_images(study=study)
+    predictions = [p for image in images for p in image.predictions.all()]
+    reviewable = [p for p in predictions if p.status == PredictionStatus.SUCCEEDED and not _has_review(p)]
+
+    wanted = request.POST.get("prediction") or request.GET.get("prediction")
+    current = next((p for p in predictions if str(p.id) == wanted), None) if wanted else None
+    if current is None:
+        current = (
+            reviewable[0]
+            if reviewable
+            else next((p for p in predictions if p.status == PredictionStatus.SUCCEEDED), None)
+        )
+    current_image = next((image for image in images if current and image.id == current.image_id), None)
+    if current_image is None and images:
+        current_image = images[0]
+
+    form = None
+    if current is not None and not _has_review(current):
+        form = ReviewForm(request.POST or None, labels=list(current.model.labels), ai_label=current.label)
+        if request.method == "POST" and form.is_valid():
+            try:
+                saved = review_create(
+                    prediction=current,
+                    reviewer=request.user,
+                    decision=form.cleaned_data["decision"],
+                    final_label=form.cleaned_data["final_label"],
+                    comment=form.cleaned_data["comment"],
+                )
+            except PermissionError as exc:
+                raise RoleDenied((Role.RADIOLOGIST,)) from exc
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                audit_page(request, obj=saved, patient=study.patient_id, action=AuditAction.CREATE)
+                messages.success(
+                    request,
+                    f"Review saved for {study.accession_number}: {saved.get_decision_display().lower()}, "
+                    f"final label {saved.final_label}.",
+                )
+                return redirect(_next_after_review(study=study))
+    elif request.method == "POST":
+        messages.info(request, "This AI second opinion has already been reviewed.")
+        return redirect(_next_after_review(study=study))
+
+    audit_page(request, obj=study, patient=study.patient_id)
+    chart = None
+    if current is not None and current.probabilities:
+        rows = sorted(current.probabilities.items(), key=lambda item: item[1], reverse=True)
+        chart = hbar_chart(rows, title="Class probabilities of the AI second opinion", highlight=current.label)
+    context = {
+        "study": study,
+        "patient": study.patient,
+        "images": images,
+        "current": current,
+        "current_image": current_image,
+        "form": form,
+        "chart": chart,
+        "card": _model_card(current.model) if current else None,
+        "remaining": len(reviewable),
+        "failed": [p for p in predictions if p.status == PredictionStatus.FAILED],
+        "pending": [p for p in predictions if p.status in (PredictionStatus.QUEUED, PredictionStatus.RUNNING)],
+    }
+    return render(request, "inference/review.html", context)
+
+
+def _has_review(prediction: Prediction) -> bool:
+    try:
+        return prediction.review is not None
+    except Prediction.review.RelatedObjectDoesNotExist:
+        return False
+
+
+@cache_control(private=True, max_age=3600)
+@role_required(Role.STAFF, Role.RADIOLOGIST)
+def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
+    """The Grad-CAM heatmap as stored: 8-bit grayscale PNG at the image's size; the page colours it."""
+    prediction = get_object_or_404(Prediction.objects.only("id", "heatmap"), id=prediction_id)
+    if not prediction.heatmap:
+        raise Http404("This AI result has no heatmap.")
+    with default_storage.open(prediction.heatmap.name, "rb") as handle:
+        return HttpResponse(handle.read(), content_type="image/png")

@@ -1,0 +1,60 @@
+import pytest
+from django.urls import reverse
+
+from imaging.models import Priority, StudyStatus
+from inference.models import PredictionStatus, Review
+from inference.services import study_refresh_status
+from tests.factories import StudyFactory, UserFactory
+from tests.web.conftest import make_aimodel, make_image, make_prediction
+
+pytestmark = pytest.mark.django_db
+
+
+def test_staff_dashboard_lists_todays_studies_with_a_status_chart(staff_client):
+    StudyFactory(accession_number="ACC-TODAY-1")
+    StudyFactory(accession_number="ACC-TODAY-2", status=StudyStatus.AI_PENDING)
+    response = staff_client.get(reverse("home"))
+    html = response.content.decode()
+    assert "ACC-TODAY-1" in html and "ACC-TODAY-2" in html
+    assert "Today's 2 studies by status" in html
+    assert "Your worklist" not in html and "AI operations" not in html
+
+
+def test_radiologist_dashboard_shows_worklist_size_and_oldest(radiologist_client):
+    model = make_aimodel()
+    for accession, priority in (("ACC-OLD", Priority.ROUTINE), ("ACC-NEW", Priority.STAT)):
+        study = StudyFactory(accession_number=accession, priority=priority)
+        make_prediction(make_image(study, name=accession), model)
+        study_refresh_status(study_id=study.id)
+    response = radiologist_client.get(reverse("home"))
+    html = response.content.decode()
+    assert response.context["worklist"]["size"] == 2
+    assert response.context["worklist"]["oldest"].accession_number == "ACC-OLD"
+    assert 'data-stat="worklist-size">2<' in html and "oldest waiting" in html
+    assert "Studies awaiting review by priority" in html
+    assert "Today's studies" not in html
+
+
+def test_admin_dashboard_shows_queue_failures_and_agreement(client_for, admin_user):
+    radiologist = UserFactory(role="radiologist")
+    model = make_aimodel()
+    study = StudyFactory()
+    make_prediction(make_image(study, name="q"), model, status=PredictionStatus.QUEUED)
+    make_prediction(make_image(study, name="r"), model, status=PredictionStatus.RUNNING)
+    make_prediction(make_image(study, name="f"), model, status=PredictionStatus.FAILED, error="Weights missing.")
+    for i, decision in enumerate(["agree", "agree", "agree", "override"]):
+        prediction = make_prediction(make_image(study, name=f"d{i}"), model, label="pneumonia")
+        Review.objects.create(
+            prediction=prediction,
+            decision=decision,
+            final_label="pneumonia" if decision == "agree" else "normal",
+            reviewer=radiologist,
+        )
+
+    response = client_for(admin_user).get(reverse("home"))
+    html = response.content.decode()
+    assert 'data-stat="queue-depth">2<' in html
+    assert 'data-stat="failed">1<' in html and "Weights missing." in html
+    (row,) = response.context["agreement"]
+    assert (row["model"], row["agreed"], row["total"], row["rate"]) == ("cxr-pneumonia v1.2.0", 3, 4, 0.75)
+    assert "Radiologist agreement rate per model version" in html and "75.0%" in html and "3/4 reviews" in html

@@ -1,0 +1,104 @@
+"""No page issues more queries as its rows grow: each is measured with few rows and with many."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from inference.models import PredictionStatus
+from inference.services import study_refresh_status
+from tests.factories import PatientFactory, StudyFactory
+from tests.web.conftest import make_aimodel, make_image, make_prediction
+
+pytestmark = pytest.mark.django_db
+
+# A fixed ceiling per page: session, user, roles, the page's reads and its audit INSERT.
+MAX_QUERIES = 12
+
+
+def count_queries(client, url, **params) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, params)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_patient_list(staff_client):
+    url = reverse("patient-list")
+    for _ in range(2):
+        StudyFactory(patient=PatientFactory())
+    few = count_queries(staff_client, url)
+    for _ in range(40):
+        StudyFactory(patient=PatientFactory())
+    many = count_queries(staff_client, url)
+    searched = count_queries(staff_client, url, q="MRN")
+    assert few == many == searched <= MAX_QUERIES
+
+
+def test_study_page(staff_client):
+    first, second = make_aimodel(name="one"), make_aimodel(name="two")
+    study = StudyFactory()
+
+    def add_images(n):
+        for i in range(n):
+            image = make_image(study, name=f"{study.images.count()}-{i}.png")
+            make_prediction(image, first)
+            make_prediction(image, second, status=PredictionStatus.FAILED)
+
+    url = reverse("study-detail", args=[study.id])
+    add_images(1)
+    few = count_queries(staff_client, url)
+    add_images(15)
+    many = count_queries(staff_client, url)
+    assert few == many <= MAX_QUERIES
+    fragment = reverse("study-results", args=[study.id])
+    assert count_queries(staff_client, fragment) <= MAX_QUERIES
+
+
+def test_worklist(radiologist_client):
+    model = make_aimodel()
+
+    def add_studies(n):
+        for _ in range(n):
+            study = StudyFactory()
+            make_prediction(make_image(study, name=str(study.id)), model)
+            study_refresh_status(study_id=study.id)
+
+    url = reverse("worklist")
+    add_studies(2)
+    few = count_queries(radiologist_client, url)
+    add_studies(30)
+    many = count_queries(radiologist_client, url)
+    filtered = count_queries(radiologist_client, url, modality="DX")
+    assert few == many == filtered <= MAX_QUERIES
+
+
+def test_review_page(radiologist_client):
+    model = make_aimodel()
+    study = StudyFactory()
+
+    def add(n):
+        for i in range(n):
+            make_prediction(make_image(study, name=f"{study.images.count()}-{i}.png"), model)
+        study_refresh_status(study_id=study.id)
+
+    url = reverse("review", args=[study.id])
+    add(1)
+    few = count_queries(radiologist_client, url)
+    add(10)
+    many = count_queries(radiologist_client, url)
+    assert few == many <= MAX_QUERIES
+
+
+def test_dashboards(client_for, admin_user):
+    client = client_for(admin_user)  # an admin sees all three panels
+    model = make_aimodel()
+    url = reverse("home")
+    study = StudyFactory()
+    make_prediction(make_image(study, name="a"), model)
+    few = count_queries(client, url)
+    for i in range(10):
+        study = StudyFactory()
+        make_prediction(make_image(study, name=str(i)), model, status=PredictionStatus.FAILED)
+    many = count_queries(client, url)
+    assert few == many <= 20
