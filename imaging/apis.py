@@ -20,7 +20,8 @@ from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
 from imaging.services import image_upload, study_create
 from imaging.validation import ImageRejected, decode_image
 from inference.models import Prediction
-from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
+from inference.selectors import queue_status
+from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer, QueueStatusSerializer
 from inference.services import predictions_rerun
 from medportal.api.exceptions import ImageRejectedError
 from medportal.api.mixins import AuditedListApi, audit_api
@@ -99,6 +100,7 @@ class UploadedImageSerializer(ImageOutputSerializer):
 
 class UploadOutputSerializer(serializers.Serializer):
     images = UploadedImageSerializer(many=True)
+    queue = QueueStatusSerializer(help_text="The AI queue after this upload: depth and expected wait.")
 
 
 def _display_name(name: str) -> str:
@@ -193,7 +195,8 @@ class StudyImagesApi(AuditedListApi):
                     ).data,
                 }
                 for result in results
-            ]
+            ],
+            "queue": queue_status().as_dict(),
         }
         any_created = any(result.created for result in results)
         return Response(data, status=status.HTTP_201_CREATED if any_created else status.HTTP_200_OK)

@@ -1,4 +1,10 @@
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from imaging.models import Study
 from inference.models import AIModel, Prediction, PredictionStatus
@@ -62,4 +68,109 @@ def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
             image_count=Count("images", distinct=True),
         )
         .order_by("priority", F("ai_flagged").desc(), "created_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """How much AI work is waiting and how long a new upload will wait for its second opinion."""
+
+    queue: str | None
+    queued: int
+    running: int
+    throughput: float  # images per second the workers have been finishing, or the configured assumption
+    measured: bool  # whether throughput comes from recent work rather than the assumption
+    soft_limit: int
+
+    @property
+    def depth(self) -> int:
+        return self.queued + self.running
+
+    @property
+    def expected_wait_seconds(self) -> float:
+        return round(self.depth / self.throughput, 1) if self.depth else 0.0
+
+    @property
+    def over_limit(self) -> bool:
+        return self.depth > self.soft_limit
+
+    @property
+    def message(self) -> str:
+        if not self.over_limit:
+            return ""
+        minutes = max(1, round(self.expected_wait_seconds / 60))
+        return (
+            f"The AI queue is busy ({self.depth} images waiting). Uploads are stored as usual; "
+            f"AI second opinions are expected in about {minutes} min."
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "queue": self.queue,
+            "depth": self.depth,
+            "queued": self.queued,
+            "running": self.running,
+            "throughput_per_second": round(self.throughput, 2),
+            "expected_wait_seconds": self.expected_wait_seconds,
+            "soft_limit": self.soft_limit,
+            "over_limit": self.over_limit,
+            "message": self.message,
+        }
+
+
+THROUGHPUT_WINDOW = timedelta(minutes=15)
+THROUGHPUT_SAMPLE = 500
+
+
+def _busy_throughput(queue: str | None) -> float | None:
+    """Images per second while the workers were busy: recent batches' sizes over their run times,
+    times the number of workers that ran them. Idle time between jobs does not count against it."""
+    since = timezone.now() - THROUGHPUT_WINDOW
+    rows = Prediction.objects.filter(
+        status__in=[PredictionStatus.SUCCEEDED, PredictionStatus.FAILED],
+        queued_at__gte=since,
+        started_at__isnull=False,
+        finished_at__isnull=False,
+        claim_token__isnull=False,
+    )
+    if queue:
+        rows = rows.filter(model__queue=queue)
+    batches: dict = {}
+    hosts = set()
+    for token, host, started, finished in rows.order_by("-queued_at").values_list(
+        "claim_token", "worker_host", "started_at", "finished_at"
+    )[:THROUGHPUT_SAMPLE]:
+        count, start, end = batches.get(token, (0, started, finished))
+        batches[token] = (count + 1, min(start, started), max(end, finished))
+        hosts.add(host.rsplit(":", 1)[0])
+    images = sum(count for count, _, _ in batches.values())
+    busy = sum((end - start).total_seconds() for _, start, end in batches.values())
+    if images < 10 or busy <= 0:
+        return None
+    return images / busy * max(len(hosts), 1)
+
+
+def queue_status(*, queue: str | None = None) -> QueueStatus:
+    """Depth of the AI queue (one Celery queue, or all) and the expected wait at the recent pace.
+
+    The throughput estimate is cached for a few seconds so that a burst of uploads does not
+    recompute it on every request; the depth is always current.
+    """
+    counts = Prediction.objects.filter(status__in=[PredictionStatus.QUEUED, PredictionStatus.RUNNING])
+    if queue:
+        counts = counts.filter(model__queue=queue)
+    by_status = {row["status"]: row["n"] for row in counts.values("status").annotate(n=Count("id"))}
+    key = f"medportal:throughput:{queue or '*'}"
+    throughput = cache.get(key)
+    if throughput is None:
+        throughput = _busy_throughput(queue) or 0.0
+        cache.set(key, throughput, timeout=10)
+    measured = throughput > 0
+    return QueueStatus(
+        queue=queue,
+        queued=by_status.get(PredictionStatus.QUEUED, 0),
+        running=by_status.get(PredictionStatus.RUNNING, 0),
+        throughput=throughput if measured else settings.MEDPORTAL_ASSUMED_THROUGHPUT,
+        measured=measured,
+        soft_limit=settings.MEDPORTAL_QUEUE_SOFT_LIMIT,
     )

@@ -4,7 +4,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from inference.models import AIModel, Prediction, Review
+from inference.models import AIModel, Prediction, PredictionStatus, Review
+from inference.selectors import queue_status
 from medportal.api.urls import absolute_url
 
 SECOND_OPINION_DISCLAIMER = (
@@ -37,6 +38,9 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     heatmap_url = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
     is_second_opinion = serializers.SerializerMethodField(help_text="Always true: an AI output is never a diagnosis.")
+    expected_wait_seconds = serializers.SerializerMethodField(
+        help_text="While queued or running: seconds until the AI queue reaches it at the recent pace; else null."
+    )
     disclaimer = serializers.SerializerMethodField()
 
     class Meta:
@@ -57,6 +61,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "inference_ms",
+            "expected_wait_seconds",
             "heatmap_url",
             "review",
             "is_second_opinion",
@@ -82,6 +87,29 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
 
     def get_disclaimer(self, obj: Prediction) -> str:
         return SECOND_OPINION_DISCLAIMER
+
+    def get_expected_wait_seconds(self, obj: Prediction) -> float | None:
+        if obj.status not in (PredictionStatus.QUEUED, PredictionStatus.RUNNING):
+            return None
+        # One look at the queue per response, however many predictions it lists.
+        statuses = self.context.setdefault("queue_status", {}) if isinstance(self.context, dict) else {}
+        if obj.model.queue not in statuses:
+            statuses[obj.model.queue] = queue_status(queue=obj.model.queue)
+        return statuses[obj.model.queue].expected_wait_seconds
+
+
+class QueueStatusSerializer(serializers.Serializer):
+    """The AI queue as an upload sees it (backpressure: uploads are always stored, the wait is shown)."""
+
+    queue = serializers.CharField(allow_null=True)
+    depth = serializers.IntegerField(help_text="Predictions queued or running.")
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    throughput_per_second = serializers.FloatField(help_text="Images per second the AI workers have been finishing.")
+    expected_wait_seconds = serializers.FloatField(help_text="Time to work through the current queue.")
+    soft_limit = serializers.IntegerField()
+    over_limit = serializers.BooleanField(help_text="True when the queue is deeper than the configured limit.")
+    message = serializers.CharField(help_text="A notice for users when the queue is over its limit, else empty.")
 
 
 PREDICTION_RELATED = ("model", "image", "review__reviewer")
