@@ -1,0 +1,59 @@
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from inference.ml.recipes import RECIPES
+
+
+class Command(BaseCommand):
+    help = "Train a model recipe and write model.keras + card.json (optionally register it)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("recipe", choices=sorted(RECIPES))
+        parser.add_argument("--datasets-root", help="Folder holding the data sets (default ../shared/datasets).")
+        parser.add_argument("--data", help="Path to this recipe's npz file or class-folder root, overriding the root.")
+        parser.add_argument("--output", help="Output directory (default: the model zoo folder of the recipe).")
+        parser.add_argument("--epochs", type=int, help="Override the recipe's epoch count.")
+        parser.add_argument("--limit", type=int, help="Train on at most N images per split (smoke runs).")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument(
+            "--register", action="store_true", help="Register the trained version and route studies to it."
+        )
+
+    def handle(self, *args, **options) -> None:
+        from inference.ml.training import train_recipe
+
+        output = Path(options["output"] or Path(settings.MEDPORTAL_MODEL_ZOO) / options["recipe"])
+        try:
+            card = train_recipe(
+                options["recipe"],
+                output_dir=output,
+                datasets_root=options["datasets_root"],
+                data_path=options["data"],
+                epochs=options["epochs"],
+                limit=options["limit"],
+                seed=options["seed"],
+                verbose=2 if options["verbosity"] > 1 else 0,
+            )
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise CommandError(str(exc)) from exc
+        validation = card["metrics"]["validation"]
+        summary = {
+            "name": card["name"],
+            "version": card["version"],
+            "output": str(output),
+            "temperature": card["temperature"],
+            "parameters": card["parameters"],
+            "training_time_s": card["training_time_s"],
+            **{
+                k: validation[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "ece_before", "ece_after", "n")
+            },
+        }
+        if options["register"]:
+            from inference.services import aimodel_register
+
+            model = aimodel_register(weights_path=output / "model.keras", card=card, activate=True)
+            summary["registered"] = str(model)
+        self.stdout.write(json.dumps(summary))

@@ -1,0 +1,179 @@
+"""The train_model, evaluate_model and register_model management commands."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference.models import AIModel, AIModelStatus
+from tests.conftest import require_datasets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PNEUMONIA = REPO_ROOT / "inference" / "zoo" / "cxr-pneumonia" / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def h5_model(tmp_path_factory) -> Path:
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(16, 16, 1)),
+            layers.Rescaling(1 / 255.0),
+            layers.Conv2D(4, 3, activation="relu", name="conv"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    path = tmp_path_factory.mktemp("h5") / "foreign.h5"
+    model.save(path)
+    return path
+
+
+def _register(path, version, *extra):
+    out = StringIO()
+    call_command(
+        "register_model",
+        str(path),
+        "--name",
+        "foreign-cxr",
+        "--version",
+        version,
+        "--labels",
+        "normal",
+        "pneumonia",
+        "--normal-labels",
+        "normal",
+        "--modality",
+        "CR",
+        "DX",
+        "--body-part",
+        "CHEST",
+        "--input-size",
+        "16",
+        "16",
+        "--color-mode",
+        "grayscale",
+        *extra,
+        stdout=out,
+    )
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_register_model_adds_versions_and_keeps_old_ones(h5_model):
+    assert "foreign-cxr v1" in _register(h5_model, "1")
+    first = AIModel.objects.get(name="foreign-cxr", version="1")
+    assert first.status == AIModelStatus.ACTIVE and first.labels == ["normal", "pneumonia"]
+    assert first.gradcam_layer == "conv"
+
+    _register(h5_model, "2")
+    first.refresh_from_db()
+    assert first.status == AIModelStatus.RETIRED
+    assert AIModel.objects.get(name="foreign-cxr", version="2").status == AIModelStatus.ACTIVE
+
+
+@pytest.mark.django_db
+def test_register_model_refuses_mismatched_outputs_and_inputs(h5_model):
+    with pytest.raises(CommandError, match="2 outputs but 3 labels"):
+        call_command(
+            "register_model",
+            str(h5_model),
+            "--name=x",
+            "--version=1",
+            "--labels",
+            "a",
+            "b",
+            "c",
+            "--modality=CR",
+            "--body-part=CHEST",
+            "--input-size",
+            "16",
+            "16",
+            "--color-mode=grayscale",
+        )
+    with pytest.raises(CommandError, match="channels"):
+        call_command(
+            "register_model",
+            str(h5_model),
+            "--name=x",
+            "--version=1",
+            "--labels",
+            "a",
+            "b",
+            "--modality=CR",
+            "--body-part=CHEST",
+            "--input-size",
+            "16",
+            "16",
+            "--color-mode=rgb",
+        )
+    assert not AIModel.objects.filter(name="x").exists()
+
+
+def _evaluate(*args) -> dict:
+    out = StringIO()
+    call_command("evaluate_model", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_evaluate_model_file_prints_metrics_json(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "toy.npz"
+    np.savez(
+        data,
+        test_images=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
+        test_labels=np.array([[0], [1]] * 10, dtype=np.uint8),
+    )
+    result = _evaluate(str(PNEUMONIA), "--data", str(data))
+    assert result["n"] == 20
+    assert set(result["per_class"]) == {"normal", "pneumonia"}
+    for key in ("accuracy", "balanced_accuracy", "macro_auc"):
+        assert 0.0 <= result[key] <= 1.0
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, test_images=np.zeros((2, 28, 28), np.uint8), test_labels=np.array([[0], [5]], np.uint8))
+    with pytest.raises(CommandError, match="label 5"):
+        _evaluate(str(PNEUMONIA), "--data", str(bad))
+    with pytest.raises(CommandError, match="no split 'val'"):
+        _evaluate(str(PNEUMONIA), "--data", str(data), "--split", "val")
+
+
+@pytest.mark.django_db
+def test_evaluate_model_by_registered_name(h5_model, tmp_path):
+    _register(h5_model, "1")
+    folder = tmp_path / "images"
+    from PIL import Image
+
+    for label in ("normal", "pneumonia"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (40, 30), color=40 * i).save(folder / label / f"{i}.png")
+    result = _evaluate("foreign-cxr", "--data", str(folder))
+    assert result["n"] == 6 and result["version"] == "1"
+
+
+def test_train_model_command_tiny_run(tmp_path):
+    root = require_datasets()
+    out = StringIO()
+    call_command(
+        "train_model",
+        "us-breast",
+        "--datasets-root",
+        str(root),
+        "--output",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--limit",
+        "16",
+        stdout=out,
+    )
+    summary = json.loads(out.getvalue())
+    assert summary["name"] == "us-breast" and summary["n"] > 0
+    assert (tmp_path / "model.keras").exists() and (tmp_path / "card.json").exists()
