@@ -15,6 +15,10 @@ from collections.abc import Sequence
 GRADCAM_LAYER = "top_activation"
 LOGITS_LAYER = "logits"
 OUTPUT_LAYER = "probabilities"
+# Keras' default 0.99 averages batch statistics over ~100 steps, i.e. several epochs of
+# these small data sets; at the start of training the inference-time statistics then lag
+# far behind the weights and validation swings wildly. 0.9 tracks within an epoch.
+BN_MOMENTUM = 0.9
 
 
 def _conv(layers, filters: int, stride: int, separable: bool, name: str):
@@ -26,13 +30,13 @@ def _conv(layers, filters: int, stride: int, separable: bool, name: str):
 def _residual_block(layers, x, filters: int, stride: int, separable: bool, name: str):
     shortcut = x
     y = _conv(layers, filters, stride, separable, f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = _conv(layers, filters, 1, separable, f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
@@ -64,7 +68,7 @@ def build_resnet(
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     x = layers.Conv2D(stem_filters, 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     for stage, (filters, n_blocks) in enumerate(zip(widths, blocks, strict=True)):
         for block in range(n_blocks):
@@ -72,7 +76,7 @@ def build_resnet(
             x = _residual_block(layers, x, filters, stride, separable, f"s{stage}b{block}")
     if head_filters:
         x = layers.Conv2D(head_filters, 1, use_bias=False, name="head_conv")(x)
-        x = layers.BatchNormalization(name="head_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="head_bn")(x)
     x = layers.Activation("relu", name=GRADCAM_LAYER)(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:

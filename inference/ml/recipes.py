@@ -50,7 +50,7 @@ class Recipe:
     augmentation: str | dict | None = None
     epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 2
     patience: int = 10
@@ -342,7 +342,7 @@ _register(
             "dropout": 0.3,
         },
         augmentation="microscopy",
-        epochs=45,
+        epochs=40,
         batch_size=32,
         patience=10,
         modalities=("SM",),
@@ -406,7 +406,7 @@ _register(
             "dropout": 0.4,
         },
         augmentation="dermoscopy",
-        epochs=50,
+        epochs=40,
         batch_size=32,
         patience=12,
         modalities=("DMS",),
@@ -468,7 +468,7 @@ _register(
             "dropout": 0.3,
         },
         augmentation="chest_xray",
-        epochs=35,
+        epochs=30,
         batch_size=32,
         patience=8,
         modalities=("CR", "DX"),
@@ -538,7 +538,7 @@ _register(
             "dropout": 0.3,
         },
         augmentation="mri",
-        epochs=40,
+        epochs=30,
         batch_size=32,
         patience=10,
         modalities=("MR",),

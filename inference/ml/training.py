@@ -237,6 +237,7 @@ def train_recipe(
         epochs=recipe.epochs,
         class_weight=weights,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         verbose=verbose,
     )
     fit_seconds = time.perf_counter() - started
@@ -303,6 +304,8 @@ def build_card(
     import keras
     import tensorflow as tf
 
+    from .architectures import BN_MOMENTUM
+
     dataset = {
         "name": recipe.dataset_name,
         "path": recipe.dataset_path,
@@ -351,7 +354,7 @@ def build_card(
         "trained_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "framework": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "seed": seed,
-        "recipe": {**recipe.hyperparameters(), "training": training},
+        "recipe": {**recipe.hyperparameters(), "bn_momentum": BN_MOMENTUM, "training": training},
     }
 
 
