@@ -28,14 +28,11 @@ class BarChart:
     plot_width: int
     bar_height: int
     row_height: int
+    ticks: list[tuple[float, str]]
 
     @property
     def value_x(self) -> int:
         return self.label_width + self.plot_width + 8
-
-    @property
-    def ticks(self) -> list[tuple[float, str]]:
-        return [(self.label_width + self.plot_width * f, f"{int(f * 100)}%") for f in (0, 0.25, 0.5, 0.75, 1)]
 
 
 def hbar_chart(
@@ -49,9 +46,18 @@ def hbar_chart(
     label_width: int = 150,
     plot_width: int = 300,
 ) -> BarChart:
-    """Horizontal bars, one per (label, value). ``maximum`` defaults to 1 (probabilities, rates)."""
-    top = maximum if maximum is not None else 1.0
-    top = top or 1.0
+    """Horizontal bars, one per (label, value).
+
+    Without ``maximum`` the values are fractions (probabilities, rates) on a 0-100 % axis;
+    with it they are counts on a 0..maximum axis.
+    """
+    top = (maximum if maximum is not None else 1.0) or 1.0
+    if maximum is None:
+        ticks = [(label_width + plot_width * f, f"{int(f * 100)}%") for f in (0, 0.25, 0.5, 0.75, 1)]
+    else:
+        # Whole-number ticks only: half a study means nothing.
+        steps = sorted({round(top * f) for f in (0, 0.25, 0.5, 0.75, 1)})
+        ticks = [(label_width + plot_width * step / top, str(step)) for step in steps]
     bar_height, row_height = 16, 26
     bars = [
         Bar(
@@ -75,6 +81,7 @@ def hbar_chart(
         plot_width=plot_width,
         bar_height=bar_height,
         row_height=row_height,
+        ticks=ticks,
     )
 
 

@@ -127,7 +127,13 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
     chart = None
     if current is not None and current.probabilities:
         rows = sorted(current.probabilities.items(), key=lambda item: item[1], reverse=True)
-        chart = hbar_chart(rows, title="Class probabilities of the AI second opinion", highlight=current.label)
+        chart = hbar_chart(
+            rows,
+            title="Class probabilities of the AI second opinion",
+            highlight=current.label,
+            label_width=110,
+            plot_width=170,
+        )
     context = {
         "study": study,
         "patient": study.patient,

@@ -46,6 +46,12 @@ def waiting(since: datetime | None) -> str:
     return duration_text(timedelta(seconds=seconds))
 
 
+@register.filter
+def overdue(since: datetime | None, minutes: int = 60) -> bool:
+    """Whether something has waited longer than ``minutes`` (default one hour)."""
+    return since is not None and timezone.now() - since > timedelta(minutes=int(minutes))
+
+
 def duration_text(delta: timedelta) -> str:
     seconds = max(int(delta.total_seconds()), 0)
     days, rest = divmod(seconds, 86400)

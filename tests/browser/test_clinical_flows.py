@@ -1,0 +1,195 @@
+"""The main journeys, in a real browser against a live server and a real Celery worker."""
+
+import io
+import re
+
+import pytest
+from PIL import Image as PILImage
+from playwright.sync_api import expect
+
+from imaging.models import Study, StudyStatus
+from imaging.storage import blob_store, content_name, sha256_hex
+from inference.models import Prediction, PredictionStatus, Review
+from inference.services import study_refresh_status
+from tests.factories import PatientFactory, StudyFactory
+from tests.support.workers import wait_for
+from tests.web.conftest import make_aimodel, make_image, make_prediction
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+AI_TIMEOUT_MS = 120_000
+
+
+def _results_done(page, count: int) -> None:
+    results = page.locator("#study-results [data-prediction-status=succeeded]")
+    expect(results).to_have_count(count, timeout=AI_TIMEOUT_MS)
+
+
+def _mark_page(page) -> None:
+    # A reload would drop this flag: finding it later proves the results arrived without one.
+    page.evaluate("window.__sameDocument = true")
+
+
+def _same_document(page) -> bool:
+    return page.evaluate("window.__sameDocument === true")
+
+
+def test_staff_registers_a_study_and_sees_both_ai_results_arrive(
+    page, login, screenshot, browser_staff, celery_worker, tiny_model, tmp_path, sample_image_bytes
+):
+    login(page, "staff-browser")
+    screenshot(page, "dashboard-staff")
+
+    page.get_by_role("link", name="Patients").first.click()
+    page.get_by_role("link", name="New patient").click()
+    page.get_by_label("MRN").fill("MRN-BROWSER-1")
+    page.get_by_label("Family name").fill("Okafor")
+    page.get_by_label("Given name").fill("Ada")
+    page.get_by_label("Date of birth").fill("1984-05-17")
+    page.get_by_label("Sex").select_option("F")
+    screenshot(page, "patient-form")
+    page.get_by_role("button", name="Create patient").click()
+    expect(page.get_by_role("heading", name="OKAFOR, Ada")).to_be_visible()
+
+    page.get_by_role("link", name="New study").click()
+    page.get_by_label("Modality").select_option("DX")
+    page.get_by_label("Body part").select_option("CHEST")
+    page.get_by_label("Accession number").fill("ACC-BROWSER-1")
+    page.get_by_label("Priority").select_option("2")
+    page.get_by_label("Description").fill("Cough and fever for three days")
+    screenshot(page, "study-form")
+    page.get_by_role("button", name="Create study").click()
+    expect(page.get_by_role("heading", name=re.compile("Study ACC-BROWSER-1"))).to_be_visible()
+
+    files = []
+    for name in ("cxr-normal-1.png", "cxr-pneumonia-1.png"):
+        path = tmp_path / name
+        path.write_bytes(sample_image_bytes(name))
+        files.append(str(path))
+    _mark_page(page)
+    page.locator("input[type=file]").set_input_files(files)
+
+    expect(page.locator(".upload-item--ok")).to_have_count(2)
+    _results_done(page, 2)
+    assert _same_document(page)
+    results = page.locator("#study-results")
+    expect(results).to_contain_text("tiny-chest v0.0.1")
+    expect(results).to_contain_text("Confidence")
+    expect(page.locator("#study-status")).to_have_text("AI done")
+    expect(page.get_by_text("AI second opinion — not a diagnosis.")).to_be_visible()
+    screenshot(page, "study-page")
+
+    study = Study.objects.get(accession_number="ACC-BROWSER-1")
+    assert study.images.count() == 2
+    assert set(Prediction.objects.filter(image__study=study).values_list("status", flat=True)) == {"succeeded"}
+
+    page.get_by_role("link", name="Patients").first.click()
+    page.get_by_label("MRN or name").fill("okafor")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("cell", name="MRN-BROWSER-1")).to_be_visible()
+    screenshot(page, "patient-list")
+
+
+def test_a_corrupt_file_is_reported_while_the_good_one_goes_through(
+    page, login, screenshot, browser_staff, celery_worker, tiny_model, tmp_path, sample_image_bytes
+):
+    study = StudyFactory(accession_number="ACC-MIXED", patient=PatientFactory(family_name="Mixed"))
+    good = tmp_path / "good.png"
+    good.write_bytes(sample_image_bytes("cxr-pneumonia-2.png"))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(sample_image_bytes("cxr-normal-2.png")[:60])
+
+    login(page, "staff-browser")
+    page.goto(f"/studies/{study.id}/")
+    _mark_page(page)
+    page.locator("input[type=file]").set_input_files([str(corrupt), str(good)])
+
+    rejected = page.locator(".upload-item--error")
+    expect(rejected).to_have_count(1)
+    expect(rejected).to_contain_text("corrupt.png")
+    expect(rejected.locator(".upload-item__error")).not_to_be_empty()
+    expect(page.locator(".upload-item--ok")).to_contain_text("good.png")
+    _results_done(page, 1)
+    assert _same_document(page)
+    screenshot(page, "upload-mixed-batch")
+    assert list(study.images.values_list("original_filename", flat=True)) == ["good.png"]
+
+
+def _heatmap_name(size: tuple[int, int]) -> str:
+    buffer = io.BytesIO()
+    PILImage.radial_gradient("L").resize(size).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    return blob_store(data=data, name=content_name("heatmaps", sha256_hex(data), ".png")).name
+
+
+def test_radiologist_overrides_a_result_and_the_study_leaves_the_worklist(
+    page, login, screenshot, browser_radiologist, sample_image_bytes
+):
+    model = make_aimodel()
+    patient = PatientFactory(family_name="Lindqvist", given_name="Erik")
+    study = StudyFactory(patient=patient, accession_number="ACC-REVIEW", priority=1, description="Fever")
+    image = make_image(study, name="cxr.png", data=sample_image_bytes("cxr-pneumonia-1.png"))
+    prediction = make_prediction(image, model, label="pneumonia", confidence=0.91, heatmap=_heatmap_name((28, 28)))
+    other = StudyFactory(accession_number="ACC-LATER")
+    make_prediction(make_image(other, name="later.png"), model, label="normal", confidence=0.7)
+    for s in (study, other):
+        study_refresh_status(study_id=s.id)
+
+    login(page, "radiologist-browser")
+    screenshot(page, "dashboard-radiologist")
+    page.get_by_role("link", name="Worklist").first.click()
+    rows = page.locator("table.worklist tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("ACC-REVIEW")  # STAT and flagged: first in triage order
+    screenshot(page, "worklist")
+
+    rows.first.get_by_role("link", name="Review").click()
+    viewer = page.locator("[data-viewer]")
+    expect(viewer).to_have_attribute("data-ready", "true")
+    heatmap = page.locator("[data-heatmap-canvas]")
+    expect(heatmap).to_be_hidden()
+    page.get_by_role("button", name="Grad-CAM heatmap").click()
+    expect(heatmap).to_be_visible()
+    expect(page.get_by_role("button", name="Grad-CAM heatmap")).to_have_attribute("aria-pressed", "true")
+    # The overlay really is coloured: the hottest pixel is not gray.
+    colour = page.evaluate(
+        """() => { const c = document.querySelector('[data-heatmap-canvas]');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let best = 0; for (let i = 0; i < d.length; i += 4) { if (d[i+3] > d[best+3]) best = i; }
+                   return [d[best], d[best+1], d[best+2], d[best+3]]; }"""
+    )
+    assert colour[3] > 0 and len(set(colour[:3])) > 1
+    page.get_by_role("button", name="Zoom in").click()
+    expect(page.get_by_text("AI second opinion — not a diagnosis.")).to_be_visible()
+    screenshot(page, "review")
+
+    page.get_by_label("Override").check()
+    page.get_by_label("Final label").select_option("normal")
+    page.get_by_label("Comment").fill("Overlapping soft tissue, not consolidation.")
+    page.get_by_role("button", name="Save and go to next").click()
+    expect(page.get_by_role("heading", name=re.compile("Review ACC-LATER"))).to_be_visible()
+
+    review = wait_for(lambda: Review.objects.filter(prediction=prediction).first())
+    assert (review.decision, review.final_label, review.reviewer.username) == (
+        "override",
+        "normal",
+        "radiologist-browser",
+    )
+    assert review.comment == "Overlapping soft tissue, not consolidation."
+    page.get_by_role("link", name="Worklist").first.click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).not_to_contain_text("ACC-REVIEW")
+    study.refresh_from_db()
+    assert study.status == StudyStatus.REVIEWED
+    assert Prediction.objects.get(id=prediction.id).status == PredictionStatus.SUCCEEDED
+
+
+def test_staff_cannot_open_the_review_page(page, login, screenshot, browser_staff):
+    study = StudyFactory(accession_number="ACC-FORBIDDEN")
+    login(page, "staff-browser")
+    response = page.goto(f"/review/{study.id}/")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name="You cannot open this page")).to_be_visible()
+    expect(page.get_by_text("radiologist role")).to_be_visible()
+    expect(page.get_by_role("link", name="Worklist")).to_have_count(0)
+    screenshot(page, "forbidden")
