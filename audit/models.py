@@ -97,3 +97,5 @@ class AuditEvent(models.Model):
 # models themselves so the history tables belong to the audit trail and its admin.
 simple_history.register(Patient, app="audit", table_name="audit_historicalpatient")
 simple_history.register(Study, app="audit", table_name="audit_historicalstudy")
+HistoricalPatient = Patient.history.model
+HistoricalStudy = Study.history.model

@@ -6,7 +6,7 @@ from django.db.models import Count
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -243,7 +243,7 @@ class ImageFileApi(APIView):
         extension = PurePath(image.file.name).suffix
         # The stored name is content-addressed; the uploader's filename is never used as a path.
         return FileResponse(
-            default_storage.open(image.file.name, "rb"),
+            _open_stored(image.file.name),
             content_type=image.content_type,
             as_attachment=True,
             filename=f"{image.id}{extension}",
@@ -284,3 +284,11 @@ class ImageRerunApi(APIView):
         queued = predictions_rerun(images=[image])
         audit_api(request, action=AuditAction.UPDATE, obj=image, patient=image.study.patient_id, detail="rerun")
         return _rerun_response(request, queued)
+
+
+def _open_stored(name: str):
+    try:
+        return default_storage.open(name, "rb")
+    except FileNotFoundError as exc:
+        # The record outlived its file (e.g. storage restored from an older backup): not a server fault.
+        raise exceptions.NotFound("The stored file is not available.") from exc

@@ -11,5 +11,6 @@ urlpatterns = [
     path("models/<uuid:model_id>/activate/", apis.AIModelActivateApi.as_view(), name="aimodel-activate"),
     path("models/<uuid:model_id>/retire/", apis.AIModelRetireApi.as_view(), name="aimodel-retire"),
     path("reviews/", apis.ReviewListApi.as_view(), name="review-list"),
+    path("worklist/", apis.WorklistApi.as_view(), name="worklist"),
     path("reviews/<uuid:review_id>/", apis.ReviewDetailApi.as_view(), name="review-detail"),
 ]

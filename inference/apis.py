@@ -4,14 +4,16 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditAction
-from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter
+from imaging.serializers import StudyOutputSerializer
+from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
 from inference.models import AIModel, Prediction, Review, ReviewDecision
+from inference.selectors import studies_worklist
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
 from inference.services import aimodel_activate, aimodel_retire, review_create
 from medportal.api.mixins import AuditedListApi, audit_api
@@ -63,13 +65,10 @@ class PredictionHeatmapApi(APIView):
     def get(self, request, prediction_id):
         prediction = get_object_or_404(prediction_queryset(), id=prediction_id)
         if not prediction.heatmap:
-            return Response(
-                {"error": {"status": 404, "code": "not_found", "message": "This result has no heatmap.", "fields": {}}},
-                status=status.HTTP_404_NOT_FOUND,
-            )
+            raise exceptions.NotFound("This result has no heatmap.")
         audit_api(request, action=AuditAction.DOWNLOAD, obj=prediction, patient=prediction.image.study.patient_id)
         return FileResponse(
-            default_storage.open(prediction.heatmap.name, "rb"),
+            _open_stored(prediction.heatmap.name),
             content_type="image/png",
             as_attachment=True,
             filename=f"{prediction.id}-heatmap{PurePath(prediction.heatmap.name).suffix}",
@@ -234,3 +233,45 @@ class ReviewDetailApi(APIView):
         review = get_object_or_404(review_queryset(), id=review_id)
         audit_api(request, action=AuditAction.READ, obj=review, patient=review.prediction.image.study.patient_id)
         return Response(ReviewOutputSerializer(review).data)
+
+
+# --- Worklist -------------------------------------------------------------------------------
+
+
+class WorklistStudySerializer(StudyOutputSerializer):
+    ai_flagged = serializers.BooleanField(
+        read_only=True, help_text="An unreviewed AI second opinion flags it abnormal with high confidence."
+    )
+    ai_top_confidence = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Highest confidence among its unreviewed abnormal AI results."
+    )
+
+    class Meta(StudyOutputSerializer.Meta):
+        fields = (*StudyOutputSerializer.Meta.fields, "ai_flagged", "ai_top_confidence")
+
+
+class WorklistApi(AuditedListApi):
+    """Studies awaiting review in triage order: priority, then AI-flagged abnormal, then oldest (as the pages)."""
+
+    required_roles = {"GET": READERS}
+    serializer_class = WorklistStudySerializer
+    filterset_class = WorklistFilter
+
+    def get_queryset(self):
+        return studies_worklist()
+
+    @staticmethod
+    def audit_patient(row):
+        return row.patient_id
+
+    @extend_schema(summary="The radiologists' worklist")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+def _open_stored(name: str):
+    try:
+        return default_storage.open(name, "rb")
+    except FileNotFoundError as exc:
+        # The record outlived its file (e.g. storage restored from an older backup): not a server fault.
+        raise exceptions.NotFound("The stored file is not available.") from exc

@@ -74,3 +74,8 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An API token created by an administrator: `Authorization: Bearer <key>`.",
         }
+
+
+def only_api_v1(endpoints):
+    """The schema documents the REST API only (DICOMweb and pages have their own contracts)."""
+    return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]

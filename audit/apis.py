@@ -1,0 +1,52 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView, get_object_or_404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.filters import AuditEventFilter
+from audit.models import AuditEvent
+from medportal.api.permissions import ADMINS
+
+
+class AuditEventOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = (
+            "id",
+            "occurred_at",
+            "actor",
+            "actor_username",
+            "action",
+            "interface",
+            "object_type",
+            "object_id",
+            "patient",
+            "ip_address",
+            "forwarded_for",
+            "user_agent",
+            "method",
+            "path",
+            "detail",
+        )
+
+
+class AuditEventListApi(ListAPIView):
+    """The audit trail: read-only, for admins only. There is no way to change or delete an event."""
+
+    required_roles = {"GET": ADMINS}
+    serializer_class = AuditEventOutputSerializer
+    filterset_class = AuditEventFilter
+    queryset = AuditEvent.objects.all()
+
+    @extend_schema(summary="List audit events")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AuditEventDetailApi(APIView):
+    required_roles = {"GET": ADMINS}
+
+    @extend_schema(summary="Read an audit event", responses=AuditEventOutputSerializer)
+    def get(self, request, event_id):
+        return Response(AuditEventOutputSerializer(get_object_or_404(AuditEvent, id=event_id)).data)

@@ -1,0 +1,20 @@
+import django_filters
+
+from audit.models import AuditAction, AuditEvent, AuditInterface
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    patient = django_filters.UUIDFilter(field_name="patient_id")
+    mrn = django_filters.CharFilter(field_name="patient__mrn", lookup_expr="iexact")
+    actor = django_filters.CharFilter(field_name="actor_username", help_text="Username.")
+    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    interface = django_filters.MultipleChoiceFilter(choices=AuditInterface.choices)
+    object_type = django_filters.CharFilter()
+    object_id = django_filters.CharFilter()
+    occurred = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="occurred_at", help_text="occurred_after / occurred_before (ISO 8601)."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = ("action",)
