@@ -128,7 +128,9 @@ def run_batch(*, prediction_id) -> int:
     # The model is warm and the queue may be deep: take the next batches straight from the
     # database rather than one broker round trip per task, for a bounded time so that other
     # models' work on this queue is not starved.
-    deadline = time.monotonic() + settings.MEDPORTAL_DRAIN_SECONDS
+    # Well inside the task's time limit, which covers the whole loop.
+    budget = min(settings.MEDPORTAL_DRAIN_SECONDS, settings.MEDPORTAL_TASK_TIME_LIMIT / 4)
+    deadline = time.monotonic() + budget
     while time.monotonic() < deadline:
         claim = predictions_claim_next(model_id=claim.model.id)
         if claim is None:

@@ -1,0 +1,34 @@
+"""Two worker processes share one queue with no double work (SELECT ... FOR UPDATE SKIP LOCKED)."""
+
+import collections
+
+import pytest
+
+from bench.stack import png_bytes, succeeded_log_lines, wait_until
+
+pytestmark = pytest.mark.worker
+
+
+def test_two_workers_share_the_queue_and_never_do_the_same_work(fault_stack):
+    stack = fault_stack
+    small_batches = {"MEDPORTAL_BATCH_SIZE": "4", "MEDPORTAL_DRAIN_SECONDS": "1"}
+    first = stack.worker("share-a", **small_batches)
+    second = stack.worker("share-b", **small_batches)
+    study = stack.api.create_study(patient=stack.patient, modality="DX")
+
+    # One request with 24 files: 24 tasks reach the broker at once and both workers race for them.
+    files = [(f"share-{n}.png", png_bytes(7000 + n, 128), "image/png") for n in range(24)]
+    status, body = stack.api.upload(study, files)
+    assert status == 201, body
+    ids = [p["id"] for image in body["images"] for p in image["predictions"]]
+    assert len(ids) == 24
+
+    wait_until(lambda: stack.all_succeeded(ids), timeout=90, interval=0.5, message=stack.diagnostics())
+
+    written = collections.Counter(succeeded_log_lines(first, second))
+    assert set(written) == set(ids) and set(written.values()) == {1}
+    rows = stack.predictions(ids)
+    assert {row["attempts"] for row in rows} == {1}
+    by_worker = collections.Counter(row["worker_host"] for row in rows)
+    assert len(by_worker) == 2, by_worker  # both processes did part of the work
+    assert set(succeeded_log_lines(first)).isdisjoint(succeeded_log_lines(second))
