@@ -24,6 +24,9 @@ class HasRole(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
+        if request.method.lower() not in view.http_method_names or not hasattr(view, request.method.lower()):
+            # Let the view answer 405: the method does not exist here for anyone.
+            return True
         roles = required_roles_for(view, request.method)
         return any(user.has_role(role) for role in roles)
 

@@ -1,0 +1,91 @@
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient
+from audit.services import audit_record
+from patients.services import patient_update
+from tests.factories import PatientFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_audit_record_keeps_who_what_where_and_interface(rf):
+    user = UserFactory(username="reader")
+    patient = PatientFactory()
+    request = rf.get(
+        "/patients/x/", REMOTE_ADDR="192.0.2.7", HTTP_USER_AGENT="browser", HTTP_X_FORWARDED_FOR="10.0.0.1"
+    )
+    event = audit_record(actor=user, action=AuditAction.READ, obj=patient, interface=AuditInterface.UI, request=request)
+    event.refresh_from_db()
+    assert (event.actor, event.actor_username, event.patient_id) == (user, "reader", patient.id)
+    assert (event.ip_address, event.forwarded_for, event.user_agent) == ("192.0.2.7", "10.0.0.1", "browser")
+    assert (event.method, event.path, event.interface) == ("GET", "/patients/x/", "ui")
+    assert event.occurred_at is not None
+
+
+def test_events_cannot_be_changed_or_deleted_through_the_orm():
+    event = audit_record(actor=None, action="read", obj=PatientFactory(), interface="api")
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        event.delete()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(id=event.id).update(action="delete")
+    with pytest.raises(TypeError):
+        AuditEvent.objects.all().delete()
+
+
+def test_the_database_refuses_updates():
+    event = audit_record(actor=None, action="read", obj=PatientFactory(), interface="api")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET action = 'delete' WHERE id = %s", [event.id])
+    event.refresh_from_db()
+    assert event.action == "read"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the DELETE trigger is PostgreSQL's")
+def test_postgresql_refuses_deletes():
+    event = audit_record(actor=None, action="read", obj=PatientFactory(), interface="api")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.id])
+    assert AuditEvent.objects.filter(id=event.id).exists()
+
+
+def test_the_admin_shows_events_but_offers_no_change_or_delete(client):
+    admin = UserFactory(username="boss", role="admin", is_superuser=True)
+    client.force_login(admin)
+    event = audit_record(actor=admin, action="read", obj=PatientFactory(), interface="api")
+    assert client.get("/admin/audit/auditevent/").status_code == 200
+    assert client.get(f"/admin/audit/auditevent/?q={event.patient.mrn}").status_code == 200
+    assert client.get(f"/admin/audit/auditevent/?actor__id__exact={admin.id}").status_code == 200
+    page = client.get(f"/admin/audit/auditevent/{event.id}/change/")
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content
+    response = client.post(f"/admin/audit/auditevent/{event.id}/change/", {"action": "delete"})
+    assert response.status_code == 403
+    assert client.post(f"/admin/audit/auditevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/audit/auditevent/add/").status_code == 403
+    event.refresh_from_db()
+    assert event.action == "read"
+
+
+def test_the_api_reads_events_for_admins_only_and_cannot_change_them(client_for_role):
+    event = audit_record(actor=None, action="read", obj=PatientFactory(), interface="ui")
+    admin = client_for_role("admin")
+    assert admin.get(f"/api/v1/audit-events/{event.id}/").json()["action"] == "read"
+    assert admin.patch(f"/api/v1/audit-events/{event.id}/", {"action": "delete"}, format="json").status_code == 405
+    assert admin.delete(f"/api/v1/audit-events/{event.id}/").status_code == 405
+    assert client_for_role("staff").get("/api/v1/audit-events/").status_code == 403
+    event.refresh_from_db()
+    assert event.action == "read"
+
+
+def test_patient_history_keeps_old_values_and_who_changed_them(client_for_role, user_for_role):
+    patient = PatientFactory(family_name="Old")
+    response = client_for_role("staff").patch(f"/api/v1/patients/{patient.id}/", {"family_name": "New"}, format="json")
+    assert response.status_code == 200
+    history = HistoricalPatient.objects.filter(id=patient.id).order_by("history_date")
+    assert [h.family_name for h in history] == ["Old", "New"]
+    assert history.last().history_user == user_for_role("staff")
+    patient_update(patient=patient, given_name="Changed")
+    assert HistoricalPatient.objects.filter(id=patient.id).count() == 3
