@@ -169,9 +169,12 @@ def predictions_rerun(*, images: Iterable[Image], model: AIModel | None = None) 
     """Queue AI again: new predictions for models that have not read the image yet, and failed ones again.
 
     With ``model`` only that version runs (e.g. a newly activated version over past images).
+    Images whose pixels cannot be decoded are skipped: no model can read them.
     """
     queued: list[Prediction] = []
     for image in images:
+        if not image.analysable:
+            continue
         models = [model] if model is not None else aimodels_for_study(study=image.study)
         for candidate in models:
             prediction, created = Prediction.objects.get_or_create(image=image, model=candidate)

@@ -235,3 +235,11 @@ class TestSweeperHeatmaps:
         assert predictions_sweep(now=finished + datetime.timedelta(minutes=5))["heatmaps"] == 1
         assert sent == [{"prediction_ids": [str(prediction.id)]}]
         assert predictions_sweep(now=finished + datetime.timedelta(days=2))["heatmaps"] == 0
+
+    def test_skips_images_that_cannot_be_decoded(self, tiny_model, sample_image_bytes):
+        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
+        image.predictions.all().delete()
+        image.analysable, image.not_analysable_reason = False, "JPEG 2000 decoder missing"
+        image.save(update_fields=["analysable", "not_analysable_reason"])
+        assert predictions_rerun(images=[image]) == []
+        assert not image.predictions.exists()
