@@ -1,0 +1,114 @@
+import datetime
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from medportal.api.models import ApiToken
+from medportal.api.services import api_token_create, api_token_revoke
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "medportal.settings.production",
+        "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-for-the-check-0123456789",
+        "DJANGO_ALLOWED_HOSTS": "medportal.example.org",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/medportal",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def _bearer(key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+def test_token_authenticates_and_is_stored_hashed(api_client, user_for_role):
+    token, key = api_token_create(name="RIS", user=user_for_role("staff"))
+    assert key not in token.key_hash
+    assert api_client.get("/api/v1/patients/", **_bearer(key)).status_code == 200
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_expired_revoked_and_unknown_tokens_get_401(api_client, user_for_role):
+    user = user_for_role("staff")
+    _, expired = api_token_create(name="old", user=user, expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    revoked_token, revoked = api_token_create(name="gone", user=user)
+    api_token_revoke(token=revoked_token)
+    for key in (expired, revoked, "not-a-token"):
+        response = api_client.get("/api/v1/patients/", **_bearer(key))
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_token_clients_are_rate_limited(api_client, client_for_role, user_for_role, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.MEDPORTAL_API_TOKEN_RATE = "3/min"
+    _, key = api_token_create(name="busy", user=user_for_role("staff"))
+    codes = [api_client.get("/api/v1/models/", **_bearer(key)).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    # A person in a browser session is not throttled by the token limit.
+    session = client_for_role("staff")
+    assert {session.get("/api/v1/models/").status_code for _ in range(4)} == {200}
+
+
+def test_admin_creates_a_token_and_sees_the_key_once(client, user_for_role):
+    admin = user_for_role("admin")
+    client.force_login(admin)
+    response = client.post(
+        "/admin/api/apitoken/add/",
+        {"name": "PACS", "user": user_for_role("staff").id, "expires_at_0": "", "expires_at_1": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    token = ApiToken.objects.get(name="PACS")
+    messages = [str(m) for m in response.context["messages"]]
+    key = next(m for m in messages if "copy it now" in m).split(" is ")[1].split(" ")[0]
+    assert ApiToken.objects.usable().filter(key_hash=token.key_hash).exists()
+    from medportal.api.models import token_hash
+
+    assert token_hash(key) == token.key_hash
+
+
+def test_docs_pages_use_local_assets_only(client_for_role):
+    client = client_for_role("staff")
+    for path in ("/api/v1/docs/", "/api/v1/redoc/"):
+        html = client.get(path).content.decode()
+        assert "cdn" not in html.lower()
+        assert "/static/drf_spectacular_sidecar/" in html
+    schema = client.get("/api/v1/schema/").json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/patients/" in schema["paths"]
+
+
+def test_api_use_logs_no_patient_names_or_mrns(client_for_role, caplog):
+    patient = PatientFactory(mrn="SECRET-MRN-77", family_name="Confidential")
+    client = client_for_role("staff")
+    with caplog.at_level(logging.DEBUG):
+        client.get(f"/api/v1/patients/{patient.id}/")
+        client.get("/api/v1/patients/", {"mrn": "SECRET-MRN-77"})
+        client.post("/api/v1/patients/", {"mrn": "SECRET-MRN-77", "family_name": "Confidential"}, format="json")
+        client_for_role("roleless").get(f"/api/v1/patients/{patient.id}/")
+    assert "SECRET-MRN-77" not in caplog.text
+    assert "Confidential" not in caplog.text
