@@ -217,6 +217,14 @@ class TestRerun:
         failed.refresh_from_db()
         assert failed.status == PredictionStatus.QUEUED and failed.error == "" and failed.attempts == 0
 
+    def test_skips_images_that_cannot_be_decoded(self, tiny_model, sample_image_bytes):
+        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
+        image.predictions.all().delete()
+        image.analysable, image.not_analysable_reason = False, "JPEG 2000 decoder missing"
+        image.save(update_fields=["analysable", "not_analysable_reason"])
+        assert predictions_rerun(images=[image]) == []
+        assert not image.predictions.exists()
+
 
 class TestSweeperHeatmaps:
     def test_resends_heatmap_work_lost_with_the_broker_within_the_window(
@@ -235,11 +243,3 @@ class TestSweeperHeatmaps:
         assert predictions_sweep(now=finished + datetime.timedelta(minutes=5))["heatmaps"] == 1
         assert sent == [{"prediction_ids": [str(prediction.id)]}]
         assert predictions_sweep(now=finished + datetime.timedelta(days=2))["heatmaps"] == 0
-
-    def test_skips_images_that_cannot_be_decoded(self, tiny_model, sample_image_bytes):
-        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
-        image.predictions.all().delete()
-        image.analysable, image.not_analysable_reason = False, "JPEG 2000 decoder missing"
-        image.save(update_fields=["analysable", "not_analysable_reason"])
-        assert predictions_rerun(images=[image]) == []
-        assert not image.predictions.exists()
