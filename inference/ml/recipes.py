@@ -122,6 +122,7 @@ _register(
         epochs=30,
         batch_size=64,
         patience=8,
+        version="1.1.0",
         modalities=("CR", "DX"),
         body_part="CHEST",
         source=(

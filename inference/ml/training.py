@@ -223,7 +223,16 @@ def train_recipe(
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
     )
     weights = class_weights(train.labels, n_classes) if recipe.class_weighting == "auto" else None
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
+    stopper = (
+        # Only from mid-schedule on: small, noisy validation sets otherwise stop training
+        # (and pick weights) while the learning rate is still near its peak.
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=recipe.patience,
+            restore_best_weights=True,
+            start_from_epoch=recipe.epochs // 2,
+        )
+    )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((train.images, train.labels))
         .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
@@ -236,14 +245,14 @@ def train_recipe(
         validation_data=val_ds,
         epochs=recipe.epochs,
         class_weight=weights,
-        callbacks=callbacks,
+        callbacks=[stopper],
         shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         verbose=verbose,
     )
     fit_seconds = time.perf_counter() - started
 
     val_losses = history.history.get("val_loss", [])
-    best_epoch = int(np.argmin(val_losses)) + 1 if val_losses else 0
+    best_epoch = int(stopper.best_epoch) + 1 if stopper.best_weights is not None else len(val_losses)
 
     proba = raw_proba(model, val.images)
     temperature = fit_temperature(proba, val.labels)
