@@ -6,6 +6,8 @@ computed here so the templates stay free of arithmetic.
 
 from dataclasses import dataclass
 
+from dashboard.formatting import percent_text
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -40,7 +42,7 @@ def hbar_chart(
     *,
     title: str,
     maximum: float | None = None,
-    fmt=lambda v: f"{v * 100:.1f}%",
+    fmt=percent_text,
     highlight: str | None = None,
     notes: dict[str, str] | None = None,
     label_width: int = 150,

@@ -48,6 +48,6 @@ class MultipleFileField(forms.FileField):
 class ImageUploadForm(forms.Form):
     files = MultipleFileField(
         label="Images",
-        help_text="PNG or JPEG; choose or drop several at once.",
+        help_text="PNG, JPEG or DICOM; choose or drop several at once.",
         widget=MultipleFileInput(attrs={"accept": "image/png,image/jpeg,.dcm,application/dicom"}),
     )

@@ -22,6 +22,7 @@ from imaging.models import Image, Study
 from imaging.pixels import image_pixels
 from imaging.services import image_upload, study_create
 from imaging.validation import ImageRejected
+from inference.selectors import queue_status
 from patients.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -124,11 +125,18 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
         status = 400 if not files or not any(r["ok"] for r in results) else 200
         if not files:
             results.append({"filename": "", "ok": False, "error": "No file was sent."})
+        # Tells the uploader up front when a busy AI queue will make the second opinion late.
+        queue = queue_status().as_dict()
         return JsonResponse(
-            {"results": results, "results_url": reverse("study-results", args=[study.id])}, status=status
+            {"results": results, "results_url": reverse("study-results", args=[study.id]), "queue": queue},
+            status=status,
         )
     if not files:
         messages.error(request, "Choose at least one image to upload.")
+    elif any(result["ok"] for result in results):
+        busy = queue_status()
+        if busy.over_limit:
+            messages.warning(request, busy.message)
     for result in results:
         if not result["ok"]:
             messages.error(request, f"{result['filename']}: rejected. {result['error']}")

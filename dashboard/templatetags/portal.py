@@ -5,6 +5,8 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils import timezone
 
+from dashboard.formatting import percent_text
+
 register = template.Library()
 
 
@@ -15,10 +17,16 @@ def has_role(user, role: str) -> bool:
 
 @register.filter
 def percent(value) -> str:
-    """0.8734 -> '87.3%'; empty when there is no value."""
+    """0.8734 -> '87.3%' (never '100.0%' for a value below 1); empty when there is no value."""
     if value is None or value == "":
         return ""
-    return f"{float(value) * 100:.1f}%"
+    return percent_text(value)
+
+
+@register.filter
+def percent_number(value) -> str:
+    """The 0..100 number for aria-valuenow."""
+    return "" if value is None or value == "" else f"{float(value) * 100:.1f}"
 
 
 @register.filter

@@ -44,6 +44,13 @@
   const form = document.querySelector("[data-upload-form]");
   let uploadsInFlight = 0;
 
+  function showQueue(queue) {
+    const note = document.querySelector("[data-queue-note]");
+    if (!note || !queue) return;
+    note.hidden = !queue.over_limit;
+    note.textContent = queue.over_limit ? queue.message : "";
+  }
+
   function uploadOne(file, list, csrfToken) {
     const item = document.createElement("li");
     item.className = "upload-item";
@@ -77,7 +84,9 @@
       xhr.addEventListener("load", () => {
         let result = null;
         try {
-          result = JSON.parse(xhr.responseText).results[0];
+          const answer = JSON.parse(xhr.responseText);
+          result = answer.results[0];
+          showQueue(answer.queue);
         } catch (error) {
           result = { ok: false, error: "The server answered " + xhr.status + "." };
         }

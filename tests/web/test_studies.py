@@ -176,3 +176,23 @@ def test_upload_json_when_no_file(staff_client, study):
     response = staff_client.post(reverse("study-upload", args=[study.id]), {}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert json.loads(response.content)["results"][0]["error"] == "No file was sent."
+
+
+def test_a_near_certain_result_is_never_shown_as_100_percent(staff_client, study):
+    make_prediction(make_image(study), make_aimodel(), label="pneumonia", confidence=0.99963)
+    html = staff_client.get(reverse("study-detail", args=[study.id])).content.decode()
+    assert "Confidence &gt;99.9%" in html and ">100.0%<" not in html
+    assert "&lt;0.1%" in html  # the other class
+
+
+def test_upload_warns_when_the_ai_queue_is_busy(staff_client, study, settings):
+    settings.MEDPORTAL_QUEUE_SOFT_LIMIT = 1
+    model = make_aimodel()
+    for name in ("q1", "q2"):
+        make_prediction(make_image(study, name=name), model, status=PredictionStatus.QUEUED)
+    url = reverse("study-upload", args=[study.id])
+    answer = staff_client.post(url, {"files": _upload("a.png", _png())}, HTTP_ACCEPT="application/json").json()
+    # Two already waiting, and the upload queued its own second opinion.
+    assert answer["queue"]["over_limit"] is True and answer["queue"]["depth"] == 3
+    page = staff_client.post(url, {"files": _upload("b.png", _png(value=9))}, follow=True).content.decode()
+    assert "The AI queue is busy (4 images waiting)" in page
