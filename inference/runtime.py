@@ -19,6 +19,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
+from inference.forward import forward_for
 from inference.models import AIModel, Prediction, PredictionStatus
 from inference.services import (
     Claim,
@@ -196,7 +197,7 @@ def _run_claim(claim: Claim) -> int:
 
     started = time.perf_counter()
     try:
-        probabilities = np.asarray(predict_proba(keras_model, batch, temperature=model.temperature))
+        probabilities = np.asarray(predict_proba(forward_for(keras_model), batch, temperature=model.temperature))
     except Exception as exc:
         for prediction in ready:
             finished += prediction_record_failure(
@@ -280,9 +281,9 @@ def warm_models(*, queues: list[str] | None = None) -> int:
             logger.warning("Could not warm %s; it will be loaded on first use", model, exc_info=True)
             continue
         channels = 1 if model.color_mode == "grayscale" else 3
-        for size in sorted({1, settings.MEDPORTAL_BATCH_SIZE}):
+        for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
             batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
-            predict_proba(keras_model, batch, temperature=model.temperature)
+            predict_proba(forward_for(keras_model), batch, temperature=model.temperature)
         try:
             gradcam(keras_model, batch[:1], 0, layer_name=model.gradcam_layer or None)
         except Exception:
