@@ -1,5 +1,6 @@
 """The main journeys, in a real browser against a live server and a real Celery worker."""
 
+import base64
 import io
 import re
 
@@ -90,7 +91,7 @@ def test_staff_registers_a_study_and_sees_both_ai_results_arrive(
     screenshot(page, "patient-list")
 
 
-def test_a_corrupt_file_is_reported_while_the_good_one_goes_through(
+def test_a_dropped_corrupt_file_is_reported_while_the_good_one_goes_through(
     page, login, screenshot, browser_staff, celery_worker, tiny_model, tmp_path, sample_image_bytes
 ):
     study = StudyFactory(accession_number="ACC-MIXED", patient=PatientFactory(family_name="Mixed"))
@@ -102,7 +103,22 @@ def test_a_corrupt_file_is_reported_while_the_good_one_goes_through(
     login(page, "staff-browser")
     page.goto(f"/studies/{study.id}/")
     _mark_page(page)
-    page.locator("input[type=file]").set_input_files([str(corrupt), str(good)])
+    # Dropped on the drop zone, as a user drags files from their desktop.
+    files = [{"name": path.name, "b64": base64.b64encode(path.read_bytes()).decode()} for path in (corrupt, good)]
+    dropped = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const file of files) {
+                const bytes = Uint8Array.from(atob(file.b64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], file.name, { type: "image/png" }));
+            }
+            return transfer;
+        }""",
+        files,
+    )
+    page.dispatch_event("[data-dropzone]", "dragover", {"dataTransfer": dropped})
+    expect(page.locator("[data-dropzone]")).to_have_class(re.compile("is-over"))
+    page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": dropped})
 
     rejected = page.locator(".upload-item--error")
     expect(rejected).to_have_count(1)
