@@ -200,6 +200,7 @@ class Bench:
             **settings,
             "uploads": self.args.uploads,
             "uploaders": self.args.uploaders,
+            "images_per_study": self.args.images_per_study,
             "worker_concurrency": 1,
             "gunicorn": f"{self.args.web_workers} workers x {self.args.web_threads} threads",
         }
@@ -259,12 +260,18 @@ class Bench:
             raise RuntimeError(f"Upload failed: {status} {body}")
         return sent, [p["id"] for p in body["images"][0]["predictions"]]
 
-    def pipeline(self, study: str, images: list[bytes]) -> dict:
-        """A burst of single-image uploads from several senders, timed until every prediction succeeded."""
+    def pipeline(self, studies: list[str], images: list[bytes]) -> dict:
+        """A burst of single-image uploads over many studies from several senders, timed until every
+        prediction succeeded (the studies are registered beforehand, as the RIS would have done)."""
         ids: list[str] = []
+        per_study = max(1, len(images) // len(studies))
+
+        def send(index: int):
+            return self.upload(studies[min(index // per_study, len(studies) - 1)], images[index], f"burst-{index}.png")
+
         started = time.time()
         with ThreadPoolExecutor(self.args.uploaders) as pool:
-            for _, batch in pool.map(lambda i: self.upload(study, images[i], f"burst-{i}.png"), range(len(images))):
+            for _, batch in pool.map(send, range(len(images))):
                 ids += batch
         uploaded = time.time()
         rows = self.wait_all(ids, timeout=900)
@@ -290,7 +297,7 @@ class Bench:
             time.sleep(0.1)
         return self.summary(latencies)
 
-    def concurrent_latency(self, study: str, images: list[bytes]) -> dict:
+    def concurrent_latency(self, studies: list[str], images: list[bytes]) -> dict:
         latencies: list[float] = []
         lock = threading.Lock()
         per_sender = len(images) // self.args.latency_uploaders
@@ -298,7 +305,7 @@ class Bench:
         def sender(number: int) -> None:
             for index in range(per_sender):
                 position = number * per_sender + index
-                sent, ids = self.upload(study, images[position], f"conc-{position}.png")
+                sent, ids = self.upload(studies[number], images[position], f"conc-{position}.png")
                 rows = self.wait_all(ids, timeout=120)
                 with lock:
                     latencies.append((max(at for _, at, _ in rows.values()) - sent) * 1000)
@@ -341,24 +348,30 @@ class Bench:
         self.processes = [worker]
         try:
             procedure = card.get("procedure") or ""
-            study = self.api.create_study(
-                patient=self.patient,
-                modality=card["modalities"][0],
-                body_part=card["body_part"],
-                **({"procedure": procedure} if procedure else {}),
-            )
+
+            def new_study() -> str:
+                return self.api.create_study(
+                    patient=self.patient,
+                    modality=card["modalities"][0],
+                    body_part=card["body_part"],
+                    **({"procedure": procedure} if procedure else {}),
+                )
+
+            study = new_study()
+            burst_studies = [new_study() for _ in range(max(1, self.args.uploads // self.args.images_per_study))]
+            sender_studies = [new_study() for _ in range(self.args.latency_uploaders)]
             total = self.args.uploads + self.args.latency_samples + self.args.concurrent_samples + 1
             images = distinct_images(image_path, total)
             self.wait_all(self.upload(study, images[0], "warm.png")[1], heatmaps=True, timeout=120)
             images = images[1:]
             print(f"[{name}] pipeline burst of {self.args.uploads} uploads ...", flush=True)
-            pipeline = self.pipeline(study, images[: self.args.uploads])
+            pipeline = self.pipeline(burst_studies, images[: self.args.uploads])
             images = images[self.args.uploads :]
             print(f"[{name}] idle latency ...", flush=True)
             idle = self.idle_latency(study, images[: self.args.latency_samples])
             images = images[self.args.latency_samples :]
             print(f"[{name}] latency with {self.args.latency_uploaders} concurrent uploaders ...", flush=True)
-            concurrent = self.concurrent_latency(study, images[: self.args.concurrent_samples])
+            concurrent = self.concurrent_latency(sender_studies, images[: self.args.concurrent_samples])
         finally:
             worker.stop(timeout=20)
             self.processes = []
@@ -469,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="light,heavy", help="light,heavy (default), all, or model names")
     parser.add_argument("--uploads", type=int, default=500)
     parser.add_argument("--uploaders", type=int, default=8, help="concurrent senders in the burst")
+    parser.add_argument("--images-per-study", type=int, default=5, help="the burst's images per study")
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--latency-uploaders", type=int, default=8)
     parser.add_argument("--concurrent-samples", type=int, default=160)

@@ -86,3 +86,21 @@ def test_upload_response_and_prediction_show_the_expected_wait(tiny_model, api_c
 
     detail = api_client.get(f"/api/v1/predictions/{prediction['id']}/").json()
     assert detail["expected_wait_seconds"] == prediction["expected_wait_seconds"]
+
+
+@override_settings(MEDPORTAL_QUEUE_SOFT_LIMIT=1)
+def test_over_the_limit_uploads_are_still_stored_and_told_the_wait(
+    tiny_model, api_client, staff_user, sample_image_bytes
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    api_client.force_authenticate(staff_user)
+    study = StudyFactory()
+    files = [SimpleUploadedFile(n, sample_image_bytes(n), content_type="image/png") for n in NAMES[:3]]
+    response = api_client.post(f"/api/v1/studies/{study.id}/images/", {"file": files}, format="multipart")
+
+    assert response.status_code == 201, response.content
+    queue = response.json()["queue"]
+    assert queue["depth"] == 3 and queue["over_limit"] is True
+    assert "3 images waiting" in queue["message"] and "Uploads are stored as usual" in queue["message"]
+    assert Prediction.objects.filter(image__study=study, status=PredictionStatus.QUEUED).count() == 3
