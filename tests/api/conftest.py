@@ -1,5 +1,7 @@
 """Fixtures for the API tests: users and signed-in clients per role."""
 
+import sys
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -36,3 +38,15 @@ def client_for_role(user_for_role):
         return client
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Records how many requests the schemathesis fuzz run sent, per role."""
+    fuzz = sys.modules.get("tests.api.test_fuzz")
+    if fuzz is None or not fuzz.CASES:
+        return
+    counts = ", ".join(f"{role} {n}" for role, n in sorted(fuzz.CASES.items()))
+    terminalreporter.write_line(
+        f"schemathesis fuzz: {sum(fuzz.CASES.values())} requests ({counts}); "
+        f"at most {fuzz.MAX_EXAMPLES} generated examples per operation"
+    )
