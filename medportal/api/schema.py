@@ -29,6 +29,7 @@ ERROR_DESCRIPTIONS = {
     "406": "The Accept header asks for a representation this endpoint cannot give.",
     "415": "Unsupported request content type.",
     "429": "Too many requests from this API token; retry after the Retry-After seconds.",
+    "503": "The database is briefly unavailable; nothing was saved. Retry after the Retry-After seconds.",
 }
 
 
@@ -46,7 +47,7 @@ class AutoSchema(SpectacularAutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        codes = ["401", "403", "404", "406", "429"]
+        codes = ["401", "403", "404", "406", "429", "503"]
         has_body = self.method in ("POST", "PUT", "PATCH")
         if has_body or self._get_filter_parameters() or self.get_override_parameters():
             codes.append("400")
