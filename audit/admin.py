@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from audit.models import AuditEvent, HistoricalPatient, HistoricalStudy
+from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient, HistoricalStudy
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -53,3 +53,40 @@ class HistoricalStudyAdmin(ReadOnlyAdmin):
     list_filter = ("history_type", "history_date", "status")
     search_fields = ("accession_number", "=id", "=patient__id", "history_user__username")
     readonly_fields = [field.name for field in HistoricalStudy._meta.fields]
+
+
+class AuditedAdminMixin:
+    """For ModelAdmins of patient data: records each record opened, added or changed in the admin.
+
+    Set ``audit_patient`` to a function of the object giving its patient (or its id) when the model
+    is not Patient itself, e.g. ``audit_patient = staticmethod(lambda study: study.patient_id)``.
+    """
+
+    audit_patient = None
+
+    def _audit(self, request, obj, action, detail: str = "") -> None:
+        from audit.services import audit_record
+
+        patient_of = type(self).audit_patient
+        audit_record(
+            actor=request.user,
+            action=action,
+            obj=obj,
+            patient=patient_of(obj) if patient_of is not None else None,
+            interface=AuditInterface.ADMIN,
+            request=request,
+            detail=detail,
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and getattr(response, "status_code", None) == 200:
+            obj = self.get_object(request, object_id)
+            if obj is not None:
+                self._audit(request, obj, AuditAction.READ)
+        return response
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        changed = ",".join(sorted(form.changed_data))[:255] if form is not None else ""
+        self._audit(request, obj, AuditAction.UPDATE if change else AuditAction.CREATE, detail=changed)

@@ -89,3 +89,33 @@ def test_patient_history_keeps_old_values_and_who_changed_them(client_for_role, 
     assert history.last().history_user == user_for_role("staff")
     patient_update(patient=patient, given_name="Changed")
     assert HistoricalPatient.objects.filter(id=patient.id).count() == 3
+
+
+def test_admin_mixin_records_views_and_changes(rf):
+    from django.contrib import admin as django_admin
+
+    from audit.admin import AuditedAdminMixin
+    from patients.models import Patient
+
+    class PatientAuditedAdmin(AuditedAdminMixin, django_admin.ModelAdmin):
+        fields = ("mrn", "family_name")
+
+    site = django_admin.AdminSite(name="audit-test")
+    model_admin = PatientAuditedAdmin(Patient, site)
+    boss = UserFactory(username="boss", role="admin", is_superuser=True)
+    patient = PatientFactory(family_name="Before")
+
+    request = rf.get(f"/admin/patients/patient/{patient.id}/change/", REMOTE_ADDR="192.0.2.9")
+    request.user = boss
+    assert model_admin.change_view(request, str(patient.id)).status_code == 200
+    event = AuditEvent.objects.latest("id")
+    assert (event.actor, event.action, event.interface, event.patient_id) == (boss, "read", "admin", patient.id)
+    assert event.ip_address == "192.0.2.9"
+
+    class Form:
+        changed_data = ["family_name"]
+
+    patient.family_name = "After"
+    model_admin.save_model(request, patient, Form(), change=True)
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.detail, event.interface) == ("update", "family_name", "admin")
