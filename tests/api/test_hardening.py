@@ -112,3 +112,14 @@ def test_api_use_logs_no_patient_names_or_mrns(client_for_role, caplog):
         client_for_role("roleless").get(f"/api/v1/patients/{patient.id}/")
     assert "SECRET-MRN-77" not in caplog.text
     assert "Confidential" not in caplog.text
+
+
+def test_admin_revokes_a_token(client, api_client, user_for_role):
+    token, key = api_token_create(name="Lab", user=user_for_role("staff"))
+    client.force_login(user_for_role("admin"))
+    assert client.get("/admin/api/apitoken/").status_code == 200
+    response = client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
+    assert response.status_code == 200
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert api_client.get("/api/v1/patients/", **_bearer(key)).status_code == 401
