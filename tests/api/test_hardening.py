@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_check_deploy_is_clean_with_production_settings():
+    # Only the production variables: none a test process may have set (e.g. DJANGO_ALLOW_ASYNC_UNSAFE).
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MEDPORTAL_"))}
     env = {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "medportal.settings.production",
         "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-for-the-check-0123456789",
         "DJANGO_ALLOWED_HOSTS": "medportal.example.org",
