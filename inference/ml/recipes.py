@@ -332,7 +332,7 @@ _register(
             "platelet",
         ),
         normal_labels=None,
-        input_size=(96, 96),
+        input_size=(64, 64),
         color_mode="rgb",
         arch_params={
             "stem_filters": 32,
@@ -343,9 +343,9 @@ _register(
             "dropout": 0.3,
         },
         augmentation="microscopy",
-        epochs=40,
+        epochs=30,
         batch_size=32,
-        patience=10,
+        patience=8,
         modalities=("SM",),
         body_part="BLOOD",
         procedure="WBC_DIFFERENTIAL",
@@ -396,7 +396,7 @@ _register(
         layout="folders",
         labels=("mel", "nv"),
         normal_labels=("nv",),
-        input_size=(112, 112),
+        input_size=(96, 96),
         color_mode="rgb",
         arch_params={
             "stem_filters": 32,
@@ -407,9 +407,9 @@ _register(
             "dropout": 0.4,
         },
         augmentation="dermoscopy",
-        epochs=40,
+        epochs=30,
         batch_size=32,
-        patience=12,
+        patience=8,
         modalities=("DMS",),
         body_part="SKIN",
         source=(
@@ -433,7 +433,7 @@ _register(
             "seborrhoeic keratosis, etc.) will be forced into melanoma or naevus. Training "
             "set is balanced (700/700), unlike real practice where melanoma is rare, and "
             "mostly fair-skinned European patients; images were reduced to 150x150 and then "
-            "112x112."
+            "96x96."
         ),
         not_for=(
             "Non-dermoscopic (clinical/phone) photographs, non-melanocytic lesions, "
@@ -458,7 +458,7 @@ _register(
         layout="folders",
         labels=("COVID", "Normal"),
         normal_labels=("Normal",),
-        input_size=(128, 128),
+        input_size=(96, 96),
         color_mode="grayscale",
         arch_params={
             "stem_filters": 32,
@@ -469,9 +469,9 @@ _register(
             "dropout": 0.3,
         },
         augmentation="chest_xray",
-        epochs=30,
+        epochs=24,
         batch_size=32,
-        patience=8,
+        patience=6,
         modalities=("CR", "DX"),
         body_part="CHEST",
         source=(
@@ -528,7 +528,7 @@ _register(
         train_split="Training",
         val_split=None,
         val_fraction=0.15,
-        input_size=(128, 128),
+        input_size=(96, 96),
         color_mode="grayscale",
         arch_params={
             "stem_filters": 32,
@@ -539,9 +539,9 @@ _register(
             "dropout": 0.3,
         },
         augmentation="mri",
-        epochs=30,
+        epochs=24,
         batch_size=32,
-        patience=10,
+        patience=6,
         modalities=("MR",),
         body_part="BRAIN",
         source=(
