@@ -1,6 +1,7 @@
 import django_filters
 
 from audit.models import AuditAction, AuditEvent, AuditInterface
+from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -11,7 +12,7 @@ class AuditEventFilter(django_filters.FilterSet):
     interface = django_filters.MultipleChoiceFilter(choices=AuditInterface.choices)
     object_type = django_filters.CharFilter()
     object_id = django_filters.CharFilter()
-    occurred = django_filters.IsoDateTimeFromToRangeFilter(
+    occurred = UtcDateTimeRangeFilter(
         field_name="occurred_at", help_text="occurred_after / occurred_before (ISO 8601)."
     )
 

@@ -2,6 +2,7 @@ import django_filters
 from django.db.models import Q
 
 from imaging.models import BodyPart, Image, Modality, Priority, Study, StudyStatus
+from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class StudyFilter(django_filters.FilterSet):
@@ -13,9 +14,7 @@ class StudyFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices)
     priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int)
     study_date = django_filters.DateFromToRangeFilter(help_text="study_date_after / study_date_before, inclusive.")
-    created = django_filters.IsoDateTimeFromToRangeFilter(
-        field_name="created_at", help_text="created_after / created_before (ISO 8601)."
-    )
+    created = UtcDateTimeRangeFilter(field_name="created_at", help_text="created_after / created_before (ISO 8601).")
     search = django_filters.CharFilter(method="filter_search", help_text="Accession number, MRN or description.")
     ordering = django_filters.OrderingFilter(
         fields=(("created_at", "created"), ("study_date", "study_date"), ("priority", "priority"), ("status", "status"))
@@ -41,7 +40,7 @@ class ImageFilter(django_filters.FilterSet):
     accession = django_filters.CharFilter(field_name="study__accession_number", lookup_expr="iexact")
     modality = django_filters.MultipleChoiceFilter(field_name="study__modality", choices=Modality.choices)
     content_type = django_filters.ChoiceFilter(choices=[("image/png", "PNG"), ("image/jpeg", "JPEG")])
-    uploaded = django_filters.IsoDateTimeFromToRangeFilter(
+    uploaded = UtcDateTimeRangeFilter(
         field_name="uploaded_at", help_text="uploaded_after / uploaded_before (ISO 8601)."
     )
     ordering = django_filters.OrderingFilter(fields=(("uploaded_at", "uploaded"), ("size_bytes", "size")))

@@ -2,6 +2,7 @@ import django_filters
 
 from imaging.models import BodyPart, Modality, Priority, StudyStatus
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
+from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class PredictionFilter(django_filters.FilterSet):
@@ -17,10 +18,8 @@ class PredictionFilter(django_filters.FilterSet):
     label = django_filters.CharFilter()
     is_abnormal = django_filters.BooleanFilter()
     reviewed = django_filters.BooleanFilter(field_name="review", lookup_expr="isnull", exclude=True)
-    queued = django_filters.IsoDateTimeFromToRangeFilter(
-        field_name="queued_at", help_text="queued_after / queued_before (ISO 8601)."
-    )
-    finished = django_filters.IsoDateTimeFromToRangeFilter(
+    queued = UtcDateTimeRangeFilter(field_name="queued_at", help_text="queued_after / queued_before (ISO 8601).")
+    finished = UtcDateTimeRangeFilter(
         field_name="finished_at", help_text="finished_after / finished_before (ISO 8601)."
     )
     ordering = django_filters.OrderingFilter(
@@ -51,7 +50,7 @@ class ReviewFilter(django_filters.FilterSet):
     accession = django_filters.CharFilter(field_name="prediction__image__study__accession_number", lookup_expr="iexact")
     decision = django_filters.ChoiceFilter(choices=ReviewDecision.choices)
     reviewer = django_filters.CharFilter(field_name="reviewer__username")
-    reviewed = django_filters.IsoDateTimeFromToRangeFilter(
+    reviewed = UtcDateTimeRangeFilter(
         field_name="reviewed_at", help_text="reviewed_after / reviewed_before (ISO 8601)."
     )
     ordering = django_filters.OrderingFilter(fields=(("reviewed_at", "reviewed"),))

@@ -1,5 +1,6 @@
 import django_filters
 
+from medportal.api.filters import UtcDateTimeRangeFilter
 from patients.models import Patient, Sex
 
 
@@ -8,9 +9,7 @@ class PatientFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(method="filter_search", help_text="MRN (or its start) or words of the name.")
     sex = django_filters.MultipleChoiceFilter(choices=Sex.choices)
     birth_date = django_filters.DateFromToRangeFilter(help_text="birth_date_after / birth_date_before, inclusive.")
-    created = django_filters.IsoDateTimeFromToRangeFilter(
-        field_name="created_at", help_text="created_after / created_before (ISO 8601)."
-    )
+    created = UtcDateTimeRangeFilter(field_name="created_at", help_text="created_after / created_before (ISO 8601).")
     ordering = django_filters.OrderingFilter(
         fields=(("family_name", "family_name"), ("mrn", "mrn"), ("birth_date", "birth_date"), ("created_at", "created"))
     )
