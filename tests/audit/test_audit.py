@@ -119,3 +119,18 @@ def test_admin_mixin_records_views_and_changes(rf):
     model_admin.save_model(request, patient, Form(), change=True)
     event = AuditEvent.objects.latest("id")
     assert (event.action, event.detail, event.interface) == ("update", "family_name", "admin")
+
+
+def test_admin_browses_change_history_read_only(client):
+    from tests.factories import StudyFactory
+
+    boss = UserFactory(username="boss", role="admin", is_superuser=True)
+    client.force_login(boss)
+    study = StudyFactory()
+    for path in ("/admin/audit/historicalpatient/", "/admin/audit/historicalstudy/"):
+        assert client.get(path).status_code == 200
+        assert client.get(path, {"q": str(study.patient_id)}).status_code == 200
+    history_id = HistoricalPatient.objects.get(id=study.patient_id).history_id
+    assert client.get(f"/admin/audit/historicalpatient/{history_id}/change/").status_code == 200
+    assert client.post(f"/admin/audit/historicalpatient/{history_id}/delete/", {"post": "yes"}).status_code == 403
+    assert HistoricalPatient.objects.filter(history_id=history_id).exists()
