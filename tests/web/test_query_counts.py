@@ -102,3 +102,14 @@ def test_dashboards(client_for, admin_user):
         make_prediction(make_image(study, name=str(i)), model, status=PredictionStatus.FAILED)
     many = count_queries(client, url)
     assert few == many <= 20
+
+
+def test_patient_page(staff_client):
+    patient = PatientFactory()
+    url = reverse("patient-detail", args=[patient.id])
+    StudyFactory(patient=patient)
+    few = count_queries(staff_client, url)
+    for _ in range(20):
+        make_image(StudyFactory(patient=patient))
+    many = count_queries(staff_client, url)
+    assert few == many <= MAX_QUERIES

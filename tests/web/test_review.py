@@ -161,3 +161,9 @@ def test_review_page_without_a_finished_result_explains_why(radiologist_client):
     make_prediction(make_image(study), model, status=PredictionStatus.FAILED, error="Out of memory.")
     html = radiologist_client.get(reverse("review", args=[study.id])).content.decode()
     assert "No AI second opinion to review" in html and "Out of memory." in html
+
+
+def test_review_page_says_when_the_heatmap_is_still_coming(radiologist_client):
+    study = done_study(make_aimodel(gradcam_layer="features"))
+    html = radiologist_client.get(reverse("review", args=[study.id])).content.decode()
+    assert "Grad-CAM heatmap not ready yet" in html and "data-heatmap-toggle" not in html
