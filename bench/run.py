@@ -360,7 +360,13 @@ class Bench:
             study = new_study()
             burst_studies = [new_study() for _ in range(max(1, self.args.uploads // self.args.images_per_study))]
             sender_studies = [new_study() for _ in range(self.args.latency_uploaders)]
-            total = self.args.uploads + self.args.latency_samples + self.args.concurrent_samples + 1
+            total = (
+                self.args.uploads
+                + self.args.latency_samples
+                + self.args.concurrent_samples
+                + self.args.drain_uploads
+                + 1
+            )
             images = distinct_images(image_path, total)
             self.wait_all(self.upload(study, images[0], "warm.png")[1], heatmaps=True, timeout=120)
             images = images[1:]
@@ -372,8 +378,13 @@ class Bench:
             images = images[self.args.latency_samples :]
             print(f"[{name}] latency with {self.args.latency_uploaders} concurrent uploaders ...", flush=True)
             concurrent = self.concurrent_latency(sender_studies, images[: self.args.concurrent_samples])
-        finally:
             worker.stop(timeout=20)
+            print(f"[{name}] queue drain: {self.args.drain_uploads} uploads queued, then one worker ...", flush=True)
+            drain_studies = [new_study() for _ in range(max(1, self.args.drain_uploads // self.args.images_per_study))]
+            drain = self.drain(drain_studies, images[self.args.concurrent_samples :], name)
+        finally:
+            for process in self.processes:
+                process.stop(timeout=20)
             self.processes = []
         return {
             "role": role,
@@ -386,7 +397,35 @@ class Bench:
             "pipeline": pipeline,
             "latency_idle": idle,
             "latency_concurrent": concurrent,
+            "drain": drain,
         }
+
+    def drain(self, studies: list[str], images: list[bytes], name: str) -> dict:
+        """The worker alone: predictions queued while no worker runs, then drained by one worker.
+
+        Timed from its first claim to its last result, so it shows how close the worker itself
+        comes to the model's ceiling when the web tier is not competing for the same two cores.
+        """
+        ids: list[str] = []
+        per_study = max(1, len(images) // len(studies))
+        with ThreadPoolExecutor(self.args.uploaders) as pool:
+            for _, batch in pool.map(
+                lambda i: self.upload(studies[min(i // per_study, len(studies) - 1)], images[i], f"drain-{i}.png"),
+                range(len(images)),
+            ):
+                ids += batch
+        worker = start_worker(self.env, self.root, name=f"bench-drain-{name}", queues=[self.queue], warm_models=1)
+        self.processes = [worker]
+        self.wait_all(ids, timeout=900)
+        [(first, last)] = self.db.rows(
+            "SELECT extract(epoch from min(started_at)), extract(epoch from max(finished_at)) "
+            "FROM inference_prediction WHERE id::text = ANY(%s)",
+            (ids,),
+        )
+        worker.stop(timeout=20)
+        self.processes = []
+        seconds = float(last) - float(first)
+        return {"predictions": len(ids), "seconds": seconds, "images_per_second": len(ids) / seconds}
 
     def memory(self, cards: list[dict]) -> dict:
         """Resident memory of a worker's pool process with every shipped model loaded and warmed."""
@@ -410,7 +449,9 @@ class Bench:
 def targets(results: dict) -> list[tuple[bool, str]]:
     lines = []
     models = results["models"]
-    heaviest = max(models.values(), key=lambda m: m["parameters"])
+    heaviest = next((m for m in models.values() if m["role"] == "heaviest"), None) or max(
+        models.values(), key=lambda m: m["parameters"]
+    )
     for name, m in models.items():
         pipeline = m["pipeline"]["images_per_second"]
         naive = m["naive"]["load_and_predict_per_request_images_per_second"]
@@ -442,7 +483,7 @@ def targets(results: dict) -> list[tuple[bool, str]]:
 def table(results: dict) -> str:
     rows = [
         ("model", "params", "input", "ceiling img/s", "pipeline img/s", "naive img/s", "naive(warm) img/s",
-         "idle p50/p95 ms", "8-up p50/p95 ms", "heatmaps done s"),
+         "drain img/s", "idle p50/p95 ms", "8-up p50/p95 ms", "heatmaps done s"),
     ]  # fmt: skip
     for name, m in results["models"].items():
         rows.append(
@@ -454,6 +495,7 @@ def table(results: dict) -> str:
                 f"{m['pipeline']['images_per_second']:.1f}",
                 f"{m['naive']['load_and_predict_per_request_images_per_second']:.2f}",
                 f"{m['naive']['loaded_once_predict_per_request_images_per_second']:.1f}",
+                f"{m['drain']['images_per_second']:.1f}",
                 f"{m['latency_idle']['p50_ms']:.0f} / {m['latency_idle']['p95_ms']:.0f}",
                 f"{m['latency_concurrent']['p50_ms']:.0f} / {m['latency_concurrent']['p95_ms']:.0f}",
                 f"{m['pipeline']['seconds_to_all_heatmaps']:.1f}",
@@ -486,12 +528,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--latency-uploaders", type=int, default=8)
     parser.add_argument("--concurrent-samples", type=int, default=160)
+    parser.add_argument("--drain-uploads", type=int, default=300)
     parser.add_argument("--naive-samples", type=int, default=10)
     parser.add_argument("--naive-warm-samples", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--forward-batch-sizes", default="1,16,32,64")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers (production runs 4)")
+    parser.add_argument("--web-threads", type=int, default=1)
     parser.add_argument("--postgres-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results.json")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
@@ -25,12 +24,12 @@ from inference.services import (
     Claim,
     prediction_record_failure,
     prediction_record_heatmap,
-    prediction_record_success,
     predictions_claim,
     predictions_claim_next,
     predictions_enqueue_heatmaps,
+    predictions_record_successes,
     predictions_release,
-    study_refresh_status,
+    studies_refresh_after_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -144,8 +143,7 @@ def _run_and_refresh(claim: Claim) -> int:
     try:
         return _run_claim(claim)
     finally:
-        for study_id in {p.image.study_id for p in claim.predictions}:
-            study_refresh_status(study_id=study_id)
+        studies_refresh_after_batch(study_ids={p.image.study_id for p in claim.predictions})
 
 
 def _model_inputs(predictions: list[Prediction], model: AIModel, token) -> tuple[list[Prediction], np.ndarray, int]:
@@ -206,17 +204,12 @@ def _run_claim(claim: Claim) -> int:
         return finished
     per_image_ms = (time.perf_counter() - started) * 1000.0 / len(ready)
 
-    written = []
-    # One commit for the whole batch: the second opinions appear together and cost one round trip.
-    with transaction.atomic():
-        for index, prediction in enumerate(ready):
-            if prediction_record_success(
-                prediction=prediction,
-                token=claim.token,
-                probabilities=probabilities[index].tolist(),
-                inference_ms=per_image_ms,
-            ):
-                written.append(prediction)
+    # One statement and one commit for the whole batch: the second opinions appear together.
+    written = predictions_record_successes(
+        token=claim.token,
+        results=[(prediction, probabilities[index].tolist()) for index, prediction in enumerate(ready)],
+        inference_ms=per_image_ms,
+    )
     for prediction in written:
         logger.info("Prediction %s succeeded (claim %s)", prediction.id, claim.token)
     # Grad-CAM costs several forward passes; it follows as its own task, behind the queued

@@ -153,9 +153,13 @@ def _busy_throughput(queue: str | None) -> float | None:
 def queue_status(*, queue: str | None = None) -> QueueStatus:
     """Depth of the AI queue (one Celery queue, or all) and the expected wait at the recent pace.
 
-    The throughput estimate is cached for a few seconds so that a burst of uploads does not
-    recompute it on every request; the depth is always current.
+    A burst of uploads asks on every request, so the answer is cached for a second per process
+    (and the throughput estimate for ten): an expected wait does not need to be fresher than that.
     """
+    status_key = f"medportal:queue-status:{queue or '*'}"
+    cached = cache.get(status_key)
+    if cached is not None:
+        return cached
     counts = Prediction.objects.filter(status__in=[PredictionStatus.QUEUED, PredictionStatus.RUNNING])
     if queue:
         counts = counts.filter(model__queue=queue)
@@ -166,7 +170,7 @@ def queue_status(*, queue: str | None = None) -> QueueStatus:
         throughput = _busy_throughput(queue) or 0.0
         cache.set(key, throughput, timeout=10)
     measured = throughput > 0
-    return QueueStatus(
+    status = QueueStatus(
         queue=queue,
         queued=by_status.get(PredictionStatus.QUEUED, 0),
         running=by_status.get(PredictionStatus.RUNNING, 0),
@@ -174,3 +178,5 @@ def queue_status(*, queue: str | None = None) -> QueueStatus:
         measured=measured,
         soft_limit=settings.MEDPORTAL_QUEUE_SOFT_LIMIT,
     )
+    cache.set(status_key, status, timeout=1)
+    return status

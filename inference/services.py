@@ -288,6 +288,20 @@ def _claimed(token: uuid.UUID) -> Claim | None:
     return Claim(token=token, model=predictions[0].model, predictions=predictions)
 
 
+def _result_fields(model: AIModel, probabilities: Sequence[float]) -> dict:
+    labels = list(model.labels)
+    if len(probabilities) != len(labels):
+        raise ValueError(f"The model gave {len(probabilities)} outputs for {len(labels)} labels.")
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    label = labels[best]
+    return {
+        "label": label,
+        "confidence": float(probabilities[best]),
+        "probabilities": {lab: float(p) for lab, p in zip(labels, probabilities, strict=True)},
+        "is_abnormal": None if model.normal_labels is None else label not in model.normal_labels,
+    }
+
+
 def prediction_record_success(
     *,
     prediction: Prediction,
@@ -297,29 +311,64 @@ def prediction_record_success(
     heatmap_png: bytes | None = None,
 ) -> bool:
     """Write a result, only if this worker's claim still holds. Returns whether it was written."""
-    model = prediction.model
-    labels = list(model.labels)
-    if len(probabilities) != len(labels):
-        raise ValueError(f"The model gave {len(probabilities)} outputs for {len(labels)} labels.")
-    best = max(range(len(labels)), key=lambda i: probabilities[i])
-    label = labels[best]
+    fields = _result_fields(prediction.model, probabilities)
     heatmap_name = ""
     if heatmap_png:
         sha = sha256_hex(heatmap_png)
         heatmap_name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
-    is_abnormal = None if model.normal_labels is None else label not in model.normal_labels
     written = Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
         status=PredictionStatus.SUCCEEDED,
-        label=label,
-        confidence=float(probabilities[best]),
-        probabilities={lab: float(p) for lab, p in zip(labels, probabilities, strict=True)},
-        is_abnormal=is_abnormal,
+        **fields,
         heatmap=heatmap_name,
         error="",
         finished_at=timezone.now(),
         inference_ms=inference_ms,
     )
     return bool(written)
+
+
+RESULT_FIELDS = [
+    "status",
+    "label",
+    "confidence",
+    "probabilities",
+    "is_abnormal",
+    "error",
+    "finished_at",
+    "inference_ms",
+]
+
+
+@transaction.atomic
+def predictions_record_successes(
+    *, token: uuid.UUID, results: Sequence[tuple[Prediction, Sequence[float]]], inference_ms: float
+) -> list[Prediction]:
+    """Write a whole batch's results in one statement, for the rows this worker's claim still holds.
+
+    The rows are locked first, so a sweeper cannot hand them to another worker between the
+    check and the write. Returns the predictions written.
+    """
+    ids = [prediction.id for prediction, _ in results]
+    held = set(
+        Prediction.objects.select_for_update()
+        .filter(id__in=ids, claim_token=token, status=PredictionStatus.RUNNING)
+        .values_list("id", flat=True)
+    )
+    now = timezone.now()
+    written = []
+    for prediction, probabilities in results:
+        if prediction.id not in held:
+            continue
+        for name, value in _result_fields(prediction.model, probabilities).items():
+            setattr(prediction, name, value)
+        prediction.status = PredictionStatus.SUCCEEDED
+        prediction.error = ""
+        prediction.finished_at = now
+        prediction.inference_ms = inference_ms
+        written.append(prediction)
+    if written:
+        Prediction.objects.bulk_update(written, RESULT_FIELDS)
+    return written
 
 
 def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None, reason: str) -> bool:
@@ -442,6 +491,28 @@ def predictions_sweep(*, now=None) -> dict[str, int]:
 
 
 # --- Studies --------------------------------------------------------------------------------
+
+
+def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
+    """Refresh the status of the studies a batch touched whose status can have changed.
+
+    A study with AI work still queued or running stays "AI pending"; during a burst that is
+    most of them, so only the ones whose last prediction just finished (or that are not yet
+    marked pending) are refreshed. Returns how many were refreshed.
+    """
+    study_ids = set(study_ids)
+    pending = set(
+        Prediction.objects.filter(
+            image__study_id__in=study_ids, status__in=[PredictionStatus.QUEUED, PredictionStatus.RUNNING]
+        ).values_list("image__study_id", flat=True)
+    )
+    settled = set(
+        Study.objects.filter(id__in=pending & study_ids, status=StudyStatus.AI_PENDING).values_list("id", flat=True)
+    )
+    refresh = study_ids - settled
+    for study_id in refresh:
+        study_refresh_status(study_id=study_id)
+    return len(refresh)
 
 
 def study_refresh_status(*, study_id) -> StudyStatus:

@@ -243,3 +243,43 @@ class TestSweeperHeatmaps:
         assert predictions_sweep(now=finished + datetime.timedelta(minutes=5))["heatmaps"] == 1
         assert sent == [{"prediction_ids": [str(prediction.id)]}]
         assert predictions_sweep(now=finished + datetime.timedelta(days=2))["heatmaps"] == 0
+
+
+class TestBatchWrites:
+    def test_a_batch_is_written_only_where_this_claim_still_holds(self, tiny_model, sample_image_bytes):
+        from inference.services import predictions_record_successes
+
+        study = StudyFactory()
+        for name in ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png"]:
+            image_upload(study=study, data=sample_image_bytes(name))
+        claim = predictions_claim(prediction_id=Prediction.objects.first().id)
+        lost = claim.predictions[1]
+        # The sweeper gave this one back to the queue meanwhile.
+        Prediction.objects.filter(id=lost.id).update(status=PredictionStatus.QUEUED, claim_token=None)
+
+        written = predictions_record_successes(
+            token=claim.token, results=[(p, [0.25, 0.75]) for p in claim.predictions], inference_ms=2.0
+        )
+
+        assert {p.id for p in written} == {p.id for p in claim.predictions} - {lost.id}
+        for prediction in Prediction.objects.exclude(id=lost.id):
+            assert prediction.status == PredictionStatus.SUCCEEDED and prediction.label == "pneumonia"
+            assert prediction.confidence == pytest.approx(0.75) and prediction.is_abnormal is True
+            assert prediction.probabilities == {"normal": 0.25, "pneumonia": 0.75} and prediction.finished_at
+        assert Prediction.objects.get(id=lost.id).status == PredictionStatus.QUEUED
+
+    def test_only_studies_whose_ai_work_settled_are_refreshed(self, tiny_model, sample_image_bytes):
+        from inference.services import studies_refresh_after_batch
+
+        done, busy = StudyFactory(), StudyFactory()
+        image_upload(study=done, data=sample_image_bytes("cxr-normal-1.png"))
+        image_upload(study=busy, data=sample_image_bytes("cxr-normal-1.png"))
+        image_upload(study=busy, data=sample_image_bytes("cxr-normal-2.png"))
+        succeed(done.images.get().predictions.get())
+        succeed(busy.images.first().predictions.get())
+
+        assert studies_refresh_after_batch(study_ids=[done.id, busy.id]) == 1
+
+        done.refresh_from_db()
+        busy.refresh_from_db()
+        assert done.status == StudyStatus.AI_DONE and busy.status == StudyStatus.AI_PENDING
