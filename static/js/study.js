@@ -88,7 +88,13 @@
           result = answer.results[0];
           showQueue(answer.queue);
         } catch (error) {
-          result = { ok: false, error: "The server answered " + xhr.status + "." };
+          const expired = xhr.responseURL && xhr.responseURL.includes("/login/");
+          result = {
+            ok: false,
+            error: expired
+              ? "Your session has expired: log in again, then upload this file again."
+              : "The server answered " + xhr.status + "; the file was not stored.",
+          };
         }
         bar.value = 100;
         if (result && result.ok) {

@@ -59,3 +59,13 @@ def test_dashboard_tells_a_user_without_role_what_to_do(client_for, roleless_use
     response = client_for(roleless_user).get(reverse("home"))
     assert response.status_code == 200
     assert "no role yet" in response.content.decode()
+
+
+def test_an_expired_form_gets_a_clear_page(staff_user):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff_user)
+    response = client.post(reverse("patient-create"), {"mrn": "X", "family_name": "Y", "sex": "U"})
+    assert response.status_code == 403
+    assert "This form has expired" in response.content.decode()
