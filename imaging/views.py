@@ -4,7 +4,7 @@ import logging
 import numpy as np
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -105,6 +105,8 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
                 result = image_upload(study=study, data=upload.read(), filename=upload.name, uploaded_by=request.user)
         except ImageRejected as exc:
             results.append({"filename": upload.name, "ok": False, "error": str(exc)})
+        except DatabaseError:
+            raise  # an outage is not the file's fault; the whole request answers 503
         except Exception:
             logger.exception("Upload of %r to study %s failed", upload.name, study.id)
             results.append({"filename": upload.name, "ok": False, "error": UNREADABLE})
