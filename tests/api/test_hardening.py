@@ -16,10 +16,10 @@ pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_check_deploy_is_clean_with_production_settings():
+def _production_env() -> dict:
     # Only the production variables: none a test process may have set (e.g. DJANGO_ALLOW_ASYNC_UNSAFE).
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MEDPORTAL_"))}
-    env = {
+    return {
         **inherited,
         "DJANGO_SETTINGS_MODULE": "medportal.settings.production",
         "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-for-the-check-0123456789",
@@ -27,6 +27,10 @@ def test_check_deploy_is_clean_with_production_settings():
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/medportal",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
     }
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = _production_env()
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=REPO,
@@ -37,6 +41,19 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_throttles_through_a_cache_shared_by_all_web_processes():
+    code = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        env=_production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "django.core.cache.backends.redis.RedisCache", result.stderr
 
 
 def _bearer(key: str) -> dict:
