@@ -142,3 +142,26 @@ def test_admin_revokes_a_token(client, api_client, user_for_role):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert api_client.get("/api/v1/patients/", **_bearer(key)).status_code == 401
+
+
+def test_query_strings_are_redacted_from_log_lines():
+    import logging as std_logging
+
+    from django.conf import settings
+
+    from medportal.api.log_filters import RedactQueryStrings
+
+    record = std_logging.LogRecord(
+        "django.server",
+        std_logging.INFO,
+        __file__,
+        1,
+        '"%s" %s',
+        ("GET /api/v1/patients/?mrn=SECRET-1 HTTP/1.1", 200),
+        None,
+    )
+    assert RedactQueryStrings().filter(record) is True
+    assert record.getMessage() == '"GET /api/v1/patients/?[redacted] HTTP/1.1" 200'
+    assert "redact_query_strings" in settings.LOGGING["handlers"]["console"]["filters"]
+    handler_filters = [f for h in std_logging.getLogger().handlers for f in h.filters]
+    assert any(isinstance(f, RedactQueryStrings) for f in handler_filters)
