@@ -35,6 +35,9 @@ def _pillow_open(data: bytes) -> PILImage.Image:
         raise ImageRejected("The file is not a PNG or JPEG image (or DICOM) that can be read.") from exc
     except PILImage.DecompressionBombError as exc:
         raise ImageRejected("The image has too many pixels.") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # A header cut short makes Pillow fail before it can even tell the format.
+        raise ImageRejected(f"The image is corrupt or truncated and cannot be decoded ({exc}).") from exc
 
 
 def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> DecodedImage:

@@ -118,11 +118,12 @@ class TestImageUpload:
         ("data", "message"),
         [
             (truncated_png(), "corrupt or truncated"),
+            (png_bytes()[:16], "corrupt or truncated"),
             (b"%PDF-1.4 definitely not an image", "not a PNG or JPEG"),
             (b"", "empty"),
             (png_header_claiming(60_000, 60_000), "too many pixels"),
         ],
-        ids=["truncated", "not-an-image", "empty", "decompression-bomb"],
+        ids=["truncated", "truncated-header", "not-an-image", "empty", "decompression-bomb"],
     )
     def test_rejected_input_leaves_no_rows_and_no_files(self, tiny_model, data, message):
         study = StudyFactory()
