@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin
 from imaging.models import Image, Study
 from inference.models import Prediction
 
@@ -32,7 +33,8 @@ class PredictionInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_patient = staticmethod(lambda study: study.patient_id)
     list_display = (
         "accession_number", "patient", "modality", "body_part", "procedure", "priority", "status", "study_date",
         "created_at",
@@ -56,7 +58,8 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_patient = staticmethod(lambda image: image.study.patient_id)
     list_display = ("__str__", "study", "content_type", "width", "height", "analysable", "source", "uploaded_at")
     list_filter = ("content_type", "source", "analysable")
     search_fields = ("study__accession_number", "study__patient__mrn", "original_filename", "sha256")

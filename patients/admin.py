@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin
 from imaging.models import Study
 from patients.models import Patient
 
@@ -13,7 +14,7 @@ class StudyInline(admin.TabularInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("mrn", "family_name", "given_name", "birth_date", "sex", "created_at")
     list_filter = ("sex",)
     search_fields = ("mrn", "family_name", "given_name")
