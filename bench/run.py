@@ -118,6 +118,19 @@ def distinct_images(source: Path, count: int) -> list[bytes]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -269,6 +282,9 @@ class Bench:
         def send(index: int):
             return self.upload(studies[min(index // per_study, len(studies) - 1)], images[index], f"burst-{index}.png")
 
+        web_pids = self.web.child_pids()
+        worker_pids = [pid for process in self.processes for pid in process.child_pids()]
+        web_cpu, worker_cpu = cpu_seconds(web_pids), cpu_seconds(worker_pids)
         started = time.time()
         with ThreadPoolExecutor(self.args.uploaders) as pool:
             for _, batch in pool.map(send, range(len(images))):
@@ -276,6 +292,7 @@ class Bench:
         uploaded = time.time()
         rows = self.wait_all(ids, timeout=900)
         finished = max(at for _, at, _ in rows.values())
+        web_cpu, worker_cpu = cpu_seconds(web_pids) - web_cpu, cpu_seconds(worker_pids) - worker_cpu
         rows = self.wait_all(ids, heatmaps=True, timeout=900)
         heatmaps_done = time.time()
         return {
@@ -285,17 +302,34 @@ class Bench:
             "images_per_second": len(ids) / (finished - started),
             "upload_requests_per_second": len(images) / (uploaded - started),
             "seconds_to_all_heatmaps": heatmaps_done - started,
+            # CPU spent per upload by the web tier, and per image by the worker up to the last
+            # result (the worker's share includes the heatmaps it computed in idle moments).
+            "web_cpu_ms_per_upload": web_cpu * 1000 / len(images),
+            "worker_cpu_ms_per_image": worker_cpu * 1000 / len(ids),
         }
 
     def idle_latency(self, study: str, images: list[bytes]) -> dict:
-        latencies = []
+        latencies, request_ms, to_claim_ms, claim_to_result_ms = [], [], [], []
         for index, data in enumerate(images):
             sent, ids = self.upload(study, data, f"idle-{index}.png")
+            answered = time.time()
             rows = self.wait_all(ids, timeout=60)
-            latencies.append((max(at for _, at, _ in rows.values()) - sent) * 1000)
+            finished = max(at for _, at, _ in rows.values())
+            latencies.append((finished - sent) * 1000)
+            [(claimed,)] = self.db.rows(
+                "SELECT extract(epoch from min(started_at)) FROM inference_prediction WHERE id::text = ANY(%s)", (ids,)
+            )
+            request_ms.append((answered - sent) * 1000)
+            to_claim_ms.append((float(claimed) - answered) * 1000)
+            claim_to_result_ms.append((finished - float(claimed)) * 1000)
             self.wait_all(ids, heatmaps=True, timeout=60)  # idle: nothing else in flight
             time.sleep(0.1)
-        return self.summary(latencies)
+        return {
+            **self.summary(latencies),
+            "p50_upload_request_ms": percentile(request_ms, 0.5),
+            "p50_response_to_claim_ms": percentile(to_claim_ms, 0.5),
+            "p50_claim_to_result_ms": percentile(claim_to_result_ms, 0.5),
+        }
 
     def concurrent_latency(self, studies: list[str], images: list[bytes]) -> dict:
         latencies: list[float] = []

@@ -10,15 +10,17 @@ import logging
 import os
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
-from inference.forward import forward_for
+from inference.forward import forward_for, gradcam_for
 from inference.models import AIModel, Prediction, PredictionStatus
 from inference.services import (
     Claim,
@@ -219,17 +221,27 @@ def _run_claim(claim: Claim) -> int:
 
 
 def run_heatmaps(*, prediction_ids) -> int:
-    """Compute and store the Grad-CAM heatmap of succeeded predictions that have none. Safe to run twice."""
-    from inference.ml.serving import gradcam
+    """Compute and store the Grad-CAM heatmap of succeeded predictions that have none. Safe to run twice.
 
-    pending = list(
-        Prediction.objects.filter(id__in=prediction_ids, status=PredictionStatus.SUCCEEDED, heatmap="").select_related(
-            "model", "image"
-        )
+    Other predictions of the same model still waiting for their heatmap join the batch (up to
+    the batch size), so heatmaps sent one image at a time during a burst run together.
+    """
+    without_heatmap = Prediction.objects.filter(status=PredictionStatus.SUCCEEDED, heatmap="").select_related(
+        "model", "image"
     )
+    pending = list(without_heatmap.filter(id__in=prediction_ids))
     by_model: dict = {}
     for prediction in pending:
         by_model.setdefault(prediction.model_id, []).append(prediction)
+    recent = timezone.now() - timedelta(seconds=settings.MEDPORTAL_HEATMAP_RETRY_WINDOW)
+    for model_id, predictions in by_model.items():
+        room = settings.MEDPORTAL_BATCH_SIZE - len(predictions)
+        if room > 0:
+            predictions += list(
+                without_heatmap.filter(model_id=model_id, finished_at__gte=recent)
+                .exclude(id__in=[p.id for p in predictions])
+                .order_by("finished_at")[:room]
+            )
     stored = 0
     for predictions in by_model.values():
         model = predictions[0].model
@@ -244,7 +256,7 @@ def run_heatmaps(*, prediction_ids) -> int:
         resize = (model.preprocessing or {}).get("resize", "stretch")
         try:
             classes = [list(model.labels).index(p.label) for p in ready]
-            maps = gradcam(keras_model, batch, classes, layer_name=model.gradcam_layer or None)
+            maps = gradcam_for(keras_model, model.gradcam_layer or None)(batch, classes)
         except Exception:
             # The heatmap is an aid; the second opinion stands without it.
             logger.warning("Grad-CAM failed for %s", model, exc_info=True)
@@ -261,7 +273,7 @@ def warm_models(*, queues: list[str] | None = None) -> int:
     The first forward pass and the first Grad-CAM of a Keras model build kernels and graphs;
     doing both here keeps them out of the first upload's latency.
     """
-    from inference.ml.serving import gradcam, predict_proba
+    from inference.ml.serving import predict_proba
 
     models = AIModel.objects.active()
     if queues:
@@ -278,7 +290,9 @@ def warm_models(*, queues: list[str] | None = None) -> int:
             batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
             predict_proba(forward_for(keras_model), batch, temperature=model.temperature)
         try:
-            gradcam(keras_model, batch[:1], 0, layer_name=model.gradcam_layer or None)
+            heatmaps = gradcam_for(keras_model, model.gradcam_layer or None)
+            for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
+                heatmaps(batch[:size], [0] * size)
         except Exception:
             logger.warning("Grad-CAM does not run for %s", model, exc_info=True)
         warmed += 1

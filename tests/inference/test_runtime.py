@@ -183,3 +183,33 @@ def test_warm_models_loads_each_active_model_of_the_queues(tiny_model):
     assert runtime.loaded_model_count() == 0
     assert runtime.warm_models(queues=[tiny_model.queue]) == 1
     assert runtime.loaded_model_count() == 1
+
+
+def test_compiled_gradcam_matches_the_reference_implementation(tiny_model_file):
+    import numpy as np
+
+    from inference.forward import gradcam_for
+    from inference.ml.serving import gradcam, load_model
+
+    model = load_model(tiny_model_file)
+    batch = np.random.default_rng(3).uniform(0, 255, size=(5, 32, 32, 1)).astype(np.float32)
+    classes = [0, 1, 1, 0, 1]
+
+    compiled = gradcam_for(model, "features")
+
+    assert compiled is gradcam_for(model, "features")  # traced once, reused
+    reference = gradcam(model, batch, classes, layer_name="features")
+    np.testing.assert_allclose(compiled(batch, classes), reference, atol=1e-5)
+    single = gradcam(model, batch[:1], [1], layer_name="features")
+    np.testing.assert_allclose(compiled(batch[:1], [1]), single, atol=1e-5)
+
+
+def test_a_heatmap_task_also_takes_other_heatmaps_of_its_model_waiting(tiny_model, sample_image_bytes):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+    runtime.run_batch(prediction_id=predictions[0].id)
+
+    assert runtime.run_heatmaps(prediction_ids=[predictions[0].id]) == 3
+    assert all(p.heatmap for p in Prediction.objects.all())
+    assert runtime.run_heatmaps(prediction_ids=[predictions[1].id, predictions[2].id]) == 0
