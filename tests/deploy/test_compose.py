@@ -46,3 +46,9 @@ def test_secrets_have_no_defaults(compose):
     # ${VAR:?message} makes compose refuse to start without the secret.
     assert "${POSTGRES_PASSWORD:?" in compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert "${POSTGRES_PASSWORD:?" in compose["services"]["web"]["environment"]["DATABASE_URL"]
+
+
+def test_access_log_leaves_out_query_strings(compose):
+    # Searches carry MRNs and names in the query string; %(U)s is the path alone, %(r)s would log them.
+    command = compose["services"]["web"]["command"]
+    assert "%(U)s" in command and "%(r)s" not in command and "%(q)s" not in command
