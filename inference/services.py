@@ -224,6 +224,10 @@ def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None 
     the status is re-checked, so a task delivered twice finds nothing to do.
     """
     batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
+    # Most tasks of a burst find their prediction already run by a draining batch: one cheap read
+    # answers them without a transaction and a row lock.
+    if not Prediction.objects.filter(id=prediction_id, status=PredictionStatus.QUEUED).exists():
+        return None
     with transaction.atomic():
         first = (
             Prediction.objects.select_for_update(skip_locked=True)
