@@ -17,7 +17,7 @@ from audit.services import audit_record_many
 from imaging.filters import ImageFilter, StudyFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
 from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
-from imaging.services import image_upload, study_create
+from imaging.services import image_upload, study_create, study_update
 from imaging.validation import ImageRejected, decode_image
 from inference.models import Prediction
 from inference.selectors import queue_status
@@ -81,13 +81,38 @@ class StudyListApi(AuditedListApi):
 
 
 class StudyDetailApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": READERS, "PATCH": STAFF}
+
+    class InputSerializer(serializers.Serializer):
+        accession_number = serializers.CharField(max_length=64, required=False)
+        modality = serializers.ChoiceField(choices=Modality.choices, required=False)
+        body_part = serializers.ChoiceField(choices=BodyPart.choices, required=False)
+        procedure = serializers.ChoiceField(choices=Procedure.choices, required=False)
+        description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+        study_date = serializers.DateField(required=False, allow_null=True)
+        referring_physician = serializers.CharField(max_length=120, required=False, allow_blank=True)
+        priority = serializers.ChoiceField(choices=Priority.choices, required=False)
 
     @extend_schema(summary="Read a study", responses=StudyOutputSerializer)
     def get(self, request, study_id):
         study = get_object_or_404(study_queryset(), id=study_id)
         audit_api(request, action=AuditAction.READ, obj=study, patient=study.patient_id)
         return Response(StudyOutputSerializer(study).data)
+
+    @extend_schema(summary="Correct a study's details", request=InputSerializer, responses=StudyOutputSerializer)
+    def patch(self, request, study_id):
+        study = get_object_or_404(Study.objects.select_for_update(), id=study_id)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        study = study_update(study=study, **serializer.validated_data)
+        audit_api(
+            request,
+            action=AuditAction.UPDATE,
+            obj=study,
+            patient=study.patient_id,
+            detail=",".join(sorted(serializer.validated_data)),
+        )
+        return Response(StudyOutputSerializer(get_object_or_404(study_queryset(), id=study.id)).data)
 
 
 class UploadedImageSerializer(ImageOutputSerializer):

@@ -51,6 +51,28 @@ def study_create(
     return study
 
 
+_STUDY_EDITABLE = {"accession_number", "description", "study_date", "referring_physician", "priority"}
+# These pick the AI models; once images are in, changing them would leave opinions from the wrong models.
+_STUDY_ROUTING = {"modality", "body_part", "procedure"}
+
+
+@transaction.atomic
+def study_update(*, study: Study, **changes: object) -> Study:
+    unknown = set(changes) - _STUDY_EDITABLE - _STUDY_ROUTING
+    if unknown:
+        raise TypeError(f"Not editable: {', '.join(sorted(unknown))}")
+    routing = {field for field in set(changes) & _STUDY_ROUTING if changes[field] != getattr(study, field)}
+    if routing and study.images.exists():
+        raise ValidationError(
+            dict.fromkeys(routing, "Cannot change once images are uploaded: it decides which AI models read them.")
+        )
+    for field, value in changes.items():
+        setattr(study, field, value.strip() if isinstance(value, str) else value)
+    study.full_clean()
+    study.save()
+    return study
+
+
 @dataclass(frozen=True)
 class UploadResult:
     image: Image

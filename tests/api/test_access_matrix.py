@@ -22,6 +22,7 @@ MATRIX = [
     ("get", "/api/v1/studies/", ALL),
     ("post", "/api/v1/studies/", STAFF),
     ("get", "/api/v1/studies/{study}/", ALL),
+    ("patch", "/api/v1/studies/{study}/", STAFF),
     ("get", "/api/v1/studies/{study}/images/", ALL),
     ("post", "/api/v1/studies/{study}/images/", STAFF),
     ("post", "/api/v1/studies/{study}/rerun/", ALL),

@@ -48,3 +48,23 @@ def test_filters_by_modality_and_accession(client_for_role):
     assert [r["accession_number"] for r in client.get("/api/v1/studies/?modality=CT").json()["results"]] == ["ACC-CT"]
     assert client.get("/api/v1/studies/?accession=acc-dx").json()["count"] == 1
     assert client.get("/api/v1/studies/?modality=NOPE").status_code == 400
+
+
+def test_staff_corrects_a_study_and_routing_fields_are_frozen_once_images_exist(client_for_role, tiny_model):
+    from imaging.services import image_upload
+    from tests.api.helpers import png_bytes
+
+    study = StudyFactory(description="old")
+    client = client_for_role("staff")
+    response = client.patch(
+        f"/api/v1/studies/{study.id}/", {"description": "Cough, 3 days", "priority": 1}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["description"] == "Cough, 3 days" and response.json()["priority"] == 1
+
+    image_upload(study=study, data=png_bytes())
+    response = client.patch(f"/api/v1/studies/{study.id}/", {"modality": "US"}, format="json")
+    assert response.status_code == 400
+    assert "modality" in response.json()["error"]["fields"]
+    study.refresh_from_db()
+    assert study.modality == "DX"
