@@ -48,6 +48,17 @@ class MultipleFileField(forms.FileField):
 class ImageUploadForm(forms.Form):
     files = MultipleFileField(
         label="Images",
-        help_text="PNG, JPEG or DICOM; choose or drop several at once.",
+        help_text="PNG, JPEG or DICOM (.dcm); choose or drop several at once.",
         widget=MultipleFileInput(attrs={"accept": "image/png,image/jpeg,.dcm,application/dicom"}),
+    )
+
+
+class DicomImportForm(forms.Form):
+    files = MultipleFileField(
+        label="DICOM files",
+        help_text=(
+            "DICOM (.dcm) only; choose or drop several at once. Each file is filed under the patient "
+            "and study named in its tags (PatientID, StudyInstanceUID or accession number)."
+        ),
+        widget=MultipleFileInput(attrs={"accept": ".dcm,.DCM,application/dicom"}),
     )

@@ -38,6 +38,9 @@ class StudyOutputSerializer(serializers.ModelSerializer):
 
 class ImageOutputSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
+    render_url = serializers.SerializerMethodField(
+        help_text="The image as PNG, windowed as the AI sees it (DICOM included); add ?size=N for a thumbnail."
+    )
 
     class Meta:
         model = Image
@@ -51,8 +54,16 @@ class ImageOutputSerializer(serializers.ModelSerializer):
             "height",
             "original_filename",
             "uploaded_at",
+            "source",
+            "sop_instance_uid",
+            "analysable",
+            "not_analysable_reason",
             "download_url",
+            "render_url",
         )
 
     def get_download_url(self, obj: Image) -> str:
         return absolute_url(self.context, reverse("image-file", kwargs={"image_id": obj.id}))
+
+    def get_render_url(self, obj: Image) -> str:
+        return absolute_url(self.context, reverse("image-render", kwargs={"image_id": obj.id}))

@@ -4,6 +4,7 @@ from imaging import views
 
 urlpatterns = [
     path("patients/<uuid:patient_id>/studies/new/", views.study_create_view, name="study-create"),
+    path("dicom/import/", views.dicom_import, name="dicom-import"),
     path("studies/<uuid:study_id>/", views.study_detail, name="study-detail"),
     path("studies/<uuid:study_id>/results/", views.study_results, name="study-results"),
     path("studies/<uuid:study_id>/upload/", views.study_upload, name="study-upload"),

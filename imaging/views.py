@@ -9,16 +9,19 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from PIL import Image as PILImage
 
 from accounts.roles import Role
-from audit.models import AuditAction
+from audit.models import AuditAction, AuditInterface
+from audit.services import audit_record_many
 from dashboard.access import role_required
 from dashboard.auditing import audit_page
 from dashboard.selectors import images_pending, study_for_page, study_images
-from imaging.forms import ImageUploadForm, StudyForm
-from imaging.models import Image, Study
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.services import DicomFileOutcome, dicom_ingest_many
+from imaging.forms import DicomImportForm, ImageUploadForm, StudyForm
+from imaging.models import Image, ImageSource, Study
 from imaging.pixels import image_pixels
 from imaging.services import image_upload, study_create
 from imaging.validation import ImageRejected
@@ -67,6 +70,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
         "pending": images_pending(images),
         "upload_form": ImageUploadForm(),
         "can_upload": request.user.has_role(Role.STAFF),
+        "has_dicom": any(image.content_type == DICOM_CONTENT_TYPE for image in images),
     }
     return render(request, "imaging/study_detail.html", context)
 
@@ -120,6 +124,7 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
                     "image_id": str(result.image.id),
                     "duplicate": not result.created,
                     "predictions": result.image.predictions.count(),
+                    **_analysable_note(result.image),
                 }
             )
     wants_json = "application/json" in request.headers.get("Accept", "")
@@ -144,9 +149,98 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
             messages.error(request, f"{result['filename']}: rejected. {result['error']}")
         elif result["duplicate"]:
             messages.info(request, f"{result['filename']}: this image is already in the study.")
+        elif result["note"]:
+            messages.warning(request, f"{result['filename']}: {result['note']}")
         else:
             messages.success(request, f"{result['filename']}: uploaded; AI second opinion queued.")
     return redirect("study-detail", study_id=study.id)
+
+
+def _analysable_note(image: Image) -> dict:
+    """What the uploader's result line says about AI for a stored image."""
+    if image.analysable:
+        return {"analysable": True, "note": ""}
+    return {
+        "analysable": False,
+        "state": "Stored, not analysable",
+        "note": f"Stored, not analysable: {image.not_analysable_reason}",
+    }
+
+
+def _import_result(outcome: DicomFileOutcome) -> dict:
+    if outcome.result is None:
+        return {"filename": outcome.filename, "ok": False, "error": outcome.error}
+    image = outcome.result.image
+    study = image.study
+    result = {
+        "filename": outcome.filename,
+        "ok": True,
+        "image_id": str(image.id),
+        "duplicate": not outcome.result.created,
+        "study_url": reverse("study-detail", args=[study.id]),
+        "study_label": f"Study {study.accession_number} · {study.patient}",
+        **_analysable_note(image),
+    }
+    if result["duplicate"]:
+        result["state"] = "Already stored"
+    elif result["analysable"]:
+        result["state"] = "Stored — AI queued" if image.predictions.exists() else "Stored"
+    return result
+
+
+def _audit_import(request: HttpRequest, outcomes: list[DicomFileOutcome]) -> None:
+    stored = [outcome.result for outcome in outcomes if outcome.result is not None]
+    for action, items, detail in (
+        (AuditAction.CREATE, [(r.study.patient, None) for r in stored if r.patient_created], "dicom import"),
+        (AuditAction.CREATE, [(r.study, r.study.patient_id) for r in stored if r.study_created], "dicom import"),
+        (AuditAction.CREATE, [(r.image, r.study.patient_id) for r in stored if r.created], "dicom import"),
+        # Telling where a duplicate is filed shows which patient it belongs to.
+        (AuditAction.READ, [(r.image, r.study.patient_id) for r in stored if not r.created], "dicom import duplicate"),
+    ):
+        if items:
+            audit_record_many(
+                actor=request.user,
+                action=action,
+                items=items,
+                interface=AuditInterface.UI,
+                request=request,
+                detail=detail,
+            )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@role_required(Role.STAFF)
+def dicom_import(request: HttpRequest) -> HttpResponse:
+    """Import DICOM files not yet tied to a study: each is filed by its own PatientID and StudyInstanceUID.
+
+    Like the study upload, the page's script sends one file per request and asks for JSON; the
+    plain form posts them all at once and gets messages back.
+    """
+    if request.method != "POST":
+        return render(request, "imaging/dicom_import.html", {"form": DicomImportForm()})
+    files = request.FILES.getlist("files")
+    outcomes = dicom_ingest_many(
+        files=[(upload.name, upload.read()) for upload in files], source=ImageSource.UPLOAD, uploaded_by=request.user
+    )
+    _audit_import(request, outcomes)
+    results = [_import_result(outcome) for outcome in outcomes]
+    if "application/json" in request.headers.get("Accept", ""):
+        if not files:
+            results.append({"filename": "", "ok": False, "error": "No file was sent."})
+        status = 200 if any(result["ok"] for result in results) else 400
+        return JsonResponse({"results": results, "queue": queue_status().as_dict()}, status=status)
+    if not files:
+        messages.error(request, "Choose at least one DICOM file to import.")
+    for result in results:
+        if not result["ok"]:
+            messages.error(request, f"{result['filename']}: rejected. {result['error']}")
+        elif result["duplicate"]:
+            messages.info(request, f"{result['filename']}: already stored, in {result['study_label']}.")
+        elif result["note"]:
+            messages.warning(request, f"{result['filename']}: {result['note']} Filed in {result['study_label']}.")
+        else:
+            messages.success(request, f"{result['filename']}: filed in {result['study_label']}.")
+    return redirect("dicom-import")
 
 
 def _png_response(pixels, *, max_size: tuple[int, int] | None = None) -> HttpResponse:

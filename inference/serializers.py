@@ -36,6 +36,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         child=serializers.FloatField(), allow_null=True, read_only=True, help_text="Calibrated probability per label."
     )
     heatmap_url = serializers.SerializerMethodField()
+    report_url = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
     is_second_opinion = serializers.SerializerMethodField(help_text="Always true: an AI output is never a diagnosis.")
     expected_wait_seconds = serializers.SerializerMethodField(
@@ -63,6 +64,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "inference_ms",
             "expected_wait_seconds",
             "heatmap_url",
+            "report_url",
             "review",
             "is_second_opinion",
             "disclaimer",
@@ -73,6 +75,18 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         if not obj.heatmap:
             return None
         return absolute_url(self.context, reverse("prediction-heatmap", kwargs={"prediction_id": obj.id}))
+
+    @extend_schema_field(
+        {
+            "type": "string",
+            "nullable": True,
+            "description": "Once succeeded: the result as a DICOM Structured Report (application/dicom).",
+        }
+    )
+    def get_report_url(self, obj: Prediction) -> str | None:
+        if obj.status != PredictionStatus.SUCCEEDED:
+            return None
+        return absolute_url(self.context, reverse("prediction-report", kwargs={"prediction_id": obj.id}))
 
     @extend_schema_field(ReviewSummarySerializer(allow_null=True))
     def get_review(self, obj: Prediction):

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.formatting import percent_text
@@ -72,3 +73,28 @@ def duration_text(delta: timedelta) -> str:
     if minutes:
         return f"{minutes} min"
     return "under 1 min"
+
+
+# Browsers cannot show .dcm: DICOM images are shown through their PNG rendering.
+THUMBNAIL_PX = 320
+
+
+def _is_dicom(image) -> bool:
+    from imaging.dicom import DICOM_CONTENT_TYPE
+
+    return image.content_type == DICOM_CONTENT_TYPE
+
+
+@register.filter
+def thumbnail_url(image) -> str:
+    if _is_dicom(image):
+        return f"{reverse('image-render', args=[image.id])}?size={THUMBNAIL_PX}"
+    return reverse("image-thumbnail", args=[image.id])
+
+
+@register.filter
+def display_url(image) -> str:
+    """The full image for the viewer: the DICOM rendering, else the 8-bit PNG of the upload."""
+    if _is_dicom(image):
+        return reverse("image-render", args=[image.id])
+    return reverse("image-display", args=[image.id])

@@ -5,8 +5,11 @@ DRF views so that both a logged-in browser session and an API token work.
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
+from audit.models import AuditAction, AuditInterface
+from audit.services import audit_record
 from imaging.dicom.export import study_export_filename, study_export_zip
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicom.render import PixelDecodeError, image_render_png, placeholder_png
@@ -16,17 +19,34 @@ from imaging.models import Image, Study
 MAX_RENDER_SIZE = 4096
 
 
+def _audit_download(request, *, obj, patient_id, detail: str = "") -> None:
+    # The pages link here with the browser session; other systems come with an API token.
+    via_page = isinstance(request.successful_authenticator, SessionAuthentication)
+    audit_record(
+        actor=request.user,
+        action=AuditAction.DOWNLOAD,
+        obj=obj,
+        patient=patient_id,
+        interface=AuditInterface.UI if via_page else AuditInterface.API,
+        request=request,
+        detail=detail,
+    )
+
+
 class ImageRenderApi(APIView):
     """GET /images/<id>/render.png[?size=N]: the image as PNG, windowed like the AI sees it."""
 
     permission_classes = [DicomRolePermission]
 
     def get(self, request, image_id):
-        image = get_object_or_404(Image, id=image_id)
+        image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
         try:
             size = min(int(request.query_params.get("size") or 0), MAX_RENDER_SIZE)
         except ValueError:
             size = 0
+        if not size:
+            # The full image (the review viewer) is recorded like any download; thumbnails are not.
+            _audit_download(request, obj=image, patient_id=image.study.patient_id)
         try:
             png = image_render_png(image, max_size=size or None)
         except PixelDecodeError:
@@ -53,6 +73,7 @@ class PredictionReportApi(APIView):
             return HttpResponse(
                 "Only a finished AI second opinion has a report.", status=409, content_type="text/plain"
             )
+        _audit_download(request, obj=prediction, patient_id=prediction.image.study.patient_id, detail="DICOM SR")
         response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type="application/dicom")
         response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
         return response
@@ -66,6 +87,9 @@ class StudyExportApi(APIView):
     def get(self, request, study_id):
         study = get_object_or_404(Study.objects.select_related("patient"), id=study_id)
         anonymised = request.query_params.get("anonymised", "").lower() in ("1", "true", "yes", "on")
+        _audit_download(
+            request, obj=study, patient_id=study.patient_id, detail="anonymised export" if anonymised else "export"
+        )
         response = HttpResponse(study_export_zip(study=study, anonymised=anonymised), content_type="application/zip")
         filename = study_export_filename(study, anonymised=anonymised)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -1,5 +1,6 @@
-// Study page: drag-and-drop upload with one request (and one progress bar) per file,
-// and live AI results: the results fragment is polled while anything is queued or running.
+// Study page and DICOM import page: drag-and-drop upload with one request (and one progress bar)
+// per file, and on the study page live AI results: the results fragment is polled while anything
+// is queued or running.
 (() => {
   "use strict";
 
@@ -99,7 +100,25 @@
         bar.value = 100;
         if (result && result.ok) {
           item.classList.add("upload-item--ok");
-          state.textContent = result.duplicate ? "Already in this study" : "Uploaded — AI queued";
+          // The server says what happened when it is more than "uploaded" (DICOM import, no AI).
+          state.textContent = result.state || (result.duplicate ? "Already in this study" : "Uploaded — AI queued");
+          if (result.note) {
+            item.classList.add("upload-item--note");
+            const note = document.createElement("p");
+            note.className = "upload-item__note";
+            note.textContent = result.note;
+            item.append(note);
+          }
+          if (result.study_url) {
+            const filed = document.createElement("p");
+            filed.className = "upload-item__filed";
+            filed.append(result.duplicate ? "Stored earlier in " : "Filed in ");
+            const link = document.createElement("a");
+            link.href = result.study_url;
+            link.textContent = result.study_label;
+            filed.append(link);
+            item.append(filed);
+          }
         } else {
           item.classList.add("upload-item--error");
           state.textContent = "Rejected";
