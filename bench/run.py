@@ -556,6 +556,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="light,heavy", help="light,heavy (default), all, or model names")
+    parser.add_argument("--also", default="", help="more models to measure, e.g. the one with the largest input")
     parser.add_argument("--uploads", type=int, default=500)
     parser.add_argument("--uploaders", type=int, default=8, help="concurrent senders in the burst")
     parser.add_argument("--images-per-study", type=int, default=5, help="the burst's images per study")
@@ -589,6 +590,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         wanted = args.models.split(",")
         chosen = [(c, "chosen") for c in by_size if c["name"] in wanted]
+
+    for name in filter(None, args.also.split(",")):
+        chosen += [(c, "extra") for c in by_size if c["name"] == name and all(c is not k for k, _ in chosen)]
 
     bench = Bench(args)
     bench.results["shipped_models"] = {c["name"]: c["_params"] for c in by_size}
