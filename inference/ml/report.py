@@ -22,8 +22,8 @@ def _num(value, digits: int = 3) -> str:
 def markdown_table(zoo: str | Path) -> str:
     rows = [
         "| Model | Classes | Input | Published accuracy (test) | Val accuracy | Val balanced acc. | Val macro AUC "
-        "| ECE before / after | T | Params | Train time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ECE before / after | NLL before / after | T | Params | Train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for card_path in sorted(Path(zoo).glob(f"*/{CARD_FILENAME}")):
         card = read_card(card_path)
@@ -37,7 +37,8 @@ def markdown_table(zoo: str | Path) -> str:
         rows.append(
             f"| `{card['name']}` | {len(card['labels'])} | {h}x{w} {card['color_mode']} | {published} "
             f"| {_pct(val['accuracy'])} | {_pct(val['balanced_accuracy'])} | {_num(val['macro_auc'])} "
-            f"| {_num(val['ece_before'])} / {_num(val['ece_after'])} | {card['temperature']:.2f} "
+            f"| {_num(val['ece_before'])} / {_num(val['ece_after'])} "
+            f"| {_num(val.get('nll_before'))} / {_num(val.get('nll_after'))} | {card['temperature']:.2f} "
             f"| {card['parameters']:,} | {card['training_time_s'] / 60:.1f} min |"
         )
     return "\n".join(rows) + "\n"
