@@ -131,18 +131,44 @@ def aimodels_register_shipped(*, zoo: Path | None = None) -> list[AIModel]:
 # --- Predictions: creating and queueing -----------------------------------------------------
 
 
+def prediction_refusal_reason(*, image: Image, model: AIModel) -> str:
+    """Why this model must not read this image, or "" when it may.
+
+    A model never reads an image smaller than its own input: enlarging invents no detail, and a
+    network trained on larger pictures sees an enlarged thumbnail as something it has never seen,
+    yet still answers with high confidence.
+    """
+    if min(image.width, image.height) < min(model.input_height, model.input_width):
+        return (
+            f"Not run: the image is {image.width}×{image.height} pixels, smaller than the "
+            f"{model.input_width}×{model.input_height} this model reads; an enlarged image would "
+            "give an unreliable answer."
+        )
+    return ""
+
+
 def predictions_create_for_image(*, image: Image) -> list[Prediction]:
-    """One queued prediction per active model that applies to the image's study."""
-    models = aimodels_for_study(study=image.study)
-    predictions = [Prediction(image=image, model=model) for model in models]
+    """One prediction per active model that applies to the image's study: queued, or refused with the reason."""
+    now = timezone.now()
+    predictions = []
+    for model in aimodels_for_study(study=image.study):
+        reason = prediction_refusal_reason(image=image, model=model)
+        if reason:
+            predictions.append(
+                Prediction(image=image, model=model, status=PredictionStatus.FAILED, error=reason, finished_at=now)
+            )
+        else:
+            predictions.append(Prediction(image=image, model=model))
     Prediction.objects.bulk_create(predictions)
     if predictions:
         study_refresh_status(study_id=image.study_id)
-        predictions_enqueue_on_commit(predictions)
+        predictions_enqueue_on_commit([p for p in predictions if p.status == PredictionStatus.QUEUED])
     return predictions
 
 
 def predictions_enqueue_on_commit(predictions: Sequence[Prediction]) -> None:
+    if not predictions:
+        return
     pairs = [(p.id, p.model.queue) for p in predictions]
     transaction.on_commit(lambda: predictions_enqueue(pairs))
 
@@ -177,6 +203,8 @@ def predictions_rerun(*, images: Iterable[Image], model: AIModel | None = None) 
             continue
         models = [model] if model is not None else aimodels_for_study(study=image.study)
         for candidate in models:
+            if prediction_refusal_reason(image=image, model=candidate):
+                continue
             prediction, created = Prediction.objects.get_or_create(image=image, model=candidate)
             if created:
                 queued.append(prediction)

@@ -75,7 +75,7 @@ def api_client() -> APIClient:
     return APIClient()
 
 
-def build_tiny_keras_model(path: Path, *, n_classes: int = 2, size: int = 32, channels: int = 1) -> Path:
+def build_tiny_keras_model(path: Path, *, n_classes: int = 2, size: int = 16, channels: int = 1) -> Path:
     """A tiny random-weights CNN, saved as a real .keras file."""
     import keras
 
@@ -97,7 +97,7 @@ def tiny_card(**overrides) -> dict:
         "task": "classification",
         "labels": ["normal", "pneumonia"],
         "normal_labels": ["normal"],
-        "input_size": [32, 32],
+        "input_size": [16, 16],  # small, so that every test image is at least as large
         "color_mode": "grayscale",
         "preprocessing": {"resize": "stretch"},
         "modalities": ["CR", "DX"],

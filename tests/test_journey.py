@@ -73,8 +73,12 @@ def test_register_patient_open_study_upload_and_get_the_ai_second_opinion(
 
     # 4. The stored label is one of the model's labels, probabilities sum to 1, the version is recorded.
     for result in results:
-        assert result["status"] == "succeeded", result
         model = AIModel.objects.get(id=result["model"]["id"])
+        if min(model.input_size) > 28:
+            # A model made for larger radiographs refuses a 28×28 image rather than guess.
+            assert result["status"] == "failed" and result["error"].startswith("Not run"), result
+            continue
+        assert result["status"] == "succeeded", result
         assert result["label"] in model.labels
         assert set(result["probabilities"]) == set(model.labels)
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)

@@ -192,7 +192,7 @@ def test_compiled_gradcam_matches_the_reference_implementation(tiny_model_file):
     from inference.ml.serving import gradcam, load_model
 
     model = load_model(tiny_model_file)
-    batch = np.random.default_rng(3).uniform(0, 255, size=(5, 32, 32, 1)).astype(np.float32)
+    batch = np.random.default_rng(3).uniform(0, 255, size=(5, 16, 16, 1)).astype(np.float32)
     classes = [0, 1, 1, 0, 1]
 
     compiled = gradcam_for(model, "features")

@@ -40,7 +40,7 @@ class TestRegistry:
         from tests.conftest import build_tiny_keras_model
 
         register(tiny_model_file)
-        other = build_tiny_keras_model(tmp_path / "other.keras", size=16)
+        other = build_tiny_keras_model(tmp_path / "other.keras", size=12)
         with pytest.raises(ValidationError, match="already registered with other weights"):
             aimodel_register(weights_path=other, card=tiny_card())
 
@@ -283,3 +283,21 @@ class TestBatchWrites:
         done.refresh_from_db()
         busy.refresh_from_db()
         assert done.status == StudyStatus.AI_DONE and busy.status == StudyStatus.AI_PENDING
+
+
+class TestRefusal:
+    def test_a_model_never_reads_an_image_smaller_than_its_input(self, tiny_model_file, sample_image_bytes):
+        small = register(tiny_model_file, name="chest-small")  # reads 16×16
+        large = register(tiny_model_file, name="chest-large", input_size=[96, 96])
+        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image  # 28×28
+        by_model = {p.model_id: p for p in image.predictions.all()}
+
+        assert by_model[large.id].status == PredictionStatus.FAILED
+        assert "28×28 pixels, smaller than the 96×96 this model reads" in by_model[large.id].error
+        assert by_model[small.id].status == PredictionStatus.QUEUED
+        assert predictions_rerun(images=[image]) == []  # re-running does not force the refused one
+
+    def test_an_image_as_large_as_the_input_is_read(self, tiny_model_file, sample_image_bytes):
+        register(tiny_model_file, name="chest-28", input_size=[28, 28])
+        image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
+        assert image.predictions.get().status == PredictionStatus.QUEUED

@@ -89,7 +89,7 @@ def test_results_fragment_reports_when_nothing_is_pending(staff_client, study):
     assert 'data-pending="false"' in fragment and "60.0%" in fragment
 
 
-def _png(size=(20, 20), value=128) -> bytes:
+def _png(size=(32, 32), value=128) -> bytes:
     buffer = io.BytesIO()
     PILImage.new("L", size, color=value).save(buffer, format="PNG")
     return buffer.getvalue()
