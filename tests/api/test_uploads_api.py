@@ -3,8 +3,8 @@ from django.test import override_settings
 
 from imaging.models import Image, StudyStatus
 from inference.models import Prediction, PredictionStatus
-from tests.api.helpers import png_bytes, png_claiming_size, stored_files, truncated_png
 from tests.factories import StudyFactory
+from tests.support.images import png_bytes, png_claiming_size, stored_files, truncated_png
 
 pytestmark = pytest.mark.django_db
 

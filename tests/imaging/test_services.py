@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -13,46 +11,9 @@ from imaging.services import image_upload, study_create
 from imaging.validation import ImageRejected
 from inference.models import Prediction, PredictionStatus
 from tests.factories import PatientFactory, StudyFactory
+from tests.support.images import png_bytes, png_claiming_size, stored_files, truncated_png
 
 pytestmark = pytest.mark.django_db
-
-
-def stored_files() -> set[str]:
-    found: set[str] = set()
-
-    def walk(path: str) -> None:
-        dirs, files = default_storage.listdir(path)
-        found.update(f"{path}/{f}".lstrip("/") for f in files)
-        for d in dirs:
-            walk(f"{path}/{d}".lstrip("/"))
-
-    if default_storage.exists(""):
-        walk("")
-    return found
-
-
-def png_bytes(width: int = 16, height: int = 16, mode: str = "L") -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new(mode, (width, height), color=128).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def truncated_png() -> bytes:
-    noise = PILImage.frombytes("L", (64, 64), bytes(range(256)) * 16)
-    buffer = io.BytesIO()
-    noise.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    return data[: len(data) // 2]
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims huge dimensions: a decompression bomb in miniature."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    data = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    idat = zlib.compress(b"\x00" * 64)
-    data += struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
-    return b"\x89PNG\r\n\x1a\n" + data + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
 
 class TestStudyCreate:
@@ -121,7 +82,7 @@ class TestImageUpload:
             (png_bytes()[:16], "corrupt or truncated"),
             (b"%PDF-1.4 definitely not an image", "not a PNG or JPEG"),
             (b"", "empty"),
-            (png_header_claiming(60_000, 60_000), "too many pixels"),
+            (png_claiming_size(60_000, 60_000), "too many pixels"),
         ],
         ids=["truncated", "truncated-header", "not-an-image", "empty", "decompression-bomb"],
     )
