@@ -1,0 +1,62 @@
+"""Every shipped model, evaluated on its validation split, reproduces the figures on its model card.
+
+Needs the full data sets (always there in CI)."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from inference.services import shipped_model_dirs
+from tests.conftest import require_datasets
+
+pytestmark = pytest.mark.datasets
+
+MODEL_DIRS = shipped_model_dirs()
+
+
+def validation_data(card: dict, datasets: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """The validation split the card was measured on, as evaluate_model takes it."""
+    root = datasets / card["dataset"]["path"]
+    npz = sorted(root.glob("*.npz"))
+    if npz:
+        return npz[0], ["--split", "val"]
+    if (root / "val").is_dir():
+        return root / "val", []
+    # Carved out of the training folder (brain MRI): rebuild it from the files the card lists.
+    files = card["dataset"]["validation_files"]
+    for relative in files:
+        source = root / "Training" / relative
+        target = tmp_path / "val" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source)
+    return tmp_path / "val", []
+
+
+def test_every_dataset_has_its_shipped_model():
+    names = {directory.name for directory in MODEL_DIRS}
+    assert names == {
+        "cxr-pneumonia", "cxr-covid19", "mri-brain-tumour", "derm-melanoma",
+        "fundus-dr-grade", "smear-cell-type", "smear-malaria", "us-breast",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("directory", MODEL_DIRS, ids=[d.name for d in MODEL_DIRS])
+def test_evaluate_model_reproduces_the_card(directory, tmp_path):
+    datasets = require_datasets()
+    card = json.loads((directory / "card.json").read_text())
+    data, extra = validation_data(card, datasets, tmp_path)
+    stdout = io.StringIO()
+
+    call_command("evaluate_model", str(directory / "model.keras"), "--data", str(data), *extra, stdout=stdout)
+
+    result = json.loads(stdout.getvalue())
+    expected = card["metrics"]["validation"]
+    assert result["n"] == expected["n"] == card["dataset"]["splits"]["val"]
+    for key in ("accuracy", "balanced_accuracy", "macro_auc"):
+        assert result[key] == pytest.approx(expected[key], abs=2e-3), key
+    for label, figures in expected["per_class"].items():
+        assert result["per_class"][label]["sensitivity"] == pytest.approx(figures["sensitivity"], abs=2e-3)
+        assert result["per_class"][label]["specificity"] == pytest.approx(figures["specificity"], abs=2e-3)
