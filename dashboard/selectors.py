@@ -4,6 +4,7 @@ from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
 from imaging.models import Image, Study
 from inference.models import Prediction
+from inference.selectors import queue_status
 from patients.models import Patient
 
 
@@ -88,7 +89,13 @@ def prediction_queue() -> dict:
         per_model.setdefault(key, {"queued": 0, "running": 0})[row["status"]] = row["n"]
     since = timezone.now() - timedelta(hours=24)
     failed = Prediction.objects.filter(status="failed")
+    status = queue_status()
     return {
+        "throughput": status.throughput,
+        "throughput_measured": status.measured,
+        "expected_wait_seconds": status.expected_wait_seconds,
+        "over_limit": status.over_limit,
+        "soft_limit": status.soft_limit,
         "queued": sum(v["queued"] for v in per_model.values()),
         "running": sum(v["running"] for v in per_model.values()),
         "per_model": per_model,

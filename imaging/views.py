@@ -68,6 +68,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
         "patient": study.patient,
         "images": images,
         "pending": images_pending(images),
+        "queue": queue_status() if images_pending(images) else None,
         "upload_form": ImageUploadForm(),
         "can_upload": request.user.has_role(Role.STAFF),
         "has_dicom": any(image.content_type == DICOM_CONTENT_TYPE for image in images),
@@ -84,9 +85,9 @@ def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """
     study = get_object_or_404(Study.objects.only("id", "status"), id=study_id)
     images = study_images(study=study)
-    response = render(
-        request, "imaging/_study_results.html", {"study": study, "images": images, "pending": images_pending(images)}
-    )
+    pending = images_pending(images)
+    context = {"study": study, "images": images, "pending": pending, "queue": queue_status() if pending else None}
+    response = render(request, "imaging/_study_results.html", context)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -61,6 +61,16 @@ def overdue(since: datetime | None, minutes: int = 60) -> bool:
     return since is not None and timezone.now() - since > timedelta(minutes=int(minutes))
 
 
+@register.filter
+def wait_text(seconds: float | None) -> str:
+    """An expected wait in words: 'none', 'about 40 s', 'about 3 min'."""
+    if not seconds:
+        return "none"
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s"
+    return f"about {duration_text(timedelta(seconds=seconds))}"
+
+
 def duration_text(delta: timedelta) -> str:
     seconds = max(int(delta.total_seconds()), 0)
     days, rest = divmod(seconds, 86400)

@@ -58,3 +58,23 @@ def test_admin_dashboard_shows_queue_failures_and_agreement(client_for, admin_us
     (row,) = response.context["agreement"]
     assert (row["model"], row["agreed"], row["total"], row["rate"]) == ("cxr-pneumonia v1.2.0", 3, 4, 0.75)
     assert "Radiologist agreement rate per model version" in html and "75.0%" in html and "3/4 reviews" in html
+
+
+def test_admin_dashboard_and_study_page_show_the_expected_wait(client, admin_user, settings):
+    from django.core.cache import cache
+
+    from inference.models import PredictionStatus
+    from tests.factories import StudyFactory
+    from tests.web.conftest import make_aimodel, make_image, make_prediction
+
+    settings.MEDPORTAL_ASSUMED_THROUGHPUT = 2.0
+    study = StudyFactory()
+    model = make_aimodel()
+    for name in ("a", "b", "c", "d"):
+        make_prediction(make_image(study, name=name), model, status=PredictionStatus.QUEUED)
+    cache.clear()
+    client.force_login(admin_user)
+    dashboard = client.get("/").content.decode()
+    assert 'data-stat="expected-wait">about 2 s<' in dashboard
+    page = client.get(f"/studies/{study.id}/").content.decode()
+    assert "4 images in the AI queue; expected wait about 2 s." in page
