@@ -9,6 +9,20 @@ VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
+
+def filesystem_broker_options(directory: Path) -> dict:
+    """Transport options for Celery's filesystem broker, which needs no server, kept under ``directory``."""
+    for folder in ("queue", "control", "processed"):
+        (directory / folder).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(directory / "queue"),
+        "data_folder_out": str(directory / "queue"),
+        "control_folder": str(directory / "control"),
+        "processed_folder": str(directory / "processed"),
+        "store_processed": False,
+    }
+
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 

@@ -11,9 +11,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .base import env
+from .base import env, filesystem_broker_options
 from .local import *  # noqa: F403
-from .local import CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES
+from .local import CELERY_BROKER_URL, DATABASES
 
 _run_id = os.environ.setdefault("MEDPORTAL_TEST_RUN", str(os.getpid()))
 RUN_DIR = Path(os.environ.setdefault("MEDPORTAL_TEST_RUN_DIR", tempfile.mkdtemp(prefix="medportal-test-")))
@@ -39,16 +39,7 @@ if env.bool("MEDPORTAL_WORKER_USE_TEST_DB", default=False):
 MEDPORTAL_GPU_QUEUE = f"gpu-test-{_run_id}"
 CELERY_TASK_DEFAULT_QUEUE = f"default-test-{_run_id}"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker = RUN_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        **CELERY_BROKER_TRANSPORT_OPTIONS,
-        "data_folder_in": str(_broker / "queue"),
-        "data_folder_out": str(_broker / "queue"),
-        "control_folder": str(_broker / "control"),
-        "processed_folder": str(_broker / "processed"),
-    }
-    for _key in ("data_folder_in", "control_folder", "processed_folder"):
-        Path(CELERY_BROKER_TRANSPORT_OPTIONS[_key]).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(RUN_DIR / "broker")
 # The beat schedule's sweeper is driven directly by the tests.
 CELERY_BEAT_SCHEDULE: dict = {}
 MEDPORTAL_REQUEUE_AFTER = 30
