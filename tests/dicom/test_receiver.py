@@ -9,11 +9,12 @@ import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
+from bench.stack import REPO_ROOT
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.models import Image, ImageSource
 from inference.models import Prediction, PredictionStatus
 from tests.dicom.support import free_port, shipped_path
-from tests.support.workers import REPO_ROOT, wait_for
+from tests.support.workers import wait_for
 
 
 def send(port: int, datasets, *, called: str = "MEDPORTAL") -> list[int]:
