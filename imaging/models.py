@@ -63,11 +63,6 @@ class StudyStatus(models.TextChoices):
     REVIEWED = "reviewed", "Reviewed"
 
 
-class StudyQuerySet(models.QuerySet):
-    def awaiting_review(self) -> "StudyQuerySet":
-        return self.filter(status=StudyStatus.AI_DONE)
-
-
 class Study(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
@@ -102,8 +97,6 @@ class Study(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-
-    objects = StudyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
