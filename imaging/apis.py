@@ -17,8 +17,8 @@ from audit.services import audit_record_many
 from imaging.filters import ImageFilter, StudyFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
 from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
-from imaging.services import image_upload, study_create, study_update
-from imaging.validation import ImageRejected, decode_image
+from imaging.services import image_check, images_store, study_create, study_update
+from imaging.validation import ImageRejected
 from inference.models import Prediction
 from inference.selectors import queue_status
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer, QueueStatusSerializer
@@ -179,7 +179,7 @@ class StudyImagesApi(AuditedListApi):
         if not files:
             raise serializers.ValidationError({"file": ["No file was submitted."]})
         # Every file is checked before any is stored, so a rejected one leaves nothing behind.
-        contents: list[tuple[str, bytes]] = []
+        checked = []
         for uploaded in files:
             name = _display_name(uploaded.name)
             try:
@@ -187,20 +187,16 @@ class StudyImagesApi(AuditedListApi):
                     raise ImageRejected(
                         f"The file is {uploaded.size:,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,}."
                     )
-                data = uploaded.read()
-                decode_image(data)
+                checked.append(image_check(data=uploaded.read(), filename=name))
             except ImageRejected as exc:
                 raise ImageRejectedError(detail={"file": [f"{name}: {exc}"]}) from exc
-            contents.append((name, data))
 
-        results = [
-            image_upload(study=study, data=data, filename=name, uploaded_by=request.user) for name, data in contents
-        ]
-        predictions_by_image: dict = {}
-        for prediction in Prediction.objects.filter(image__in=[result.image for result in results]).select_related(
-            *PREDICTION_RELATED
-        ):
-            predictions_by_image.setdefault(prediction.image_id, []).append(prediction)
+        results = images_store(study=study, images=checked, uploaded_by=request.user)
+        predictions_by_image = {r.image.id: r.predictions for r in results if r.predictions is not None}
+        known = [result.image for result in results if result.image.id not in predictions_by_image]
+        if known:
+            for prediction in Prediction.objects.filter(image__in=known).select_related(*PREDICTION_RELATED):
+                predictions_by_image.setdefault(prediction.image_id, []).append(prediction)
         audit_record_many(
             actor=request.user,
             action=AuditAction.CREATE,
@@ -210,16 +206,16 @@ class StudyImagesApi(AuditedListApi):
             detail="upload",
         )
         context = {"request": request}
+        images = ImageOutputSerializer([result.image for result in results], many=True, context=context).data
+        predictions = PredictionOutputSerializer(many=True, context=context)
         data = {
             "images": [
                 {
-                    **ImageOutputSerializer(result.image, context=context).data,
+                    **image,
                     "created": result.created,
-                    "predictions": PredictionOutputSerializer(
-                        predictions_by_image.get(result.image.id, []), many=True, context=context
-                    ).data,
+                    "predictions": predictions.to_representation(predictions_by_image.get(result.image.id, [])),
                 }
-                for result in results
+                for image, result in zip(images, results, strict=True)
             ],
             "queue": queue_status().as_dict(),
         }

@@ -1,5 +1,6 @@
 import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -12,7 +13,7 @@ from accounts.models import User
 from imaging.dicom.parsing import looks_like_dicom
 from imaging.models import BodyPart, Image, ImageSource, Modality, Priority, Procedure, Study
 from imaging.storage import blob_store, content_name, sha256_hex
-from imaging.validation import ImageRejected, decode_image
+from imaging.validation import DecodedImage, ImageRejected, decode_image
 from patients.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,30 @@ def study_update(*, study: Study, **changes: object) -> Study:
 class UploadResult:
     image: Image
     created: bool  # False when the same bytes were already in this study
+    # The AI second opinions this upload queued (or refused); None when the image was already there.
+    predictions: list | None = None
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """A PNG or JPEG that passed every check and may be stored."""
+
+    filename: str
+    data: bytes
+    decoded: DecodedImage
+    sha256: str
 
 
 def _display_filename(filename: str) -> str:
     # Kept for display only; strip any directory part a client sent.
     return PurePath(filename.replace("\\", "/")).name[:255]
+
+
+def image_check(*, data: bytes, filename: str = "") -> CheckedImage:
+    """Decode a PNG or JPEG in full and check it against the limits. Raises ImageRejected."""
+    return CheckedImage(
+        filename=_display_filename(filename), data=data, decoded=decode_image(data), sha256=sha256_hex(data)
+    )
 
 
 def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: User | None = None) -> UploadResult:
@@ -92,9 +112,6 @@ def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: 
     Raises ImageRejected with a message for the user; nothing is stored then.
     The same bytes uploaded twice to one study give back the existing image.
     """
-    # Imported here: inference depends on imaging, not the other way round.
-    from inference.services import predictions_create_for_image
-
     if len(data) > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
         raise ImageRejected(
             f"The file is {len(data):,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,} bytes."
@@ -106,40 +123,73 @@ def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: 
             data=data, source=ImageSource.UPLOAD, uploaded_by=uploaded_by, study=study, filename=filename
         )
         return UploadResult(image=result.image, created=result.created)
-    decoded = decode_image(data)
-    sha256 = sha256_hex(data)
-    existing = Image.objects.filter(study=study, sha256=sha256).first()
-    if existing is not None:
-        return UploadResult(image=existing, created=False)
+    [result] = images_store(study=study, images=[image_check(data=data, filename=filename)], uploaded_by=uploaded_by)
+    return result
 
-    blob = blob_store(data=data, name=content_name("images", sha256, decoded.extension))
+
+def images_store(
+    *, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None = None, _retry: bool = True
+) -> list[UploadResult]:
+    """Store checked images in one study and queue their AI second opinions, all in one go.
+
+    One result per input, in order. Bytes already in the study (or repeated in ``images``)
+    give back the existing image. A few statements serve the whole batch, so a modality
+    sending a series costs little more than sending one image.
+    """
+    # Imported here: inference depends on imaging, not the other way round.
+    from inference.services import predictions_create_for_images
+
+    known = {image.sha256: image for image in Image.objects.filter(study=study, sha256__in={i.sha256 for i in images})}
+    results: list[UploadResult] = []
+    new: list[Image] = []
+    blobs = []
+    for item in images:
+        if item.sha256 in known:
+            results.append(UploadResult(image=known[item.sha256], created=False))
+            continue
+        blob = blob_store(data=item.data, name=content_name("images", item.sha256, item.decoded.extension))
+        blobs.append(blob)
+        image = Image(
+            study=study,
+            file=blob.name,
+            sha256=item.sha256,
+            size_bytes=len(item.data),
+            content_type=item.decoded.content_type,
+            width=item.decoded.width,
+            height=item.decoded.height,
+            original_filename=item.filename,
+            uploaded_by=uploaded_by,
+        )
+        known[item.sha256] = image
+        new.append(image)
+        results.append(UploadResult(image=image, created=True))
+    if not new:
+        return results
     try:
         with transaction.atomic():
-            image = Image(
-                study=study,
-                file=blob.name,
-                sha256=sha256,
-                size_bytes=len(data),
-                content_type=decoded.content_type,
-                width=decoded.width,
-                height=decoded.height,
-                original_filename=_display_filename(filename),
-                uploaded_by=uploaded_by,
-            )
-            image.full_clean(validate_constraints=False)
-            image.save()
-            predictions_create_for_image(image=image)
+            for image in new:
+                # The study and uploader are in hand and the database enforces uniqueness, so
+                # only the field checks run here, not a query per relation.
+                image.full_clean(exclude=["study", "uploaded_by"], validate_unique=False, validate_constraints=False)
+            Image.objects.bulk_create(new)
+            predictions = predictions_create_for_images(study=study, images=new)
     except IntegrityError:
-        # A concurrent upload of the same bytes to this study won the race.
-        existing = Image.objects.filter(study=study, sha256=sha256).first()
-        if existing is None:
+        for blob in blobs:
             _discard(blob)
+        if not _retry:
             raise
-        return UploadResult(image=existing, created=False)
-    except (ValidationError, Exception):
-        _discard(blob)
+        # A concurrent upload of some of the same bytes to this study won the race; theirs stand.
+        return images_store(study=study, images=images, uploaded_by=uploaded_by, _retry=False)
+    except BaseException:
+        for blob in blobs:
+            _discard(blob)
         raise
-    return UploadResult(image=image, created=True)
+    by_image: dict = {image.id: [] for image in new}
+    for prediction in predictions:
+        by_image[prediction.image_id].append(prediction)
+    return [
+        UploadResult(image=r.image, created=True, predictions=by_image[r.image.id]) if r.created else r for r in results
+    ]
 
 
 def _discard(blob) -> None:

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from imaging.models import Study
@@ -22,17 +22,6 @@ def aimodels_for_study(*, study: Study) -> list[AIModel]:
         ):
             chosen[model.name] = model
     return list(chosen.values())
-
-
-def prediction_status_counts(*, study_id) -> dict[str, int]:
-    rows = Prediction.objects.filter(image__study_id=study_id).values("status").annotate(n=Count("id"))
-    return {row["status"]: row["n"] for row in rows}
-
-
-def study_unreviewed_succeeded_count(*, study_id) -> int:
-    return Prediction.objects.filter(
-        Q(image__study_id=study_id), Q(status=PredictionStatus.SUCCEEDED), Q(review__isnull=True)
-    ).count()
 
 
 # Confidence at or above which an unreviewed abnormal AI result moves a study up the worklist.

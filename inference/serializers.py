@@ -90,6 +90,8 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ReviewSummarySerializer(allow_null=True))
     def get_review(self, obj: Prediction):
+        if obj.status != PredictionStatus.SUCCEEDED:
+            return None  # only a finished second opinion is reviewed; no query for the others
         try:
             review = obj.review
         except Review.DoesNotExist:

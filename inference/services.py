@@ -12,8 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -21,7 +21,7 @@ from accounts.roles import Role
 from imaging.models import Image, Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
-from inference.selectors import aimodels_for_study, prediction_status_counts, study_unreviewed_succeeded_count
+from inference.selectors import aimodels_for_study
 
 logger = logging.getLogger(__name__)
 
@@ -149,20 +149,41 @@ def prediction_refusal_reason(*, image: Image, model: AIModel) -> str:
 
 def predictions_create_for_image(*, image: Image) -> list[Prediction]:
     """One prediction per active model that applies to the image's study: queued, or refused with the reason."""
+    return predictions_create_for_images(study=image.study, images=[image])
+
+
+def predictions_create_for_images(*, study: Study, images: Sequence[Image]) -> list[Prediction]:
+    """The same for several new images of one study, with one statement per table.
+
+    Their tasks are sent once the transaction commits; ``enqueued_at`` is set now, so the
+    send needs no statement of its own (a failed send clears it for the sweeper).
+    """
     now = timezone.now()
+    models = aimodels_for_study(study=study)
     predictions = []
-    for model in aimodels_for_study(study=image.study):
-        reason = prediction_refusal_reason(image=image, model=model)
-        if reason:
-            predictions.append(
-                Prediction(image=image, model=model, status=PredictionStatus.FAILED, error=reason, finished_at=now)
-            )
-        else:
-            predictions.append(Prediction(image=image, model=model))
+    for image in images:
+        for model in models:
+            reason = prediction_refusal_reason(image=image, model=model)
+            if reason:
+                predictions.append(
+                    Prediction(image=image, model=model, status=PredictionStatus.FAILED, error=reason, finished_at=now)
+                )
+            else:
+                predictions.append(Prediction(image=image, model=model, enqueued_at=now))
+    if not predictions:
+        return predictions
     Prediction.objects.bulk_create(predictions)
-    if predictions:
-        study_refresh_status(study_id=image.study_id)
-        predictions_enqueue_on_commit([p for p in predictions if p.status == PredictionStatus.QUEUED])
+    queued = [p for p in predictions if p.status == PredictionStatus.QUEUED]
+    if queued:
+        # Queued work makes the study "AI pending" whatever else it holds; a worker finishing
+        # the study's last prediction at this moment waits for this row lock and recounts.
+        Study.objects.filter(id=study.id).exclude(status=StudyStatus.AI_PENDING).update(
+            status=StudyStatus.AI_PENDING, updated_at=now
+        )
+        pairs = [(p.id, p.model.queue) for p in queued]
+        transaction.on_commit(lambda: predictions_enqueue(pairs, mark_sent=False))
+    else:
+        study_refresh_status(study_id=study.id)
     return predictions
 
 
@@ -173,20 +194,27 @@ def predictions_enqueue_on_commit(predictions: Sequence[Prediction]) -> None:
     transaction.on_commit(lambda: predictions_enqueue(pairs))
 
 
-def predictions_enqueue(pairs: Iterable[tuple[uuid.UUID, str]]) -> int:
-    """Send one task per prediction. A broker outage is logged, not raised: the sweeper resends."""
+def predictions_enqueue(pairs: Iterable[tuple[uuid.UUID, str]], *, mark_sent: bool = True) -> int:
+    """Send one task per prediction. A broker outage is logged, not raised: the sweeper resends.
+
+    ``mark_sent=False`` when ``enqueued_at`` was already set with the rows; only a failed
+    send is written back then.
+    """
     from inference.tasks import prediction_run
 
-    sent = []
+    sent, failed = [], []
     for prediction_id, queue in pairs:
         try:
             prediction_run.apply_async(kwargs={"prediction_id": str(prediction_id)}, queue=queue, retry=False)
         except Exception:  # the broker's errors vary by transport; none may lose the upload
             logger.warning("Could not enqueue prediction %s; the sweeper will resend it", prediction_id, exc_info=True)
+            failed.append(prediction_id)
             continue
         sent.append(prediction_id)
-    if sent:
+    if sent and mark_sent:
         Prediction.objects.filter(id__in=sent).update(enqueued_at=timezone.now())
+    if failed and not mark_sent:
+        Prediction.objects.filter(id__in=failed, status=PredictionStatus.QUEUED).update(enqueued_at=None)
     return len(sent)
 
 
@@ -258,15 +286,15 @@ def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None 
         return None
     with transaction.atomic():
         first = (
-            Prediction.objects.select_for_update(skip_locked=True)
+            Prediction.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(id=prediction_id, status=PredictionStatus.QUEUED)
             .first()
         )
         if first is None:
             return None
-        others = _queued_ids(model_id=first.model_id, limit=batch_size - 1, exclude=first.id)
-        token = _mark_claimed([first.id, *others])
-    return _claimed(token)
+        ids = [first.id, *_queued_ids(model_id=first.model_id, limit=batch_size - 1, exclude=first.id)]
+        token = _mark_claimed(ids)
+    return _claimed(token, ids=ids, model_id=first.model_id)
 
 
 def predictions_claim_next(*, model_id, batch_size: int | None = None) -> Claim | None:
@@ -281,13 +309,13 @@ def predictions_claim_next(*, model_id, batch_size: int | None = None) -> Claim 
         if not ids:
             return None
         token = _mark_claimed(ids)
-    return _claimed(token)
+    return _claimed(token, ids=ids, model_id=model_id)
 
 
 def _queued_ids(*, model_id, limit: int, exclude=None) -> list:
     if limit <= 0:
         return []
-    query = Prediction.objects.select_for_update(skip_locked=True).filter(
+    query = Prediction.objects.select_for_update(skip_locked=True, of=("self",)).filter(
         model_id=model_id, status=PredictionStatus.QUEUED
     )
     if exclude is not None:
@@ -309,15 +337,19 @@ def _mark_claimed(ids: list) -> uuid.UUID:
     return token
 
 
-def _claimed(token: uuid.UUID) -> Claim | None:
+def _claimed(token: uuid.UUID, *, ids: list, model_id) -> Claim | None:
     predictions = list(
-        Prediction.objects.filter(claim_token=token, status=PredictionStatus.RUNNING).select_related(
-            "model", "image", "image__study"
+        Prediction.objects.filter(id__in=ids, claim_token=token, status=PredictionStatus.RUNNING).select_related(
+            "image", "image__study"
         )
     )
     if not predictions:
         return None
-    return Claim(token=token, model=predictions[0].model, predictions=predictions)
+    # One model version per claim: read it once rather than once per row.
+    model = AIModel.objects.get(id=model_id)
+    for prediction in predictions:
+        prediction.model = model
+    return Claim(token=token, model=model, predictions=predictions)
 
 
 def _result_fields(model: AIModel, probabilities: Sequence[float]) -> dict:
@@ -375,7 +407,7 @@ RESULT_FIELDS = [
 def predictions_record_successes(
     *, token: uuid.UUID, results: Sequence[tuple[Prediction, Sequence[float]]], inference_ms: float
 ) -> list[Prediction]:
-    """Write a whole batch's results in one statement, for the rows this worker's claim still holds.
+    """Write a whole batch's results in one round of statements, for the rows this worker's claim still holds.
 
     The rows are locked first, so a sweeper cannot hand them to another worker between the
     check and the write. Returns the predictions written.
@@ -399,8 +431,32 @@ def predictions_record_successes(
         prediction.inference_ms = inference_ms
         written.append(prediction)
     if written:
-        Prediction.objects.bulk_update(written, RESULT_FIELDS)
+        _update_rows(written, RESULT_FIELDS)
     return written
+
+
+def _update_rows(predictions: Sequence[Prediction], fields: Sequence[str]) -> None:
+    """Save these fields of each row with one prepared UPDATE run for every row.
+
+    ``bulk_update`` would build a CASE expression per row and field; for a batch of results
+    that took longer in Python than the model's forward pass.
+    """
+    meta = Prediction._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    # Only names from the model's metadata go into the text; every value is a parameter.
+    sql = "UPDATE {table} SET {sets} WHERE {pk} = %s".format(  # noqa: S608
+        table=quote(meta.db_table),
+        sets=", ".join(f"{quote(column.column)} = %s" for column in columns),
+        pk=quote(meta.pk.column),
+    )
+    rows = [
+        [column.get_db_prep_save(getattr(prediction, column.attname), connection) for column in columns]
+        + [meta.pk.get_db_prep_value(prediction.pk, connection)]
+        for prediction in predictions
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None, reason: str) -> bool:
@@ -526,7 +582,7 @@ def predictions_sweep(*, now=None) -> dict[str, int]:
 
 
 def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
-    """Refresh the status of the studies a batch touched whose status can have changed.
+    """Refresh the status of the studies a batch touched.
 
     A study with AI work still queued or running stays "AI pending"; during a burst that is
     most of them, so only the ones whose last prediction just finished (or that are not yet
@@ -542,34 +598,60 @@ def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
         Study.objects.filter(id__in=pending & study_ids, status=StudyStatus.AI_PENDING).values_list("id", flat=True)
     )
     refresh = study_ids - settled
-    for study_id in refresh:
-        study_refresh_status(study_id=study_id)
+    studies_refresh_status(study_ids=refresh)
     return len(refresh)
 
 
 def study_refresh_status(*, study_id) -> StudyStatus:
     """Derive the study's status from its predictions and reviews."""
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(id=study_id)
-        counts = prediction_status_counts(study_id=study_id)
-        pending = counts.get(PredictionStatus.QUEUED, 0) + counts.get(PredictionStatus.RUNNING, 0)
-        succeeded = counts.get(PredictionStatus.SUCCEEDED, 0)
-        if not counts:
+    return studies_refresh_status(study_ids=[study_id])[study_id]
+
+
+@transaction.atomic
+def studies_refresh_status(*, study_ids: Iterable) -> dict:
+    """Derive each study's status from its predictions and reviews, a few statements for them all.
+
+    The study rows are locked before their predictions are counted, so an upload adding work
+    to one of them either commits first and is counted, or waits and marks it pending after.
+    """
+    study_ids = set(study_ids)
+    if not study_ids:
+        return {}
+    current = dict(
+        Study.objects.select_for_update().filter(id__in=study_ids).order_by("id").values_list("id", "status")
+    )
+    pending_states = [PredictionStatus.QUEUED, PredictionStatus.RUNNING]
+    counts = {
+        row["image__study_id"]: row
+        for row in Prediction.objects.filter(image__study_id__in=current)
+        .values("image__study_id")
+        .annotate(
+            pending=Count("id", filter=Q(status__in=pending_states)),
+            succeeded=Count("id", filter=Q(status=PredictionStatus.SUCCEEDED)),
+            unreviewed=Count("id", filter=Q(status=PredictionStatus.SUCCEEDED, review__isnull=True)),
+        )
+        .order_by()
+    }
+    statuses = {}
+    changes: dict[StudyStatus, list] = {}
+    for study_id, old in current.items():
+        row = counts.get(study_id)
+        if row is None:
             status = StudyStatus.RECEIVED
-        elif pending:
+        elif row["pending"]:
             status = StudyStatus.AI_PENDING
-        elif succeeded and study_unreviewed_succeeded_count(study_id=study_id) == 0:
+        elif row["succeeded"] and row["unreviewed"] == 0:
             status = StudyStatus.REVIEWED
         else:
             status = StudyStatus.AI_DONE
-        if status != study.status:
-            study.status = status
-            fields = ["status", "updated_at"]
-            if status == StudyStatus.AI_DONE:
-                study.ai_completed_at = timezone.now()
-                fields.append("ai_completed_at")
-            study.save(update_fields=fields)
-        return status
+        statuses[study_id] = status
+        if status != old:
+            changes.setdefault(status, []).append(study_id)
+    now = timezone.now()
+    for status, ids in changes.items():
+        extra = {"ai_completed_at": now} if status == StudyStatus.AI_DONE else {}
+        Study.objects.filter(id__in=ids).update(status=status, updated_at=now, **extra)
+    return statuses
 
 
 # --- Reviews --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.test import override_settings
 from PIL import Image as PILImage
 
 from imaging.models import Image, StudyStatus
-from imaging.services import image_upload, study_create
+from imaging.services import image_check, image_upload, images_store, study_create
 from imaging.validation import ImageRejected
 from inference.models import Prediction, PredictionStatus
 from tests.factories import PatientFactory, StudyFactory
@@ -119,9 +119,69 @@ class TestImageUpload:
         def explode(**kwargs):
             raise RuntimeError("routing broke")
 
-        monkeypatch.setattr(inference.services, "predictions_create_for_image", explode)
+        monkeypatch.setattr(inference.services, "predictions_create_for_images", explode)
         before = stored_files()
         with pytest.raises(RuntimeError):
             image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-2.png"))
         assert stored_files() == before
         assert not Image.objects.exists()
+
+
+class TestImagesStore:
+    """Several images of one study stored together, as a modality sends a series."""
+
+    def test_a_series_is_stored_in_order_with_one_second_opinion_each(
+        self, tiny_model, django_capture_on_commit_callbacks
+    ):
+        study = StudyFactory()
+        files = [image_check(data=png_bytes(color=shade), filename=f"slice-{shade}.png") for shade in range(5)]
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            results = images_store(study=study, images=files)
+        assert [r.image.original_filename for r in results] == [f"slice-{shade}.png" for shade in range(5)]
+        assert all(r.created for r in results)
+        assert Prediction.objects.filter(status=PredictionStatus.QUEUED, enqueued_at__isnull=False).count() == 5
+        assert len(callbacks) == 1  # one send for the series, after the commit
+        study.refresh_from_db()
+        assert study.status == StudyStatus.AI_PENDING
+
+    def test_statements_do_not_grow_with_the_number_of_images(self, tiny_model):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        def statements(count: int, offset: int) -> int:
+            files = [image_check(data=png_bytes(color=offset + n)) for n in range(count)]
+            with CaptureQueriesContext(connection) as queries:
+                images_store(study=StudyFactory(), images=files)
+            return len(queries)
+
+        assert statements(8, offset=100) == statements(1, offset=0)
+
+    def test_a_file_repeated_in_one_series_is_one_image(self, tiny_model):
+        study = StudyFactory()
+        same = image_check(data=png_bytes(color=7), filename="a.png")
+        first, again = images_store(study=study, images=[same, same])
+        assert first.created and not again.created and again.image.id == first.image.id
+        assert Image.objects.count() == 1 and Prediction.objects.count() == 1
+
+    def test_a_concurrent_upload_of_the_same_bytes_wins_and_is_returned(self, tiny_model, monkeypatch):
+        import imaging.services
+
+        study = StudyFactory()
+        data = png_bytes(color=9)
+        real_store = imaging.services.blob_store
+
+        def store_while_another_request_commits(**kwargs):
+            blob = real_store(**kwargs)
+            # The other request's row lands between this request's lookup and its insert.
+            Image.objects.create(
+                study=study, file=blob.name, sha256=image_check(data=data).sha256, size_bytes=len(data),
+                content_type="image/png", width=16, height=16,
+            )  # fmt: skip
+            monkeypatch.setattr(imaging.services, "blob_store", real_store)
+            return blob
+
+        monkeypatch.setattr(imaging.services, "blob_store", store_while_another_request_commits)
+        [result] = images_store(study=study, images=[image_check(data=data)])
+        assert not result.created
+        assert Image.objects.count() == 1
+        assert default_storage.exists(result.image.file.name)  # the winner's file is kept

@@ -2,11 +2,12 @@ import datetime
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
 from accounts.roles import Role
-from imaging.models import StudyStatus
+from imaging.models import Study, StudyStatus
 from imaging.services import image_upload
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, ReviewDecision
 from inference.selectors import aimodels_for_study
@@ -283,6 +284,69 @@ class TestBatchWrites:
         done.refresh_from_db()
         busy.refresh_from_db()
         assert done.status == StudyStatus.AI_DONE and busy.status == StudyStatus.AI_PENDING
+
+    def test_statuses_of_many_studies_are_derived_together(self, tiny_model, sample_image_bytes, radiologist_user):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from inference.services import review_create, studies_refresh_status
+
+        received, pending, done, reviewed = (StudyFactory() for _ in range(4))
+        image_upload(study=pending, data=sample_image_bytes("cxr-normal-1.png"))
+        for study in (done, reviewed):
+            image_upload(study=study, data=sample_image_bytes("cxr-normal-2.png"))
+        succeed(done.images.get().predictions.get())
+        review_create(
+            prediction=succeed(reviewed.images.get().predictions.get()),
+            reviewer=radiologist_user,
+            decision=ReviewDecision.AGREE,
+        )
+        studies = [received, pending, done, reviewed]
+        # Left stale on purpose: the refresh must derive every status from the predictions.
+        Study.objects.filter(id__in=[s.id for s in studies]).update(status=StudyStatus.AI_PENDING)
+
+        with CaptureQueriesContext(connection) as queries:
+            statuses = studies_refresh_status(study_ids=[s.id for s in studies])
+
+        expected = [StudyStatus.RECEIVED, StudyStatus.AI_PENDING, StudyStatus.AI_DONE, StudyStatus.REVIEWED]
+        assert [statuses[s.id] for s in studies] == expected
+        assert [Study.objects.get(id=s.id).status for s in studies] == expected
+        assert Study.objects.get(id=done.id).ai_completed_at is not None
+        # Lock, count, and one UPDATE per new status (three here), however many studies.
+        assert len([q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) <= 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_does_not_wait_for_or_skip_an_upload_holding_the_study(tiny_model, sample_image_bytes):
+    """An upload holds its study's row while it commits; the worker must neither skip that
+    study's queued work nor lock the study itself."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from inference.services import predictions_claim_next
+
+    study = StudyFactory()
+    image_upload(study=study, data=sample_image_bytes("cxr-normal-1.png"))
+    locked, release = threading.Event(), threading.Event()
+
+    def upload_in_flight():
+        with transaction.atomic():
+            Study.objects.select_for_update().get(id=study.id)
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=upload_in_flight)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        claim = predictions_claim_next(model_id=tiny_model.id)
+    finally:
+        release.set()
+        holder.join()
+    assert claim is not None and [p.image.study_id for p in claim.predictions] == [study.id]
 
 
 class TestRefusal:

@@ -39,11 +39,16 @@ def test_a_prediction_whose_task_was_lost_is_recovered_by_the_sweeper(
     celery_worker, tiny_model, sample_image_bytes, monkeypatch
 ):
     # The broker was unreachable at upload time: the prediction is queued but no task exists.
-    monkeypatch.setattr("inference.services.predictions_enqueue", lambda pairs: 0)
+    def unreachable(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("inference.tasks.prediction_run.apply_async", unreachable)
     image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
     prediction = image.predictions.get()
     monkeypatch.undo()
-    Prediction.objects.filter(id=prediction.id).update(enqueued_at=None)
+    # The upload stood; the failed send is on record for the sweeper.
+    assert prediction.status == PredictionStatus.QUEUED
+    assert prediction.enqueued_at is None
 
     assert predictions_sweep(now=prediction.queued_at + datetime.timedelta(minutes=10))["resent"] == 1
 
