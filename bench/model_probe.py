@@ -2,6 +2,7 @@
 
     python -m bench.model_probe forward <model dir>            raw batched forward pass (the ceiling)
     python -m bench.model_probe naive <model dir> <image>      the prototype's way: per-request predict
+    python -m bench.model_probe cost <model dir> [...]          parameters and multiply-adds per image
 
 No database, broker or web server here: the forward pass runs on preloaded tensors, through the
 same ``predict_proba`` the worker calls.
@@ -103,21 +104,65 @@ def naive(directory: Path, image_path: Path, samples: int, warm_samples: int) ->
         handle()
     per_request = (time.perf_counter() - started) / samples
 
-    # A kinder variant: the model loaded once per web process, model.predict per image in the request.
-    model = keras.saving.load_model(str(directory / "model.keras"), compile=False)
-    handle(model)
-    started = time.perf_counter()
-    for _ in range(warm_samples):
-        handle(model)
-    warm = (time.perf_counter() - started) / warm_samples
-    return {
+    result = {
         "load_and_predict_per_request_images_per_second": 1.0 / per_request,
         "load_and_predict_per_request_ms": per_request * 1000,
-        "loaded_once_predict_per_request_images_per_second": 1.0 / warm,
-        "loaded_once_predict_per_request_ms": warm * 1000,
         "samples": samples,
         "warm_samples": warm_samples,
     }
+    if warm_samples:
+        # A kinder variant: the model loaded once per web process, model.predict per image in the request.
+        model = keras.saving.load_model(str(directory / "model.keras"), compile=False)
+        handle(model)
+        started = time.perf_counter()
+        for _ in range(warm_samples):
+            handle(model)
+        warm = (time.perf_counter() - started) / warm_samples
+        result["loaded_once_predict_per_request_images_per_second"] = 1.0 / warm
+        result["loaded_once_predict_per_request_ms"] = warm * 1000
+    return result
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds of one image's forward pass through the convolution and dense layers.
+
+    These layers do nearly all of a CNN's arithmetic, so this ranks models by what one image
+    costs to run, which the parameter count does not: a small input with a wide dense layer
+    has many parameters and little work.
+    """
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if not layer.built or not hasattr(layer, "output"):
+            continue
+        out = layer.output.shape
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            in_channels = layer.input.shape[-1]
+            positions = out[1] * out[2]
+            total += positions * (kh * kw * in_channels * layer.depth_multiplier)
+            total += positions * in_channels * layer.depth_multiplier * out[-1]
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            total += out[1] * out[2] * kh * kw * out[-1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            total += out[1] * out[2] * kh * kw * layer.input.shape[-1] // layer.groups * out[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * out[-1]
+    return int(total)
+
+
+def cost(directories: list[Path]) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from inference.ml.serving import load_model
+
+    out = {}
+    for directory in directories:
+        model = load_model(directory / "model.keras")
+        out[directory.name] = {"parameters": int(model.count_params()), "multiply_adds": multiply_adds(model)}
+    return out
 
 
 def main() -> None:
@@ -132,8 +177,12 @@ def main() -> None:
     n.add_argument("image", type=Path)
     n.add_argument("--samples", type=int, default=10)
     n.add_argument("--warm-samples", type=int, default=50)
+    c = sub.add_parser("cost")
+    c.add_argument("model_dirs", type=Path, nargs="+")
     args = parser.parse_args()
-    if args.command == "forward":
+    if args.command == "cost":
+        result = cost(args.model_dirs)
+    elif args.command == "forward":
         sizes = [int(s) for s in args.batch_sizes.split(",")]
         result = forward(args.model_dir, sizes, args.min_seconds)
     else:

@@ -67,19 +67,6 @@ def shipped_cards() -> list[dict]:
     return cards
 
 
-def parameters(card: dict) -> int:
-    if card.get("parameters"):
-        return int(card["parameters"])
-    code = f"import keras; print(keras.saving.load_model({card['_dir']!r} + '/model.keras').count_params())"
-    probe = subprocess.run(
-        [PYTHON, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(probe.stdout.split()[-1])
-
-
 def probe(*args: str, timeout: float = 900) -> dict:
     result = subprocess.run(
         [PYTHON, "-m", "bench.model_probe", *args],
@@ -94,6 +81,11 @@ def probe(*args: str, timeout: float = 900) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def costs(cards: list[dict]) -> dict[str, dict]:
+    """Parameters and multiply-adds per image of each model, read in one process."""
+    return probe("cost", *[card["_dir"] for card in cards])
+
+
 def sample_image(card: dict) -> Path:
     for prefix, name in SAMPLE_FOR:
         if card["name"].startswith(prefix) and (SAMPLES / name).exists():
@@ -102,18 +94,26 @@ def sample_image(card: dict) -> Path:
 
 
 def distinct_images(source: Path, count: int) -> list[bytes]:
-    """``count`` different PNG files made from one real sample image (two pixels differ)."""
+    """``count`` different files made from one real sample image (two pixels differ).
+
+    They keep the sample's format: a smear or dermoscopy camera sends JPEG, and a PNG of
+    the same picture costs several times as long to decode.
+    """
     import numpy as np
     from PIL import Image
 
-    base = np.array(Image.open(source).convert("L" if Image.open(source).mode in ("L", "P", "1") else "RGB"))
+    sample = Image.open(source)
+    kind = "JPEG" if sample.format == "JPEG" else "PNG"
+    base = np.array(sample.convert("L" if sample.mode in ("L", "P", "1") else "RGB"))
     out = []
     for index in range(count):
         pixels = base.copy()
         pixels.flat[0] = index % 256
         pixels.flat[1] = (index // 256) % 256
         buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
+        # JPEG quantisation can wash out a one-level change, so a comment keeps each file distinct too.
+        extra = {"quality": 95, "comment": f"copy {index}".encode()} if kind == "JPEG" else {}
+        Image.fromarray(pixels).save(buffer, format=kind, **extra)
         out.append(buffer.getvalue())
     return out
 
@@ -267,27 +267,45 @@ class Bench:
         return wait_until(done, timeout=timeout, interval=0.005 if len(ids) == 1 else 0.2, message="predictions")
 
     def upload(self, study: str, data: bytes, name: str) -> tuple[float, list[str]]:
+        return self.upload_series(study, [data], name)
+
+    def upload_series(self, study: str, images: list[bytes], name: str) -> tuple[float, list[str]]:
+        """Several images of one study in one request, as a modality sends a series."""
         sent = time.time()
-        status, body = self.api.upload(study, [(name, data, "image/png")])
+        parts = [
+            (f"{name}-{index}.jpg", data, "image/jpeg")
+            if data.startswith(b"\xff\xd8")
+            else (f"{name}-{index}.png", data, "image/png")
+            for index, data in enumerate(images)
+        ]
+        status, body = self.api.upload(study, parts)
         if status != 201:
             raise RuntimeError(f"Upload failed: {status} {body}")
-        return sent, [p["id"] for p in body["images"][0]["predictions"]]
+        return sent, [p["id"] for image in body["images"] for p in image["predictions"]]
 
-    def pipeline(self, studies: list[str], images: list[bytes]) -> dict:
-        """A burst of single-image uploads over many studies from several senders, timed until every
-        prediction succeeded (the studies are registered beforehand, as the RIS would have done)."""
+    def pipeline(self, studies: list[str], images: list[bytes], *, series: bool = False) -> dict:
+        """A burst of uploads over many studies from several senders, timed until every prediction
+        succeeded (the studies are registered beforehand, as the RIS would have done).
+
+        One image per request, or with ``series`` each study's images in one request.
+        """
         ids: list[str] = []
         per_study = max(1, len(images) // len(studies))
 
         def send(index: int):
-            return self.upload(studies[min(index // per_study, len(studies) - 1)], images[index], f"burst-{index}.png")
+            study = studies[min(index // per_study, len(studies) - 1)]
+            if series:
+                return self.upload_series(study, images[index : index + per_study], f"series-{index}")
+            return self.upload(study, images[index], f"burst-{index}")
+
+        requests = range(0, len(images), per_study) if series else range(len(images))
 
         web_pids = self.web.child_pids()
         worker_pids = [pid for process in self.processes for pid in process.child_pids()]
         web_cpu, worker_cpu = cpu_seconds(web_pids), cpu_seconds(worker_pids)
         started = time.time()
         with ThreadPoolExecutor(self.args.uploaders) as pool:
-            for _, batch in pool.map(send, range(len(images))):
+            for _, batch in pool.map(send, requests):
                 ids += batch
         uploaded = time.time()
         rows = self.wait_all(ids, timeout=900)
@@ -297,14 +315,15 @@ class Bench:
         heatmaps_done = time.time()
         return {
             "uploads": len(images),
+            "requests": len(requests),
             "predictions": len(ids),
             "seconds_to_all_succeeded": finished - started,
             "images_per_second": len(ids) / (finished - started),
-            "upload_requests_per_second": len(images) / (uploaded - started),
+            "upload_requests_per_second": len(requests) / (uploaded - started),
             "seconds_to_all_heatmaps": heatmaps_done - started,
             # CPU spent per upload by the web tier, and per image by the worker up to the last
             # result (the worker's share includes the heatmaps it computed in idle moments).
-            "web_cpu_ms_per_upload": web_cpu * 1000 / len(images),
+            "web_cpu_ms_per_image": web_cpu * 1000 / len(images),
             "worker_cpu_ms_per_image": worker_cpu * 1000 / len(ids),
         }
 
@@ -376,6 +395,27 @@ class Bench:
             "--warm-samples",
             str(self.args.naive_warm_samples),
         )
+        # The pipeline uses every core, so the baseline does too: the prototype under a web server
+        # with one process per core, all loading and predicting at once.
+        processes = os.cpu_count() or 1
+        print(f"[{name}] naive baseline, {processes} processes at once ...", flush=True)
+        with ThreadPoolExecutor(processes) as pool:
+            parallel = list(
+                pool.map(
+                    lambda _: probe(
+                        "naive",
+                        card["_dir"],
+                        str(image_path),
+                        "--samples",
+                        str(self.args.naive_samples),
+                        "--warm-samples",
+                        "0",
+                    ),  # fmt: skip
+                    range(processes),
+                )
+            )
+        naive["machine_processes"] = processes
+        naive["machine_images_per_second"] = sum(p["load_and_predict_per_request_images_per_second"] for p in parallel)
 
         self.db.activate_only([name])
         worker = start_worker(self.env, self.root, name=f"bench-{name}", queues=[self.queue], warm_models=1)
@@ -395,7 +435,7 @@ class Bench:
             burst_studies = [new_study() for _ in range(max(1, self.args.uploads // self.args.images_per_study))]
             sender_studies = [new_study() for _ in range(self.args.latency_uploaders)]
             total = (
-                self.args.uploads
+                2 * self.args.uploads
                 + self.args.latency_samples
                 + self.args.concurrent_samples
                 + self.args.drain_uploads
@@ -406,6 +446,10 @@ class Bench:
             images = images[1:]
             print(f"[{name}] pipeline burst of {self.args.uploads} uploads ...", flush=True)
             pipeline = self.pipeline(burst_studies, images[: self.args.uploads])
+            images = images[self.args.uploads :]
+            print(f"[{name}] pipeline burst of {self.args.uploads} uploads, one request per study ...", flush=True)
+            series_studies = [new_study() for _ in burst_studies]
+            series = self.pipeline(series_studies, images[: self.args.uploads], series=True)
             images = images[self.args.uploads :]
             print(f"[{name}] idle latency ...", flush=True)
             idle = self.idle_latency(study, images[: self.args.latency_samples])
@@ -422,13 +466,15 @@ class Bench:
             self.processes = []
         return {
             "role": role,
-            "parameters": parameters(card),
+            "parameters": card["_cost"]["parameters"],
+            "multiply_adds": card["_cost"]["multiply_adds"],
             "input_size": card["input_size"],
             "color_mode": card["color_mode"],
-            "upload_image": f"{image_path.name} (distinct copies)",
+            "upload_image": f"{image_path.name} (distinct copies in its own format)",
             "forward": forward,
             "naive": naive,
             "pipeline": pipeline,
+            "pipeline_series": series,
             "latency_idle": idle,
             "latency_concurrent": concurrent,
             "drain": drain,
@@ -480,53 +526,62 @@ class Bench:
             self.processes = []
 
 
+BURSTS = {"pipeline": "one image per request", "pipeline_series": "one request per study"}
+
+
 def targets(results: dict) -> list[tuple[bool, str]]:
     lines = []
     models = results["models"]
     heaviest = next((m for m in models.values() if m["role"] == "heaviest"), None) or max(
-        models.values(), key=lambda m: m["parameters"]
+        models.values(), key=lambda m: m["multiply_adds"]
     )
     for name, m in models.items():
-        pipeline = m["pipeline"]["images_per_second"]
-        naive = m["naive"]["load_and_predict_per_request_images_per_second"]
-        ratio = pipeline / naive
-        lines.append(
-            (
-                ratio >= TARGET_NAIVE_RATIO,
-                f"{name}: pipeline {pipeline:.1f} img/s is {ratio:.0f}x the naive baseline "
-                f"({naive:.2f} img/s); target >= {TARGET_NAIVE_RATIO:.0f}x",
+        naive = m["naive"]["machine_images_per_second"]
+        for burst, how in BURSTS.items():
+            pipeline = m[burst]["images_per_second"]
+            ratio = pipeline / naive
+            lines.append(
+                (
+                    ratio >= TARGET_NAIVE_RATIO,
+                    f"{name}: pipeline ({how}) {pipeline:.1f} img/s is {ratio:.0f}x the naive baseline "
+                    f"({naive:.2f} img/s on {m['naive']['machine_processes']} processes); "
+                    f"target >= {TARGET_NAIVE_RATIO:.0f}x",
+                )
             )
-        )
         p50 = m["latency_idle"]["p50_ms"]
         lines.append((p50 < TARGET_IDLE_P50_MS, f"{name}: idle p50 latency {p50:.0f} ms; target < 300 ms"))
         p95 = m["latency_concurrent"]["p95_ms"]
         lines.append((p95 < TARGET_CONCURRENT_P95_MS, f"{name}: 8-uploader p95 latency {p95:.0f} ms; target < 2000 ms"))
     ceiling = heaviest["forward"]["ceiling_images_per_second"]
-    pipeline = heaviest["pipeline"]["images_per_second"]
     name = next(n for n, m in models.items() if m is heaviest)
-    lines.append(
-        (
-            pipeline >= TARGET_CEILING_SHARE * ceiling,
-            f"{name} (heaviest): pipeline {pipeline:.1f} img/s is {pipeline / ceiling:.0%} of its raw forward-pass "
-            f"ceiling ({ceiling:.1f} img/s); target >= 50%",
+    for burst, how in BURSTS.items():
+        pipeline = heaviest[burst]["images_per_second"]
+        lines.append(
+            (
+                pipeline >= TARGET_CEILING_SHARE * ceiling,
+                f"{name} (heaviest): pipeline ({how}) {pipeline:.1f} img/s is {pipeline / ceiling:.0%} of its raw "
+                f"forward-pass ceiling ({ceiling:.1f} img/s); target >= 50%",
+            )
         )
-    )
     return lines
 
 
 def table(results: dict) -> str:
     rows = [
-        ("model", "params", "input", "ceiling img/s", "pipeline img/s", "naive img/s", "naive(warm) img/s",
-         "drain img/s", "idle p50/p95 ms", "8-up p50/p95 ms", "heatmaps done s"),
+        ("model", "MMAC/img", "input", "ceiling img/s", "pipeline img/s", "series img/s", "naive img/s",
+         "naive 1-proc img/s", "naive(warm) img/s", "drain img/s", "idle p50/p95 ms", "8-up p50/p95 ms",
+         "heatmaps done s"),
     ]  # fmt: skip
     for name, m in results["models"].items():
         rows.append(
             (
                 f"{name} ({m['role']})",
-                f"{m['parameters']:,}",
+                f"{m['multiply_adds'] / 1e6:.1f}",
                 "x".join(str(v) for v in m["input_size"]),
                 f"{m['forward']['ceiling_images_per_second']:.0f} (b={m['forward']['ceiling_batch_size']})",
                 f"{m['pipeline']['images_per_second']:.1f}",
+                f"{m['pipeline_series']['images_per_second']:.1f}",
+                f"{m['naive']['machine_images_per_second']:.2f}",
                 f"{m['naive']['load_and_predict_per_request_images_per_second']:.2f}",
                 f"{m['naive']['loaded_once_predict_per_request_images_per_second']:.1f}",
                 f"{m['drain']['images_per_second']:.1f}",
@@ -578,9 +633,11 @@ def main(argv: list[str] | None = None) -> None:
     cards = shipped_cards()
     if not cards:
         raise SystemExit("No shipped models in inference/zoo.")
-    for card in cards:
-        card["_params"] = parameters(card)
-    by_size = sorted(cards, key=lambda c: c["_params"])
+    for card, cost in zip(cards, costs(cards).values(), strict=True):
+        card["_cost"] = cost
+    # Light and heavy by the work one image costs (multiply-adds), which sets a model's run time;
+    # the parameter count does not (a small input with a wide dense layer is big but cheap).
+    by_size = sorted(cards, key=lambda c: c["_cost"]["multiply_adds"])
     if args.models == "light,heavy":
         chosen = [(by_size[0], "lightest")]
         if len(by_size) > 1:
@@ -595,7 +652,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen += [(c, "extra") for c in by_size if c["name"] == name and all(c is not k for k, _ in chosen)]
 
     bench = Bench(args)
-    bench.results["shipped_models"] = {c["name"]: c["_params"] for c in by_size}
+    bench.results["shipped_models"] = {c["name"]: c["_cost"] for c in by_size}
     try:
         bench.setup()
         for card, role in chosen:

@@ -213,3 +213,23 @@ def test_a_heatmap_task_also_takes_other_heatmaps_of_its_model_waiting(tiny_mode
     assert runtime.run_heatmaps(prediction_ids=[predictions[0].id]) == 3
     assert all(p.heatmap for p in Prediction.objects.all())
     assert runtime.run_heatmaps(prediction_ids=[predictions[1].id, predictions[2].id]) == 0
+
+
+def test_a_heatmap_reuses_the_input_its_prediction_just_read(tiny_model, sample_image_bytes, monkeypatch):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-pneumonia-1.png"]
+    predictions = [upload(sample_image_bytes, name, study).predictions.get() for name in names]
+    decoded = []
+    real = runtime.image_pixels
+    monkeypatch.setattr(runtime, "image_pixels", lambda image: decoded.append(image.id) or real(image))
+
+    runtime.run_batch(prediction_id=predictions[0].id)
+    assert sorted(decoded) == sorted(p.image_id for p in predictions)
+    decoded.clear()
+
+    assert runtime.run_heatmaps(prediction_ids=[p.id for p in predictions]) == 2
+    assert decoded == []  # no second decode
+    # Taken, not kept: a heatmap computed again later reads the image afresh.
+    Prediction.objects.filter(id=predictions[0].id).update(heatmap="")
+    assert runtime.run_heatmaps(prediction_ids=[predictions[0].id]) == 1
+    assert decoded == [predictions[0].image_id]
