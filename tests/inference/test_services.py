@@ -1,4 +1,5 @@
 import datetime
+import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -327,6 +328,9 @@ def test_a_claim_does_not_wait_for_or_skip_an_upload_holding_the_study(tiny_mode
 
     from inference.services import predictions_claim_next
 
+    # This test commits, so a worker of the session could take the prediction first: no worker
+    # consumes this queue.
+    AIModel.objects.filter(id=tiny_model.id).update(queue=f"unconsumed-{uuid.uuid4().hex[:8]}")
     study = StudyFactory()
     image_upload(study=study, data=sample_image_bytes("cxr-normal-1.png"))
     locked, release = threading.Event(), threading.Event()
