@@ -151,7 +151,10 @@ def _run_and_refresh(claim: Claim) -> int:
     try:
         return _run_claim(claim)
     finally:
-        studies_refresh_after_batch(study_ids={p.image.study_id for p in claim.predictions})
+        # Written results refreshed their studies as they committed; failures and releases did not.
+        studies_refresh_after_batch(
+            study_ids={p.image.study_id for p in claim.predictions if p.status != PredictionStatus.SUCCEEDED}
+        )
 
 
 def _model_inputs(

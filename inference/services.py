@@ -407,7 +407,8 @@ RESULT_FIELDS = [
 def predictions_record_successes(
     *, token: uuid.UUID, results: Sequence[tuple[Prediction, Sequence[float]]], inference_ms: float
 ) -> list[Prediction]:
-    """Write a whole batch's results in one round of statements, for the rows this worker's claim still holds.
+    """Write a whole batch's results in one round of statements, for the rows this worker's claim still holds,
+    and the status of the studies whose AI work that settles.
 
     The rows are locked first, so a sweeper cannot hand them to another worker between the
     check and the write. Returns the predictions written.
@@ -432,6 +433,8 @@ def predictions_record_successes(
         written.append(prediction)
     if written:
         _update_rows(written, RESULT_FIELDS)
+        # In the same transaction, so no reader sees every result in and the study still pending.
+        studies_refresh_after_batch(study_ids={p.image.study_id for p in written})
     return written
 
 
@@ -589,6 +592,8 @@ def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
     marked pending) are refreshed. Returns how many were refreshed.
     """
     study_ids = set(study_ids)
+    if not study_ids:
+        return 0
     pending = set(
         Prediction.objects.filter(
             image__study_id__in=study_ids, status__in=[PredictionStatus.QUEUED, PredictionStatus.RUNNING]

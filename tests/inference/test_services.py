@@ -270,6 +270,22 @@ class TestBatchWrites:
             assert prediction.probabilities == {"normal": 0.25, "pneumonia": 0.75} and prediction.finished_at
         assert Prediction.objects.get(id=lost.id).status == PredictionStatus.QUEUED
 
+    def test_the_last_results_of_a_study_and_its_status_commit_together(self, tiny_model, sample_image_bytes):
+        from inference.services import predictions_record_successes
+
+        study = StudyFactory()
+        for name in ["cxr-normal-1.png", "cxr-pneumonia-1.png"]:
+            image_upload(study=study, data=sample_image_bytes(name))
+        claim = predictions_claim(prediction_id=Prediction.objects.first().id)
+
+        predictions_record_successes(
+            token=claim.token, results=[(p, [0.25, 0.75]) for p in claim.predictions], inference_ms=2.0
+        )
+
+        # No separate refresh afterwards: a page that sees both results also sees the study done.
+        study.refresh_from_db()
+        assert study.status == StudyStatus.AI_DONE and study.ai_completed_at
+
     def test_only_studies_whose_ai_work_settled_are_refreshed(self, tiny_model, sample_image_bytes):
         from inference.services import studies_refresh_after_batch
 
