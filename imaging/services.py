@@ -128,7 +128,7 @@ def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: 
 
 
 def images_store(
-    *, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None = None, _retry: bool = True
+    *, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None = None
 ) -> list[UploadResult]:
     """Store checked images in one study and queue their AI second opinions, all in one go.
 
@@ -136,20 +136,26 @@ def images_store(
     give back the existing image. A few statements serve the whole batch, so a modality
     sending a series costs little more than sending one image.
     """
+    try:
+        return _images_store_once(study=study, images=images, uploaded_by=uploaded_by)
+    except IntegrityError:
+        # A concurrent upload of some of the same bytes to this study won the race; theirs stand.
+        return _images_store_once(study=study, images=images, uploaded_by=uploaded_by)
+
+
+def _images_store_once(*, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None) -> list[UploadResult]:
     # Imported here: inference depends on imaging, not the other way round.
     from inference.services import predictions_create_for_images
 
     known = {image.sha256: image for image in Image.objects.filter(study=study, sha256__in={i.sha256 for i in images})}
-    results: list[UploadResult] = []
     new: list[Image] = []
     blobs = []
     for item in images:
         if item.sha256 in known:
-            results.append(UploadResult(image=known[item.sha256], created=False))
             continue
         blob = blob_store(data=item.data, name=content_name("images", item.sha256, item.decoded.extension))
         blobs.append(blob)
-        image = Image(
+        known[item.sha256] = Image(
             study=study,
             file=blob.name,
             sha256=item.sha256,
@@ -160,36 +166,31 @@ def images_store(
             original_filename=item.filename,
             uploaded_by=uploaded_by,
         )
-        known[item.sha256] = image
-        new.append(image)
-        results.append(UploadResult(image=image, created=True))
-    if not new:
-        return results
-    try:
-        with transaction.atomic():
-            for image in new:
-                # The study and uploader are in hand and the database enforces uniqueness, so
-                # only the field checks run here, not a query per relation.
-                image.full_clean(exclude=["study", "uploaded_by"], validate_unique=False, validate_constraints=False)
-            Image.objects.bulk_create(new)
-            predictions = predictions_create_for_images(study=study, images=new)
-    except IntegrityError:
-        for blob in blobs:
-            _discard(blob)
-        if not _retry:
-            raise
-        # A concurrent upload of some of the same bytes to this study won the race; theirs stand.
-        return images_store(study=study, images=images, uploaded_by=uploaded_by, _retry=False)
-    except BaseException:
-        for blob in blobs:
-            _discard(blob)
-        raise
+        new.append(known[item.sha256])
     by_image: dict = {image.id: [] for image in new}
-    for prediction in predictions:
-        by_image[prediction.image_id].append(prediction)
-    return [
-        UploadResult(image=r.image, created=True, predictions=by_image[r.image.id]) if r.created else r for r in results
-    ]
+    if new:
+        try:
+            with transaction.atomic():
+                for image in new:
+                    # The study and uploader are in hand and the database enforces uniqueness, so
+                    # only the field checks run here, not a query per relation.
+                    image.full_clean(
+                        exclude=["study", "uploaded_by"], validate_unique=False, validate_constraints=False
+                    )
+                Image.objects.bulk_create(new)
+                for prediction in predictions_create_for_images(study=study, images=new):
+                    by_image[prediction.image_id].append(prediction)
+        except BaseException:
+            for blob in blobs:
+                _discard(blob)
+            raise
+    results = []
+    for item in images:
+        image = known[item.sha256]
+        # Popped, so only the first of bytes repeated in one request counts as created.
+        predictions = by_image.pop(image.id, None)
+        results.append(UploadResult(image=image, created=predictions is not None, predictions=predictions))
+    return results
 
 
 def _discard(blob) -> None:
