@@ -1,22 +1,34 @@
 from django.urls import path
 
-from imaging.dicomweb import views
+from imaging.dicomweb.qido import InstanceSearchApi, SeriesSearchApi, StudySearchApi
+from imaging.dicomweb.stow import StowRsApi
+from imaging.dicomweb.wado import FramesApi, MetadataApi, RetrieveApi
 
 app_name = "dicomweb"
+
+
+# Two URLs serve two services, told apart by the method: POST stores (STOW-RS), GET searches or retrieves.
+class StudiesApi(StowRsApi, StudySearchApi):
+    """/dicomweb/studies: GET searches studies (QIDO-RS), POST stores instances (STOW-RS)."""
+
+
+class StudyApi(StowRsApi, RetrieveApi):
+    """/dicomweb/studies/{study}: GET retrieves the study (WADO-RS), POST stores into it (STOW-RS)."""
+
 
 _series = "studies/<str:study_uid>/series/<str:series_uid>"
 _instance = f"{_series}/instances/<str:instance_uid>"
 
 urlpatterns = [
-    path("studies", views.StudiesApi.as_view(), name="studies"),
-    path("studies/<str:study_uid>", views.StudyApi.as_view(), name="study"),
-    path("studies/<str:study_uid>/metadata", views.MetadataApi.as_view(), name="study-metadata"),
-    path("studies/<str:study_uid>/series", views.SeriesSearchApi.as_view(), name="study-series"),
-    path("studies/<str:study_uid>/instances", views.InstanceSearchApi.as_view(), name="study-instances"),
-    path(_series, views.RetrieveApi.as_view(), name="series"),
-    path(f"{_series}/metadata", views.MetadataApi.as_view(), name="series-metadata"),
-    path(f"{_series}/instances", views.InstanceSearchApi.as_view(), name="series-instances"),
-    path(_instance, views.RetrieveApi.as_view(), name="instance"),
-    path(f"{_instance}/metadata", views.MetadataApi.as_view(), name="instance-metadata"),
-    path(f"{_instance}/frames/<str:frames>", views.FramesApi.as_view(), name="instance-frames"),
+    path("studies", StudiesApi.as_view(), name="studies"),
+    path("studies/<str:study_uid>", StudyApi.as_view(), name="study"),
+    path("studies/<str:study_uid>/metadata", MetadataApi.as_view(), name="study-metadata"),
+    path("studies/<str:study_uid>/series", SeriesSearchApi.as_view(), name="study-series"),
+    path("studies/<str:study_uid>/instances", InstanceSearchApi.as_view(), name="study-instances"),
+    path(_series, RetrieveApi.as_view(), name="series"),
+    path(f"{_series}/metadata", MetadataApi.as_view(), name="series-metadata"),
+    path(f"{_series}/instances", InstanceSearchApi.as_view(), name="series-instances"),
+    path(_instance, RetrieveApi.as_view(), name="instance"),
+    path(f"{_instance}/metadata", MetadataApi.as_view(), name="instance-metadata"),
+    path(f"{_instance}/frames/<str:frames>", FramesApi.as_view(), name="instance-frames"),
 ]

@@ -1,0 +1,133 @@
+"""DICOM JSON (PS3.18 F.2) for DICOMweb answers: what a viewer or PACS reads back from MedPortal."""
+
+import json
+
+from django.http import HttpResponse
+from django.urls import reverse
+from pydicom import Dataset
+from pydicom.datadict import dictionary_keyword
+
+from imaging.dicom.parsing import read_dataset
+from imaging.models import Image, Study
+
+DICOM_JSON = "application/dicom+json"
+CHARACTER_SET = "ISO_IR 192"  # UTF-8
+
+
+def dicom_json_response(payload, *, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), status=status, content_type=DICOM_JSON)
+
+
+def dicomweb_url(request, name: str, **kwargs) -> str:
+    return request.build_absolute_uri(reverse(f"dicomweb:{name}", kwargs=kwargs))
+
+
+def instance_url(request, image: Image) -> str:
+    return dicomweb_url(
+        request,
+        "instance",
+        study_uid=image.study.study_instance_uid,
+        series_uid=image.series_instance_uid or "-",
+        instance_uid=image.sop_instance_uid,
+    )
+
+
+def _person_name(family: str, given: str) -> str:
+    return f"{family}^{given}".rstrip("^")
+
+
+def study_json(request, study: Study, *, series_count: int, instance_count: int) -> dict:
+    patient = study.patient
+    item = Dataset()
+    item.SpecificCharacterSet = CHARACTER_SET
+    item.StudyDate = study.study_date.strftime("%Y%m%d") if study.study_date else ""
+    item.StudyTime = ""
+    item.AccessionNumber = study.accession_number[:16]
+    item.ModalitiesInStudy = [study.modality]
+    item.ReferringPhysicianName = study.referring_physician.replace(" ", "^")
+    item.PatientName = _person_name(patient.family_name, patient.given_name)
+    item.PatientID = patient.mrn
+    item.PatientBirthDate = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
+    item.PatientSex = patient.sex if patient.sex in ("M", "F", "O") else ""
+    item.StudyInstanceUID = study.study_instance_uid
+    item.StudyID = ""
+    item.StudyDescription = study.description[:64]
+    item.NumberOfStudyRelatedSeries = series_count
+    item.NumberOfStudyRelatedInstances = instance_count
+    item.RetrieveURL = dicomweb_url(request, "study", study_uid=study.study_instance_uid)
+    return item.to_json_dict()
+
+
+def series_json(request, *, study_uid: str, series_uid: str, header: Dataset, instance_count: int) -> dict:
+    """One series, described by the header of its first instance."""
+    item = Dataset()
+    item.SpecificCharacterSet = CHARACTER_SET
+    item.Modality = str(header.get("Modality", ""))
+    item.SeriesInstanceUID = series_uid
+    item.SeriesNumber = header.get("SeriesNumber", "")
+    item.SeriesDescription = str(header.get("SeriesDescription", ""))
+    item.NumberOfSeriesRelatedInstances = instance_count
+    item.RetrieveURL = dicomweb_url(request, "series", study_uid=study_uid, series_uid=series_uid or "-")
+    return item.to_json_dict()
+
+
+def instance_json(request, *, study_uid: str, image: Image, header: Dataset) -> dict:
+    item = Dataset()
+    item.SpecificCharacterSet = CHARACTER_SET
+    item.StudyInstanceUID = study_uid
+    item.SeriesInstanceUID = image.series_instance_uid
+    item.SOPClassUID = image.sop_class_uid
+    item.SOPInstanceUID = image.sop_instance_uid
+    item.InstanceNumber = header.get("InstanceNumber", "")
+    item.Rows = image.height
+    item.Columns = image.width
+    item.NumberOfFrames = image.number_of_frames
+    item.RetrieveURL = dicomweb_url(
+        request,
+        "instance",
+        study_uid=study_uid,
+        series_uid=image.series_instance_uid or "-",
+        instance_uid=image.sop_instance_uid,
+    )
+    return item.to_json_dict()
+
+
+def metadata_json(request, *, image: Image, dataset: Dataset) -> dict:
+    """All attributes of an instance; bulk data (pixels above all) by reference, not inline."""
+    url = instance_url(request, image)
+
+    def bulk_uri(element) -> str:
+        keyword = dictionary_keyword(element.tag) if element.tag.is_private is False else ""
+        if keyword == "PixelData":
+            return f"{url}/frames/1"
+        return url
+
+    return dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
+
+
+def stored_instance_item(request, image: Image) -> Dataset:
+    """An item of a STOW-RS ReferencedSOPSequence (StudyInstanceUID is removed before answering)."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = image.sop_class_uid
+    item.ReferencedSOPInstanceUID = image.sop_instance_uid
+    item.RetrieveURL = instance_url(request, image)
+    item.StudyInstanceUID = image.study.study_instance_uid
+    return item
+
+
+def failed_instance_item(data: bytes, code: int) -> Dataset:
+    """An item of a STOW-RS FailedSOPSequence, with the part's UIDs if it can be parsed at all."""
+    sop_class, sop_instance = _sop_ids(data)
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_instance
+    item.FailureReason = code
+    return item
+
+
+def _sop_ids(data: bytes) -> tuple[str, str]:
+    try:
+        dataset = read_dataset(data)
+        return str(dataset.get("SOPClassUID", "")), str(dataset.get("SOPInstanceUID", ""))
+    except Exception:  # a part that cannot even be parsed has no UIDs to report
+        return "", ""

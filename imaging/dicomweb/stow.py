@@ -1,0 +1,110 @@
+"""STOW-RS: store instances sent as multipart/related application/dicom.
+
+Storing needs the staff role. Each instance is stored on its own: one bad part fails alone.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpResponse
+from pydicom import Dataset
+from pydicom.sequence import Sequence
+
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.parsing import read_dataset
+from imaging.dicom.services import dicom_ingest
+from imaging.dicomweb.base import DicomWebView
+from imaging.dicomweb.dicom_json import (
+    dicom_json_response,
+    dicomweb_url,
+    failed_instance_item,
+    stored_instance_item,
+)
+from imaging.dicomweb.multipart import MultipartError, parse_multipart_related
+from imaging.models import ImageSource
+from imaging.validation import ImageRejected
+
+logger = logging.getLogger(__name__)
+
+# PS3.4 C-STORE / PS3.18 failure reasons.
+FAILURE_PROCESSING = 0x0110
+FAILURE_NOT_THIS_STUDY = 0xA900
+FAILURE_CANNOT_UNDERSTAND = 0xC000
+
+
+def _stow_limit() -> int:
+    return getattr(settings, "MEDPORTAL_STOW_MAX_BYTES", 4 * settings.MEDPORTAL_MAX_UPLOAD_BYTES)
+
+
+class StowRsApi(DicomWebView):
+    """POST /dicomweb/studies[/{study}]: store instances sent as multipart/related application/dicom."""
+
+    def post(self, request, study_uid: str | None = None):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > _stow_limit():
+            return HttpResponse(f"The request is larger than {_stow_limit():,} bytes.", status=413)
+        # Read from the stream: request.body would refuse anything over DATA_UPLOAD_MAX_MEMORY_SIZE.
+        body = request._request.read(_stow_limit() + 1)
+        if len(body) > _stow_limit():
+            return HttpResponse(f"The request is larger than {_stow_limit():,} bytes.", status=413)
+        try:
+            root_type, parts = parse_multipart_related(body, request.META.get("CONTENT_TYPE", ""))
+        except MultipartError as exc:
+            status = 415 if "must be multipart/related" in str(exc) else 400
+            return HttpResponse(str(exc), status=status, content_type="text/plain")
+        if root_type and root_type.lower() != DICOM_CONTENT_TYPE:
+            return HttpResponse(
+                f"Only type={DICOM_CONTENT_TYPE} is accepted (not {root_type}).", status=415, content_type="text/plain"
+            )
+        if not parts:
+            return HttpResponse("The request has no instances.", status=400, content_type="text/plain")
+
+        stored, failed = Sequence(), Sequence()
+        for part in parts:
+            media_type = part.content_type.split(";")[0].strip().lower()
+            if media_type and media_type != DICOM_CONTENT_TYPE:
+                failed.append(_failure(part.data, FAILURE_CANNOT_UNDERSTAND, f"Unsupported part type {media_type}."))
+                continue
+            reason = self._store_one(request, part.data, study_uid, stored)
+            if reason is not None:
+                failed.append(reason)
+
+        response = Dataset()
+        if study_uid:
+            response.RetrieveURL = dicomweb_url(request, "study", study_uid=study_uid)
+        elif len({item.get("StudyInstanceUID") for item in stored}) == 1:
+            response.RetrieveURL = dicomweb_url(request, "study", study_uid=stored[0].StudyInstanceUID)
+        for item in stored:
+            del item.StudyInstanceUID  # only used above; not part of the response item
+        response.ReferencedSOPSequence = stored
+        if failed:
+            response.FailedSOPSequence = failed
+        status = 200 if not failed else (202 if stored else 409)
+        return dicom_json_response(response.to_json_dict(), status=status)
+
+    def _store_one(self, request, data: bytes, study_uid: str | None, stored: Sequence) -> Dataset | None:
+        """Store one instance in its own transaction; return its failure item, or None once stored."""
+        try:
+            with transaction.atomic():
+                if study_uid:
+                    dataset_study = str(read_dataset(data).get("StudyInstanceUID", "")) if data else ""
+                    if dataset_study != study_uid:
+                        return _failure(data, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
+                result = dicom_ingest(data=data, source=ImageSource.STOW_RS, uploaded_by=request.user)
+        except ImageRejected as exc:
+            return _failure(data, FAILURE_CANNOT_UNDERSTAND, str(exc))
+        except Exception as exc:
+            logger.exception("STOW-RS could not store an instance")
+            return _failure(data, FAILURE_PROCESSING, f"Processing failure: {exc}")
+        stored.append(stored_instance_item(request, result.image))
+        return None
+
+
+def _failure(data: bytes, code: int, reason: str) -> Dataset:
+    item = failed_instance_item(data, code)
+    logger.info("STOW-RS failure %#06x for %s: %s", code, item.ReferencedSOPInstanceUID or "an unreadable part", reason)
+    return item
