@@ -1,6 +1,6 @@
 FROM python:3.11-slim
 ARG GPU=0
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=medportal.settings.production
 WORKDIR /app
 COPY requirements.txt requirements-gpu.txt ./
 RUN pip install --no-cache-dir -r requirements.txt flower==2.2.0 \

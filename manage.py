@@ -4,7 +4,10 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medportal.settings.local")
+    # Forgetting DJANGO_SETTINGS_MODULE must never mean DEBUG and a public key: the demo, the tests and
+    # the benchmark name their settings explicitly; anything else gets production, which fails loudly
+    # without its secrets.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medportal.settings.production")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

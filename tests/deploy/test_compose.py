@@ -52,3 +52,29 @@ def test_access_log_leaves_out_query_strings(compose):
     # Searches carry MRNs and names in the query string; %(U)s is the path alone, %(r)s would log them.
     command = compose["services"]["web"]["command"]
     assert "%(U)s" in command and "%(r)s" not in command and "%(q)s" not in command
+
+
+def test_every_service_names_its_settings_module(compose):
+    for name, service in compose["services"].items():
+        if service.get("image", "").startswith("medportal"):
+            assert service["environment"]["DJANGO_SETTINGS_MODULE"] == "medportal.settings.production", name
+
+
+def test_flower_needs_a_login_and_is_published_on_loopback_only(compose):
+    flower = compose["services"]["flower"]
+    # Flower reads FLOWER_BASIC_AUTH itself; ${VAR:?} makes compose refuse to start without it.
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert "basic-auth" not in flower["command"]  # a secret on the command line shows in process lists
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_gunicorn_is_reached_through_the_proxy_only_and_the_proxy_header_is_opt_in(compose):
+    web = compose["services"]["web"]
+    assert all(port.startswith("127.0.0.1:") for port in web["ports"])
+    # No default: the header is trusted only where the operator's TLS proxy sets it.
+    assert web["environment"]["DJANGO_SECURE_PROXY_SSL_HEADER"] == "${DJANGO_SECURE_PROXY_SSL_HEADER:-}"
+
+
+def test_the_image_defaults_to_production_settings():
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "DJANGO_SETTINGS_MODULE=medportal.settings.production" in dockerfile
