@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.factories import UserFactory
 
@@ -17,6 +18,10 @@ PASSWORD = "correct-horse-battery"
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
 # test itself are still plain synchronous code, so its async-safety guard does not apply.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# Assertions wait for a state, never for a guessed duration; the bound only has to outlast a
+# slow shared CI machine (uploads are decoded and stored in the request), where 5 s did not.
+expect.set_options(timeout=30_000)
 
 
 def _unavailable(reason: str) -> None:
