@@ -4,9 +4,9 @@ from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import ADMINS
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent
-from medportal.api.permissions import ADMINS
 
 
 class AuditEventOutputSerializer(serializers.ModelSerializer):

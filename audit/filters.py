@@ -1,7 +1,7 @@
 import django_filters
 
+from api.filters import UtcDateTimeRangeFilter
 from audit.models import AuditAction, AuditEvent, AuditInterface
-from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):

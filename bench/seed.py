@@ -15,8 +15,8 @@ def main() -> None:
     from accounts.roles import Role
     from accounts.services import user_create
     from inference.services import aimodel_register, aimodels_register_shipped
-    from medportal.api.services import api_token_create
     from patients.services import patient_create
+    from tokens.services import api_token_create
 
     spec = json.loads(sys.stdin.read() or "{}")
     suffix = uuid.uuid4().hex[:8]

@@ -12,6 +12,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import READERS, STAFF
+from api.exceptions import ImageRejectedError
+from api.mixins import AuditedListApi, audit_api
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record_many
 from imaging.filters import ImageFilter, StudyFilter
@@ -23,9 +26,6 @@ from inference.models import Prediction
 from inference.selectors import queue_status
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer, QueueStatusSerializer
 from inference.services import predictions_rerun
-from medportal.api.exceptions import ImageRejectedError
-from medportal.api.mixins import AuditedListApi, audit_api
-from medportal.api.permissions import READERS, STAFF
 from patients.models import Patient
 
 RERUN_ROLES = READERS

@@ -1,8 +1,8 @@
 import django_filters
 from django.db.models import Q
 
+from api.filters import UtcDateTimeRangeFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Study, StudyStatus
-from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class StudyFilter(django_filters.FilterSet):

@@ -3,8 +3,8 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from api.links import absolute_url
 from imaging.models import Image, Study
-from medportal.api.urls import absolute_url
 
 
 class StudyOutputSerializer(serializers.ModelSerializer):

@@ -12,21 +12,21 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST
 from PIL import Image as PILImage
 
-from accounts.roles import Role
+from accounts.roles import READERS, STAFF, Role
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record_many
-from dashboard.access import role_required
-from dashboard.auditing import audit_page
-from dashboard.selectors import images_pending, study_for_page, study_images
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.services import DicomFileOutcome, dicom_ingest_many
 from imaging.forms import DicomImportForm, ImageUploadForm, StudyForm
 from imaging.models import Image, ImageSource, Study
 from imaging.pixels import image_pixels
+from imaging.selectors import study_for_page
 from imaging.services import image_upload, study_create
 from imaging.validation import ImageRejected
-from inference.selectors import queue_status
+from inference.selectors import images_pending, queue_status, study_images
 from patients.models import Patient
+from web.access import role_required
+from web.auditing import audit_page
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ THUMBNAIL_SIZE = (320, 320)
 UNREADABLE = "The file could not be read as an image; it may be corrupt or truncated."
 
 
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     form = StudyForm(request.POST or None)
@@ -58,7 +58,7 @@ def _study_or_404(study_id) -> Study:
         raise Http404("No such study.") from exc
 
 
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     study = _study_or_404(study_id)
     images = study_images(study=study)
@@ -76,7 +76,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     return render(request, "imaging/study_detail.html", context)
 
 
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """The images-and-results fragment of the study page, which the page polls while AI is pending.
 
@@ -93,7 +93,7 @@ def study_results(request: HttpRequest, study_id) -> HttpResponse:
 
 
 @require_POST
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def study_upload(request: HttpRequest, study_id) -> HttpResponse:
     """Store each file on its own: a rejected file is reported with its reason and the others go through.
 
@@ -210,7 +210,7 @@ def _audit_import(request: HttpRequest, outcomes: list[DicomFileOutcome]) -> Non
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def dicom_import(request: HttpRequest) -> HttpResponse:
     """Import DICOM files not yet tied to a study: each is filed by its own PatientID and StudyInstanceUID.
 
@@ -276,14 +276,14 @@ def _no_preview() -> HttpResponse:
 
 
 @_image_cache
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
     pixels = _pixels_or_none(get_object_or_404(Image, id=image_id))
     return _no_preview() if pixels is None else _png_response(pixels, max_size=THUMBNAIL_SIZE)
 
 
 @_image_cache
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def image_display(request: HttpRequest, image_id) -> HttpResponse:
     """The full image as 8-bit PNG, whatever it was uploaded as, so the viewer can window it on a canvas."""
     image = get_object_or_404(Image.objects.select_related("study"), id=image_id)

@@ -9,6 +9,8 @@ from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import ADMINS, RADIOLOGISTS, READERS
+from api.mixins import AuditedListApi, audit_api
 from audit.models import AuditAction
 from imaging.serializers import StudyOutputSerializer
 from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
@@ -16,8 +18,6 @@ from inference.models import AIModel, Prediction, Review, ReviewDecision
 from inference.selectors import studies_worklist
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
 from inference.services import aimodel_activate, aimodel_retire, review_create
-from medportal.api.mixins import AuditedListApi, audit_api
-from medportal.api.permissions import ADMINS, RADIOLOGISTS, READERS
 
 # --- Predictions ------------------------------------------------------------------------------
 

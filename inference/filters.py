@@ -1,8 +1,8 @@
 import django_filters
 
+from api.filters import UtcDateTimeRangeFilter
 from imaging.models import BodyPart, Modality, Priority, StudyStatus
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
-from medportal.api.filters import UtcDateTimeRangeFilter
 
 
 class PredictionFilter(django_filters.FilterSet):

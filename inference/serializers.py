@@ -4,9 +4,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.links import absolute_url
 from inference.models import AIModel, Prediction, PredictionStatus, Review
 from inference.selectors import queue_status
-from medportal.api.urls import absolute_url
 
 SECOND_OPINION_DISCLAIMER = (
     "AI second opinion, not a diagnosis. Read it with its confidence and model version; a radiologist's review decides."

@@ -3,7 +3,7 @@ import logging
 from celery.signals import worker_process_init
 from django.conf import settings
 
-from medportal.tasks import medportal_task
+from taskqueue.decorators import medportal_task
 
 logger = logging.getLogger(__name__)
 

@@ -8,17 +8,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
 
-from accounts.roles import Role
+from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.models import AuditAction
-from dashboard.access import RoleDenied, role_required
-from dashboard.auditing import audit_page, audit_rows
-from dashboard.charts import hbar_chart
-from dashboard.selectors import study_for_page, study_images
 from imaging.models import Study, StudyStatus
+from imaging.selectors import study_for_page
 from inference.forms import ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
-from inference.selectors import studies_worklist
+from inference.selectors import studies_worklist, study_images
 from inference.services import review_create
+from web.access import RoleDenied, role_required
+from web.auditing import audit_page, audit_rows
+from web.charts import hbar_chart
 
 PAGE_SIZE = 25
 
@@ -29,7 +29,7 @@ def _awaiting_review():
     )
 
 
-@role_required(Role.RADIOLOGIST)
+@role_required(RADIOLOGISTS)
 def worklist(request: HttpRequest) -> HttpResponse:
     filters = WorklistFilterForm(request.GET or None)
     studies = studies_worklist(statuses=filters.selected_statuses())
@@ -73,7 +73,7 @@ def _next_after_review(*, study: Study) -> str:
     return reverse("review", args=[following.id])
 
 
-@role_required(Role.RADIOLOGIST)
+@role_required(RADIOLOGISTS)
 def review(request: HttpRequest, study_id) -> HttpResponse:
     try:
         study = study_for_page(study_id=study_id)
@@ -158,7 +158,7 @@ def _has_review(prediction: Prediction) -> bool:
 
 
 @cache_control(private=True, max_age=3600)
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
     """The Grad-CAM heatmap as stored: 8-bit grayscale PNG at the image's size; the page colours it."""
     prediction = get_object_or_404(Prediction.objects.only("id", "heatmap"), id=prediction_id)

@@ -5,7 +5,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
-from medportal.api.exceptions import error_body
+from api.exceptions import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.roles import READERS, STAFF
+from api.mixins import AuditedListApi, audit_api
 from audit.models import AuditAction
-from medportal.api.mixins import AuditedListApi, audit_api
-from medportal.api.permissions import READERS, STAFF
 from patients.filters import PatientFilter
 from patients.models import Patient, Sex
 from patients.services import patient_create, patient_update

@@ -1,6 +1,6 @@
 import django_filters
 
-from medportal.api.filters import UtcDateTimeRangeFilter
+from api.filters import UtcDateTimeRangeFilter
 from patients.models import Patient, Sex
 
 

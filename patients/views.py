@@ -4,20 +4,20 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.roles import Role
+from accounts.roles import READERS, STAFF
 from audit.models import AuditAction
-from dashboard.access import role_required
-from dashboard.auditing import audit_page, audit_rows
-from dashboard.selectors import patient_list as patient_list_query
-from dashboard.selectors import patient_studies
+from imaging.selectors import patient_studies
 from patients.forms import PatientForm, PatientSearchForm
 from patients.models import Patient
+from patients.selectors import patient_list as patient_list_query
 from patients.services import patient_create, patient_update
+from web.access import role_required
+from web.auditing import audit_page, audit_rows
 
 PAGE_SIZE = 25
 
 
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def patient_list(request: HttpRequest) -> HttpResponse:
     search = PatientSearchForm(request.GET)
     term = search.cleaned_data["q"] if search.is_valid() else ""
@@ -26,7 +26,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/patient_list.html", {"search": search, "term": term, "page": page})
 
 
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def patient_create_view(request: HttpRequest) -> HttpResponse:
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -41,7 +41,7 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/patient_form.html", {"form": form, "patient": None})
 
 
-@role_required(Role.STAFF)
+@role_required(STAFF)
 def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     # The form validates a copy, so a refused edit never leaves the page showing half-applied values.
@@ -59,7 +59,7 @@ def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
     return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
 
 
-@role_required(Role.STAFF, Role.RADIOLOGIST)
+@role_required(READERS)
 def patient_detail(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     studies = patient_studies(patient=patient)

@@ -12,7 +12,7 @@ def test_an_api_request_during_a_database_outage_gets_503_in_the_api_error_shape
     def down(*args, **kwargs):
         raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 
-    monkeypatch.setattr("medportal.api.authentication.ApiTokenAuthentication.authenticate", down)
+    monkeypatch.setattr("api.authentication.ApiTokenAuthentication.authenticate", down)
     response = api_client.get("/api/v1/patients/", HTTP_AUTHORIZATION="Bearer whatever")
 
     assert response.status_code == 503

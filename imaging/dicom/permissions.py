@@ -2,10 +2,7 @@
 
 from rest_framework.permissions import BasePermission
 
-from accounts.roles import Role
-
-READERS = (Role.STAFF, Role.RADIOLOGIST, Role.ADMIN)
-STORERS = (Role.STAFF, Role.ADMIN)
+from accounts.roles import READERS, STAFF
 
 
 class DicomRolePermission(BasePermission):
@@ -17,5 +14,5 @@ class DicomRolePermission(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        roles = STORERS if request.method not in ("GET", "HEAD", "OPTIONS") else READERS
+        roles = STAFF if request.method not in ("GET", "HEAD", "OPTIONS") else READERS
         return any(user.has_role(role) for role in roles)

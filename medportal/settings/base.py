@@ -43,9 +43,9 @@ INSTALLED_APPS = [
     "patients",
     "imaging",
     "inference",
-    "medportal.api",
+    "tokens",
     "audit",
-    "dashboard",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -173,7 +173,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=180.0)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_TASK_ROUTES = ("medportal.tasks.route_task",)
+CELERY_TASK_ROUTES = ("taskqueue.routing.route_task",)
 CELERY_BEAT_SCHEDULE = {
     "predictions-sweep": {
         "task": "inference.tasks.predictions_sweep",
@@ -184,18 +184,18 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests 401 rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "medportal.api.authentication.ApiTokenAuthentication",
+        "api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Every view states which roles may use each method; a view that states none is closed.
-    "DEFAULT_PERMISSION_CLASSES": ["medportal.api.permissions.HasRole"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.HasRole"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_THROTTLE_CLASSES": ["medportal.api.throttling.ApiTokenRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "medportal.api.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "medportal.api.pagination.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiTokenRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "PAGE_SIZE": 25,
-    "EXCEPTION_HANDLER": "medportal.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Requests per API token (machine client); browser sessions are not throttled.
@@ -211,7 +211,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["medportal.api.schema.only_api_v1"],
+    "PREPROCESSING_HOOKS": ["api.schema.only_api_v1"],
     "ENUM_NAME_OVERRIDES": {
         "StudyStatusEnum": "imaging.models.StudyStatus",
         "PredictionStatusEnum": "inference.models.PredictionStatus",
@@ -228,7 +228,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Query strings carry searches by MRN or name; no log line keeps them.
-    "filters": {"redact_query_strings": {"()": "medportal.api.log_filters.RedactQueryStrings"}},
+    "filters": {"redact_query_strings": {"()": "api.log_filters.RedactQueryStrings"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_query_strings"]}
     },

@@ -23,9 +23,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from medportal.api.services import api_token_create
 from tests.api.helpers import make_prediction
 from tests.factories import StudyFactory
+from tokens.services import api_token_create
 
 MAX_EXAMPLES = 15
 FUZZ_ROLES = ("staff", "radiologist", "admin")

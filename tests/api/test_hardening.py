@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from medportal.api.models import ApiToken
-from medportal.api.services import api_token_create, api_token_revoke
 from tests.factories import PatientFactory
+from tokens.models import ApiToken
+from tokens.services import api_token_create, api_token_revoke
 
 pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_admin_creates_a_token_and_sees_the_key_once(client, user_for_role):
     admin = user_for_role("admin")
     client.force_login(admin)
     response = client.post(
-        "/admin/api/apitoken/add/",
+        "/admin/tokens/apitoken/add/",
         {"name": "PACS", "user": user_for_role("staff").id, "expires_at_0": "", "expires_at_1": ""},
         follow=True,
     )
@@ -106,7 +106,7 @@ def test_admin_creates_a_token_and_sees_the_key_once(client, user_for_role):
     messages = [str(m) for m in response.context["messages"]]
     key = next(m for m in messages if "copy it now" in m).split(" is ")[1].split(" ")[0]
     assert ApiToken.objects.usable().filter(key_hash=token.key_hash).exists()
-    from medportal.api.models import token_hash
+    from tokens.models import token_hash
 
     assert token_hash(key) == token.key_hash
 
@@ -138,8 +138,8 @@ def test_api_use_logs_no_patient_names_or_mrns(client_for_role, caplog):
 def test_admin_revokes_a_token(client, api_client, user_for_role):
     token, key = api_token_create(name="Lab", user=user_for_role("staff"))
     client.force_login(user_for_role("admin"))
-    assert client.get("/admin/api/apitoken/").status_code == 200
-    response = client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
+    assert client.get("/admin/tokens/apitoken/").status_code == 200
+    response = client.post("/admin/tokens/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
     assert response.status_code == 200
     token.refresh_from_db()
     assert token.revoked_at is not None
@@ -151,7 +151,7 @@ def test_query_strings_are_redacted_from_log_lines():
 
     from django.conf import settings
 
-    from medportal.api.log_filters import RedactQueryStrings
+    from api.log_filters import RedactQueryStrings
 
     record = std_logging.LogRecord(
         "django.server",

@@ -1,7 +1,7 @@
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from medportal.api.exceptions import error_body
+from api.exceptions import error_body
 
 
 @csrf_exempt  # it changes nothing; a CSRF refusal would be an HTML page instead of the JSON 404

@@ -6,7 +6,7 @@ computed here so the templates stay free of arithmetic.
 
 from dataclasses import dataclass
 
-from dashboard.formatting import percent_text
+from web.formatting import percent_text
 
 
 @dataclass(frozen=True)

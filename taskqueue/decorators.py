@@ -34,10 +34,3 @@ def medportal_task(*, time_limit: int | None = None, max_retries: int = 8) -> Ca
         )(func)
 
     return decorator
-
-
-def route_task(name: str, args, kwargs, options, task=None, **extra) -> dict | None:
-    """Inference goes to the GPU queue; everything else to the default queue."""
-    if name.startswith(("inference.tasks.prediction_run", "inference.tasks.prediction_heatmaps")):
-        return {"queue": settings.MEDPORTAL_GPU_QUEUE}
-    return {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}

@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from medportal.api.models import TOKEN_PREFIX_LENGTH, ApiToken, token_generate, token_hash
+from tokens.models import TOKEN_PREFIX_LENGTH, ApiToken, token_generate, token_hash
 
 
 @transaction.atomic

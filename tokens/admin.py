@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from medportal.api.models import ApiToken
-from medportal.api.services import api_token_create, api_token_revoke
+from tokens.models import ApiToken
+from tokens.services import api_token_create, api_token_revoke
 
 
 @admin.register(ApiToken)

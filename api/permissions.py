@@ -4,11 +4,6 @@ from rest_framework.permissions import BasePermission
 
 from accounts.roles import Role
 
-READERS = (Role.STAFF, Role.RADIOLOGIST, Role.ADMIN)
-STAFF = (Role.STAFF, Role.ADMIN)
-RADIOLOGISTS = (Role.RADIOLOGIST, Role.ADMIN)
-ADMINS = (Role.ADMIN,)
-
 
 class HasRole(BasePermission):
     """Allows a request when the user holds one of the roles the view requires for its method.

@@ -4,10 +4,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import Role
-from dashboard.auditing import audit_page, audit_rows
-from dashboard.charts import hbar_chart, stacked_bar
-from dashboard.selectors import agreement_per_model, prediction_queue, studies_today, worklist_summary
 from imaging.models import Priority, StudyStatus
+from inference.selectors import agreement_per_model, prediction_queue, studies_today, worklist_summary
+from web.auditing import audit_page, audit_rows
+from web.charts import hbar_chart, stacked_bar
 
 STATUS_CSS = {
     StudyStatus.RECEIVED: "received",
@@ -63,4 +63,4 @@ def home(request: HttpRequest) -> HttpResponse:
             notes={row["model"]: f"{row['agreed']}/{row['total']} reviews" for row in agreement},
             label_width=170,
         )
-    return render(request, "dashboard/home.html", context)
+    return render(request, "web/home.html", context)

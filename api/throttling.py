@@ -1,7 +1,7 @@
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from medportal.api.models import ApiToken
+from tokens.models import ApiToken
 
 
 class ApiTokenRateThrottle(SimpleRateThrottle):

@@ -6,7 +6,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.formatting import percent_text
+from web.formatting import percent_text
 
 register = template.Library()
 

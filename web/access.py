@@ -13,19 +13,15 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.roles import Role
 
-ROLE_PURPOSE = {
-    Role.STAFF: "manage patients, studies and uploads",
-    Role.RADIOLOGIST: "review AI second opinions",
-    Role.ADMIN: "administer MedPortal",
-}
-
 
 class RoleDenied(PermissionDenied):
     """Carries the roles that would have been allowed, so the 403 page can say which."""
 
     def __init__(self, roles: tuple[Role, ...]):
         self.roles = roles
-        names = " or ".join(Role(role).label.lower() for role in roles)
+        # Admins pass every check, so naming them on each page would only add noise.
+        named = [role for role in roles if role != Role.ADMIN] or list(roles)
+        names = " or ".join(Role(role).label.lower() for role in named)
         super().__init__(f"This page is for users with the {names} role.")
 
 
@@ -33,8 +29,8 @@ def user_has_any_role(user, roles: tuple[Role, ...]) -> bool:
     return user.is_authenticated and any(user.has_role(role) for role in roles)
 
 
-def role_required(*roles: Role) -> Callable:
-    """Allow the view only to signed-in users holding one of ``roles`` (admins and superusers hold all)."""
+def role_required(roles: tuple[Role, ...]) -> Callable:
+    """Allow the view only to signed-in users holding one of ``roles``, a set from accounts.roles."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
 
-from medportal.api.permissions import required_roles_for
+from api.permissions import required_roles_for
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -66,7 +66,7 @@ class AutoSchema(SpectacularAutoSchema):
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "medportal.api.authentication.ApiTokenAuthentication"
+    target_class = "api.authentication.ApiTokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema):

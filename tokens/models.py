@@ -52,6 +52,8 @@ class ApiToken(models.Model):
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
+        # The table keeps the name it had before tokens became their own app, so no data moved.
+        db_table = "api_apitoken"
         ordering = ["-created_at"]
         verbose_name = "API token"
 
