@@ -2,6 +2,7 @@ import simple_history
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from imaging.models import Study
 from patients.models import Patient
@@ -33,8 +34,8 @@ class AuditEventQuerySet(models.QuerySet):
 class AuditEvent(models.Model):
     """One read or write of patient data: who, what, when, from where, through which interface.
 
-    Append-only: the model, its QuerySet, the admin and the API refuse changes, and on PostgreSQL
-    a trigger refuses UPDATE and DELETE as well (see the migration).
+    Append-only: the model, its QuerySet, the admin and the API refuse changes, and database
+    triggers refuse UPDATE, DELETE and TRUNCATE as well (audit.protection).
     """
 
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -93,9 +94,35 @@ class AuditEvent(models.Model):
         raise TypeError("Audit events are append-only.")
 
 
+class InsertOnlyHistoricalRecords(HistoricalRecords):
+    """Change history whose rows are never updated: a user named in it cannot be deleted.
+
+    simple-history's default for ``history_user`` is SET_NULL, which would UPDATE history rows
+    (refused by the database) and erase who made the change. Deactivate such users instead, as
+    for users named in audit events.
+    """
+
+    def _get_history_user_fields(self):
+        fields = super()._get_history_user_fields()
+        field = fields["history_user"]
+        fields["history_user"] = models.ForeignKey(
+            settings.AUTH_USER_MODEL,
+            null=True,
+            related_name=field.remote_field.related_name,
+            on_delete=models.PROTECT,
+            db_constraint=field.db_constraint,
+        )
+        return fields
+
+
 # Change history (old values) of patient and study records. Registered here rather than on the
-# models themselves so the history tables belong to the audit trail and its admin.
-simple_history.register(Patient, app="audit", table_name="audit_historicalpatient")
-simple_history.register(Study, app="audit", table_name="audit_historicalstudy")
+# models themselves so the history tables belong to the audit trail and its admin. They are
+# insert-only like the audit events (audit.protection).
+simple_history.register(
+    Patient, app="audit", table_name="audit_historicalpatient", records_class=InsertOnlyHistoricalRecords
+)
+simple_history.register(
+    Study, app="audit", table_name="audit_historicalstudy", records_class=InsertOnlyHistoricalRecords
+)
 HistoricalPatient = Patient.history.model
 HistoricalStudy = Study.history.model

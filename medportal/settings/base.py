@@ -155,6 +155,8 @@ MEDPORTAL_QUEUE_SOFT_LIMIT = env.int("MEDPORTAL_QUEUE_SOFT_LIMIT", default=200)
 MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default=20.0)
 # Demo users with a known password may be created only where this is on (the embedded default).
 MEDPORTAL_DEMO_ALLOWED = False
+# `manage.py flush` may empty the insert-only audit tables: the test settings only (see audit.protection).
+MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
 
 # Celery.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")

@@ -43,3 +43,5 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # The beat schedule's sweeper is driven directly by the tests.
 CELERY_BEAT_SCHEDULE: dict = {}
 MEDPORTAL_REQUEUE_AFTER = 30
+# Test cases that commit reset the database with flush, audit tables included.
+MEDPORTAL_AUDIT_FLUSH_ALLOWED = True
