@@ -27,6 +27,12 @@ class ImageRejectedError(exceptions.APIException):
     default_detail = "The file was not accepted."
 
 
+class ConflictError(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The record is not in a state that allows this."
+
+
 def _django_validation_detail(exc: DjangoValidationError):
     if hasattr(exc, "error_dict"):
         return {

@@ -27,6 +27,7 @@ ERROR_DESCRIPTIONS = {
     "403": "Authenticated, but your role does not allow this.",
     "404": "No such record (or no such page of results).",
     "406": "The Accept header asks for a representation this endpoint cannot give.",
+    "409": "The record is not in a state that allows this yet.",
     "415": "Unsupported request content type.",
     "429": "Too many requests from this API token; retry after the Retry-After seconds.",
     "503": "The database is briefly unavailable; nothing was saved. Retry after the Retry-After seconds.",

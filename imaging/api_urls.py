@@ -10,5 +10,6 @@ urlpatterns = [
     path("images/", apis.ImageListApi.as_view(), name="image-list"),
     path("images/<uuid:image_id>/", apis.ImageDetailApi.as_view(), name="image-detail"),
     path("images/<uuid:image_id>/file/", apis.ImageFileApi.as_view(), name="image-file"),
+    path("images/<uuid:image_id>/render/", apis.ImageRenderApi.as_view(), name="image-render"),
     path("images/<uuid:image_id>/rerun/", apis.ImageRerunApi.as_view(), name="image-rerun"),
 ]

@@ -3,7 +3,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import Count
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -17,6 +17,7 @@ from api.exceptions import ImageRejectedError
 from api.mixins import AuditedListApi, audit_api
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record_many
+from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.filters import ImageFilter, StudyFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
 from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
@@ -269,6 +270,43 @@ class ImageFileApi(APIView):
             as_attachment=True,
             filename=f"{image.id}{extension}",
         )
+
+
+class ImageRenderApi(APIView):
+    """The image as PNG, windowed as the AI sees it (DICOM included), as the review page shows it."""
+
+    required_roles = {"GET": READERS}
+
+    class InputSerializer(serializers.Serializer):
+        size = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=MAX_RENDER_SIZE,
+            help_text="Bound the longer side to this many pixels (a thumbnail); the full image without it.",
+        )
+
+    @extend_schema(
+        summary="Render an image as PNG",
+        parameters=[InputSerializer],
+        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The rendering.")},
+    )
+    def get(self, request, image_id):
+        query = self.InputSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        size = query.validated_data.get("size")
+        image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+        if size is None:
+            # The full image is recorded like any download; thumbnails are not (as on the pages).
+            audit_api(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
+        try:
+            png = image_display_png(image, max_size=size)
+        except FileNotFoundError as exc:
+            # The record outlived its file (e.g. storage restored from an older backup): not a server fault.
+            raise exceptions.NotFound("The stored file is not available.") from exc
+        response = HttpResponse(png, content_type="image/png")
+        # An image's content never changes after upload.
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
 
 
 class RerunOutputSerializer(serializers.Serializer):

@@ -1,9 +1,8 @@
 """API representations of studies and images, shared by several API views."""
 
-from django.urls import reverse
 from rest_framework import serializers
 
-from api.links import absolute_url
+from api.links import api_url
 from imaging.models import Image, Study
 
 
@@ -63,7 +62,7 @@ class ImageOutputSerializer(serializers.ModelSerializer):
         )
 
     def get_download_url(self, obj: Image) -> str:
-        return absolute_url(self.context, reverse("image-file", kwargs={"image_id": obj.id}))
+        return api_url(self.context, "image-file", image_id=obj.id)
 
     def get_render_url(self, obj: Image) -> str:
-        return absolute_url(self.context, reverse("image-render", kwargs={"image_id": obj.id}))
+        return api_url(self.context, "image-render", image_id=obj.id)

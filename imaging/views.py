@@ -46,7 +46,7 @@ def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
         else:
             audit_page(request, obj=study, patient=patient.id, action=AuditAction.CREATE)
             messages.success(request, f"Study {study.accession_number} created. Upload its images below.")
-            return redirect("study-detail", study_id=study.id)
+            return redirect("pages:study-detail", study_id=study.id)
     audit_page(request, obj=patient, detail="new study form")
     return render(request, "imaging/study_form.html", {"form": form, "patient": patient})
 
@@ -136,7 +136,7 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
         # Tells the uploader up front when a busy AI queue will make the second opinion late.
         queue = queue_status().as_dict()
         return JsonResponse(
-            {"results": results, "results_url": reverse("study-results", args=[study.id]), "queue": queue},
+            {"results": results, "results_url": reverse("pages:study-results", args=[study.id]), "queue": queue},
             status=status,
         )
     if not files:
@@ -154,7 +154,7 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
             messages.warning(request, f"{result['filename']}: {result['note']}")
         else:
             messages.success(request, f"{result['filename']}: uploaded; AI second opinion queued.")
-    return redirect("study-detail", study_id=study.id)
+    return redirect("pages:study-detail", study_id=study.id)
 
 
 def _analysable_note(image: Image) -> dict:
@@ -178,7 +178,7 @@ def _import_result(outcome: DicomFileOutcome) -> dict:
         "ok": True,
         "image_id": str(image.id),
         "duplicate": not outcome.result.created,
-        "study_url": reverse("study-detail", args=[study.id]),
+        "study_url": reverse("pages:study-detail", args=[study.id]),
         "study_label": f"Study {study.accession_number} · {study.patient}",
         **_analysable_note(image),
     }
@@ -241,7 +241,7 @@ def dicom_import(request: HttpRequest) -> HttpResponse:
             messages.warning(request, f"{result['filename']}: {result['note']} Filed in {result['study_label']}.")
         else:
             messages.success(request, f"{result['filename']}: filed in {result['study_label']}.")
-    return redirect("dicom-import")
+    return redirect("pages:dicom-import")
 
 
 def _png_response(pixels, *, max_size: tuple[int, int] | None = None) -> HttpResponse:

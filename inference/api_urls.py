@@ -6,6 +6,7 @@ urlpatterns = [
     path("predictions/", apis.PredictionListApi.as_view(), name="prediction-list"),
     path("predictions/<uuid:prediction_id>/", apis.PredictionDetailApi.as_view(), name="prediction-detail"),
     path("predictions/<uuid:prediction_id>/heatmap/", apis.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
+    path("predictions/<uuid:prediction_id>/report/", apis.PredictionReportApi.as_view(), name="prediction-report"),
     path("models/", apis.AIModelListApi.as_view(), name="aimodel-list"),
     path("models/<uuid:model_id>/", apis.AIModelDetailApi.as_view(), name="aimodel-detail"),
     path("models/<uuid:model_id>/activate/", apis.AIModelActivateApi.as_view(), name="aimodel-activate"),

@@ -1,7 +1,7 @@
 from pathlib import PurePath
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -10,11 +10,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import ADMINS, RADIOLOGISTS, READERS
+from api.exceptions import ConflictError
 from api.mixins import AuditedListApi, audit_api
+from api.schema import ErrorSerializer
 from audit.models import AuditAction
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.serializers import StudyOutputSerializer
 from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
-from inference.models import AIModel, Prediction, Review, ReviewDecision
+from inference.models import AIModel, Prediction, PredictionStatus, Review, ReviewDecision
 from inference.selectors import studies_worklist
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
 from inference.services import aimodel_activate, aimodel_retire, review_create
@@ -73,6 +77,37 @@ class PredictionHeatmapApi(APIView):
             as_attachment=True,
             filename=f"{prediction.id}-heatmap{PurePath(prediction.heatmap.name).suffix}",
         )
+
+
+class PredictionReportApi(APIView):
+    required_roles = {"GET": READERS}
+
+    @extend_schema(
+        summary="Download an AI second opinion as a DICOM Structured Report",
+        responses={
+            (200, DICOM_CONTENT_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="Comprehensive SR filed under the original patient and study, with the model version.",
+            ),
+            409: OpenApiResponse(ErrorSerializer, description="The AI second opinion has not succeeded (yet)."),
+        },
+    )
+    def get(self, request, prediction_id):
+        prediction = get_object_or_404(
+            Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
+        )
+        if prediction.status != PredictionStatus.SUCCEEDED:
+            raise ConflictError("Only a finished AI second opinion has a report.")
+        audit_api(
+            request,
+            action=AuditAction.DOWNLOAD,
+            obj=prediction,
+            patient=prediction.image.study.patient_id,
+            detail="DICOM SR",
+        )
+        response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type=DICOM_CONTENT_TYPE)
+        response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
+        return response
 
 
 # --- AI models ------------------------------------------------------------------------------

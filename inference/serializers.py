@@ -1,10 +1,9 @@
 """API representations of AI models, predictions and reviews, shared by several API views."""
 
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.links import absolute_url
+from api.links import api_url
 from inference.models import AIModel, Prediction, PredictionStatus, Review
 from inference.selectors import queue_status
 
@@ -74,7 +73,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     def get_heatmap_url(self, obj: Prediction) -> str | None:
         if not obj.heatmap:
             return None
-        return absolute_url(self.context, reverse("prediction-heatmap", kwargs={"prediction_id": obj.id}))
+        return api_url(self.context, "prediction-heatmap", prediction_id=obj.id)
 
     @extend_schema_field(
         {
@@ -86,7 +85,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     def get_report_url(self, obj: Prediction) -> str | None:
         if obj.status != PredictionStatus.SUCCEEDED:
             return None
-        return absolute_url(self.context, reverse("prediction-report", kwargs={"prediction_id": obj.id}))
+        return api_url(self.context, "prediction-report", prediction_id=obj.id)
 
     @extend_schema_field(ReviewSummarySerializer(allow_null=True))
     def get_review(self, obj: Prediction):

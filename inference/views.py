@@ -61,7 +61,7 @@ def _model_card(model) -> dict:
 def _next_after_review(*, study: Study) -> str:
     """The next thing to review: another result of this study, else the next study in triage order."""
     if Prediction.objects.filter(image__study=study, status=PredictionStatus.SUCCEEDED, review__isnull=True).exists():
-        return reverse("review", args=[study.id])
+        return reverse("pages:review", args=[study.id])
     following = (
         studies_worklist(statuses=(StudyStatus.AI_DONE,))
         .filter(Exists(_awaiting_review()))
@@ -69,8 +69,8 @@ def _next_after_review(*, study: Study) -> str:
         .first()
     )
     if following is None:
-        return reverse("worklist")
-    return reverse("review", args=[following.id])
+        return reverse("pages:worklist")
+    return reverse("pages:review", args=[following.id])
 
 
 @role_required(RADIOLOGISTS)

@@ -37,7 +37,7 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
         else:
             audit_page(request, obj=patient, action=AuditAction.CREATE)
             messages.success(request, f"Patient {patient} created.")
-            return redirect("patient-detail", patient_id=patient.id)
+            return redirect("pages:patient-detail", patient_id=patient.id)
     return render(request, "patients/patient_form.html", {"form": form, "patient": None})
 
 
@@ -54,7 +54,7 @@ def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
         else:
             audit_page(request, obj=patient, action=AuditAction.UPDATE)
             messages.success(request, f"Patient {patient} saved.")
-            return redirect("patient-detail", patient_id=patient.id)
+            return redirect("pages:patient-detail", patient_id=patient.id)
     audit_page(request, obj=patient, detail="edit form")
     return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
 

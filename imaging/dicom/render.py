@@ -9,6 +9,9 @@ from imaging.dicom.pixels import PixelDecodeError
 from imaging.models import Image
 from imaging.pixels import image_pixels
 
+# The largest rendering anyone may ask for (a thumbnail size or a full-resolution bound).
+MAX_RENDER_SIZE = 4096
+
 
 def image_render_png(image: Image, *, max_size: int | None = None) -> bytes:
     """The image as the AI sees it (windowed, MONOCHROME1 inverted, middle frame), as PNG.
@@ -22,6 +25,15 @@ def image_render_png(image: Image, *, max_size: int | None = None) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def image_display_png(image: Image, *, max_size: int | None = None) -> bytes:
+    """The rendering, or a tile naming the reason when the pixels cannot be decoded."""
+    try:
+        return image_render_png(image, max_size=max_size)
+    except PixelDecodeError:
+        reason = image.not_analysable_reason or "The pixels cannot be decoded."
+        return placeholder_png(f"Cannot be displayed. {reason}", size=max_size or 256)
 
 
 def placeholder_png(text: str, *, size: int = 256) -> bytes:

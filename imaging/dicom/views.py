@@ -12,11 +12,9 @@ from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
 from imaging.dicom.export import study_export_filename, study_export_zip
 from imaging.dicom.permissions import DicomRolePermission
-from imaging.dicom.render import PixelDecodeError, image_render_png, placeholder_png
+from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.models import Image, Study
-
-MAX_RENDER_SIZE = 4096
 
 
 def _audit_download(request, *, obj, patient_id, detail: str = "") -> None:
@@ -41,18 +39,13 @@ class ImageRenderApi(APIView):
     def get(self, request, image_id):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
         try:
-            size = min(int(request.query_params.get("size") or 0), MAX_RENDER_SIZE)
+            size = max(min(int(request.query_params.get("size") or 0), MAX_RENDER_SIZE), 0)
         except ValueError:
             size = 0
         if not size:
             # The full image (the review viewer) is recorded like any download; thumbnails are not.
             _audit_download(request, obj=image, patient_id=image.study.patient_id)
-        try:
-            png = image_render_png(image, max_size=size or None)
-        except PixelDecodeError:
-            reason = image.not_analysable_reason or "The pixels cannot be decoded."
-            png = placeholder_png(f"Cannot be displayed. {reason}", size=size or 256)
-        response = HttpResponse(png, content_type="image/png")
+        response = HttpResponse(image_display_png(image, max_size=size or None), content_type="image/png")
         # An image's content never changes after upload.
         response["Cache-Control"] = "private, max-age=86400"
         return response

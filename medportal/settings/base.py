@@ -66,9 +66,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "medportal.urls"
 WSGI_APPLICATION = "medportal.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
-LOGOUT_REDIRECT_URL = "login"
+LOGIN_URL = "pages:login"
+LOGIN_REDIRECT_URL = "pages:home"
+LOGOUT_REDIRECT_URL = "pages:login"
 
 TEMPLATES = [
     {

@@ -18,21 +18,21 @@ def events(**filters):
 
 def test_patient_pages_are_audited(staff_client, staff_user):
     patient = PatientFactory()
-    staff_client.get(reverse("patient-list"))
-    staff_client.get(reverse("patient-detail", args=[patient.id]))
+    staff_client.get(reverse("pages:patient-list"))
+    staff_client.get(reverse("pages:patient-detail", args=[patient.id]))
     assert events(patient_id=patient.id) == [("read", "patients.patient", "list"), ("read", "patients.patient", "")]
     assert AuditEvent.objects.filter(actor=staff_user).count() == 2
 
-    staff_client.post(reverse("patient-create"), {"mrn": "NEW-1", "family_name": "New", "sex": "U"})
+    staff_client.post(reverse("pages:patient-create"), {"mrn": "NEW-1", "family_name": "New", "sex": "U"})
     assert ("create", "patients.patient", "") in events()
 
 
 def test_study_page_upload_and_review_are_audited(staff_client, radiologist_client, study, sample_image_bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    staff_client.get(reverse("study-detail", args=[study.id]))
+    staff_client.get(reverse("pages:study-detail", args=[study.id]))
     staff_client.post(
-        reverse("study-upload", args=[study.id]),
+        reverse("pages:study-upload", args=[study.id]),
         {"files": SimpleUploadedFile("a.png", sample_image_bytes("cxr-normal-1.png"))},
         HTTP_ACCEPT="application/json",
     )
@@ -40,9 +40,11 @@ def test_study_page_upload_and_review_are_audited(staff_client, radiologist_clie
 
     prediction = make_prediction(make_image(study, name="b"), make_aimodel())
     study_refresh_status(study_id=study.id)
-    radiologist_client.get(reverse("worklist"))
-    radiologist_client.get(reverse("review", args=[study.id]))
-    radiologist_client.post(reverse("review", args=[study.id]), {"prediction": prediction.id, "decision": "agree"})
+    radiologist_client.get(reverse("pages:worklist"))
+    radiologist_client.get(reverse("pages:review", args=[study.id]))
+    radiologist_client.post(
+        reverse("pages:review", args=[study.id]), {"prediction": prediction.id, "decision": "agree"}
+    )
     assert events(patient_id=study.patient_id)[2:] == [
         ("read", "imaging.study", "worklist"),
         ("read", "imaging.study", ""),

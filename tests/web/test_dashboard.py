@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 def test_staff_dashboard_lists_todays_studies_with_a_status_chart(staff_client):
     StudyFactory(accession_number="ACC-TODAY-1")
     StudyFactory(accession_number="ACC-TODAY-2", status=StudyStatus.AI_PENDING)
-    response = staff_client.get(reverse("home"))
+    response = staff_client.get(reverse("pages:home"))
     html = response.content.decode()
     assert "ACC-TODAY-1" in html and "ACC-TODAY-2" in html
     assert "Today's 2 studies by status" in html
@@ -26,7 +26,7 @@ def test_radiologist_dashboard_shows_worklist_size_and_oldest(radiologist_client
         study = StudyFactory(accession_number=accession, priority=priority)
         make_prediction(make_image(study, name=accession), model)
         study_refresh_status(study_id=study.id)
-    response = radiologist_client.get(reverse("home"))
+    response = radiologist_client.get(reverse("pages:home"))
     html = response.content.decode()
     assert response.context["worklist"]["size"] == 2
     assert response.context["worklist"]["oldest"].accession_number == "ACC-OLD"
@@ -51,7 +51,7 @@ def test_admin_dashboard_shows_queue_failures_and_agreement(client_for, admin_us
             reviewer=radiologist,
         )
 
-    response = client_for(admin_user).get(reverse("home"))
+    response = client_for(admin_user).get(reverse("pages:home"))
     html = response.content.decode()
     assert 'data-stat="queue-depth">2<' in html
     assert 'data-stat="failed">1<' in html and "Weights missing." in html

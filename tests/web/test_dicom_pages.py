@@ -35,13 +35,13 @@ def import_json(client, *files: SimpleUploadedFile):
 
 
 def test_import_page_is_linked_for_staff(staff_client):
-    assert reverse("dicom-import") == IMPORT_URL
+    assert reverse("pages:dicom-import") == IMPORT_URL
     response = staff_client.get(IMPORT_URL)
     html = response.content.decode()
     assert response.status_code == 200
     assert "data-upload-form" in html and "data-dropzone" in html and "js/study.js" in html  # the study uploader
     assert 'accept=".dcm' in html
-    listing = staff_client.get(reverse("patient-list")).content.decode()
+    listing = staff_client.get(reverse("pages:patient-list")).content.decode()
     assert listing.count(f'href="{IMPORT_URL}"') == 2  # staff navigation and the patient list
 
 
@@ -79,7 +79,7 @@ def test_each_file_gets_a_result_line_with_where_it_was_filed(staff_client):
     image = Image.objects.select_related("study__patient").get()
     assert result["ok"] and not result["duplicate"] and result["analysable"]
     assert result["image_id"] == str(image.id)
-    assert result["study_url"] == reverse("study-detail", args=[image.study.id])
+    assert result["study_url"] == reverse("pages:study-detail", args=[image.study.id])
     assert image.study.accession_number in result["study_label"] and "CXR-0100" in result["study_label"]
     assert (image.study.patient.mrn, image.study.patient.family_name) == ("CXR-0100", "Hopper")
 
@@ -141,12 +141,12 @@ def test_import_is_for_staff_only(radiologist_client):
         assert response.status_code == 403
         assert "You cannot open this page" in response.content.decode()
     assert not Image.objects.exists()
-    nav = radiologist_client.get(reverse("worklist")).content.decode()
+    nav = radiologist_client.get(reverse("pages:worklist")).content.decode()
     assert IMPORT_URL not in nav
 
 
 def test_study_page_upload_accepts_dicom(staff_client, study):
-    html = staff_client.get(reverse("study-detail", args=[study.id])).content.decode()
+    html = staff_client.get(reverse("pages:study-detail", args=[study.id])).content.decode()
     assert 'accept="image/png,image/jpeg,.dcm,application/dicom"' in html
     assert "PNG, JPEG or DICOM (.dcm)" in html
 
@@ -159,12 +159,12 @@ def dicom_image(staff_user):
 
 
 def test_study_page_shows_dicom_through_its_rendering_and_offers_exports(staff_client, dicom_image):
-    study_url = reverse("study-detail", args=[dicom_image.study_id])
+    study_url = reverse("pages:study-detail", args=[dicom_image.study_id])
     html = staff_client.get(study_url).content.decode()
-    render_url = reverse("image-render", args=[dicom_image.id])
+    render_url = reverse("pages:image-render", args=[dicom_image.id])
     assert f'src="{render_url}?size=320"' in html and f'href="{render_url}"' in html
-    assert reverse("image-thumbnail", args=[dicom_image.id]) not in html
-    export_url = reverse("study-export", args=[dicom_image.study_id])
+    assert reverse("pages:image-thumbnail", args=[dicom_image.id]) not in html
+    export_url = reverse("pages:study-export", args=[dicom_image.study_id])
     assert f'href="{export_url}"' in html and f'href="{export_url}?anonymised=1"' in html
 
     thumbnail = staff_client.get(f"{render_url}?size=320")
@@ -175,8 +175,8 @@ def test_study_page_shows_dicom_through_its_rendering_and_offers_exports(staff_c
 
 def test_study_without_dicom_has_no_export_and_keeps_png_thumbnails(staff_client, study):
     image = make_image(study)
-    html = staff_client.get(reverse("study-detail", args=[study.id])).content.decode()
-    assert reverse("image-thumbnail", args=[image.id]) in html
+    html = staff_client.get(reverse("pages:study-detail", args=[study.id])).content.decode()
+    assert reverse("pages:image-thumbnail", args=[image.id]) in html
     assert "Export study (DICOM)" not in html and "export.zip" not in html
 
 
@@ -184,16 +184,16 @@ def test_succeeded_result_downloads_as_dicom_sr(client_for, staff_user, radiolog
     model = make_aimodel()
     done = make_prediction(dicom_image, model, label="pneumonia", confidence=0.81)
     waiting = make_prediction(dicom_image, make_aimodel(name="other"), status=PredictionStatus.QUEUED)
-    report_url = reverse("prediction-report", args=[done.id])
+    report_url = reverse("pages:prediction-report", args=[done.id])
 
-    study_page = client_for(staff_user).get(reverse("study-detail", args=[dicom_image.study_id])).content.decode()
+    study_page = client_for(staff_user).get(reverse("pages:study-detail", args=[dicom_image.study_id])).content.decode()
     assert f'href="{report_url}"' in study_page and "Download as DICOM SR" in study_page
-    assert reverse("prediction-report", args=[waiting.id]) not in study_page
+    assert reverse("pages:prediction-report", args=[waiting.id]) not in study_page
 
     radiologist = client_for(radiologist_user)
-    review_page = radiologist.get(reverse("review", args=[dicom_image.study_id])).content.decode()
+    review_page = radiologist.get(reverse("pages:review", args=[dicom_image.study_id])).content.decode()
     assert f'href="{report_url}"' in review_page
-    assert f'data-image-url="{reverse("image-render", args=[dicom_image.id])}"' in review_page
+    assert f'data-image-url="{reverse("pages:image-render", args=[dicom_image.id])}"' in review_page
 
     response = radiologist.get(report_url)
     assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
@@ -206,9 +206,9 @@ def test_succeeded_result_downloads_as_dicom_sr(client_for, staff_user, radiolog
 
 def test_viewer_of_a_not_analysable_image_says_why(radiologist_client):
     image = dicom_ingest(data=shipped_bytes("JPEG-lossy.dcm"), source=ImageSource.UPLOAD).image
-    html = radiologist_client.get(reverse("review", args=[image.study_id])).content.decode()
+    html = radiologist_client.get(reverse("pages:review", args=[image.study_id])).content.decode()
     assert escape(f"stored, not analysable: {image.not_analysable_reason}") in html
-    assert f'data-image-url="{reverse("image-render", args=[image.id])}"' in html
+    assert f'data-image-url="{reverse("pages:image-render", args=[image.id])}"' in html
     assert "Download as DICOM SR" not in html
 
 
@@ -221,10 +221,10 @@ def test_api_carries_dicom_fields_and_the_report_url(client_for, staff_user, dic
     image = client.get(f"/api/v1/images/{dicom_image.id}/").json()
     assert image["sop_instance_uid"] == dicom_image.sop_instance_uid
     assert (image["source"], image["analysable"], image["not_analysable_reason"]) == ("upload", True, "")
-    assert image["render_url"] == f"http://testserver{reverse('image-render', args=[dicom_image.id])}"
+    assert image["render_url"] == f"http://testserver{reverse('api:image-render', args=[dicom_image.id])}"
 
     assert client.get(f"/api/v1/predictions/{done.id}/").json()["report_url"] == (
-        f"http://testserver{reverse('prediction-report', args=[done.id])}"
+        f"http://testserver{reverse('api:prediction-report', args=[done.id])}"
     )
     assert client.get(f"/api/v1/predictions/{waiting.id}/").json()["report_url"] is None
 
@@ -234,5 +234,5 @@ def test_a_new_instance_of_a_stored_study_joins_it(staff_client, dicom_image):
     dataset.SOPInstanceUID = generate_uid()
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     [result] = import_json(staff_client, dcm("second.dcm", dataset_bytes(dataset))).json()["results"]
-    assert result["ok"] and result["study_url"] == reverse("study-detail", args=[dicom_image.study_id])
+    assert result["ok"] and result["study_url"] == reverse("pages:study-detail", args=[dicom_image.study_id])
     assert Study.objects.count() == 1 and Image.objects.count() == 2

@@ -25,7 +25,7 @@ def count_queries(client, url, **params) -> int:
 
 
 def test_patient_list(staff_client):
-    url = reverse("patient-list")
+    url = reverse("pages:patient-list")
     for _ in range(2):
         StudyFactory(patient=PatientFactory())
     few = count_queries(staff_client, url)
@@ -46,13 +46,13 @@ def test_study_page(staff_client):
             make_prediction(image, first)
             make_prediction(image, second, status=PredictionStatus.FAILED)
 
-    url = reverse("study-detail", args=[study.id])
+    url = reverse("pages:study-detail", args=[study.id])
     add_images(1)
     few = count_queries(staff_client, url)
     add_images(15)
     many = count_queries(staff_client, url)
     assert few == many <= MAX_QUERIES
-    fragment = reverse("study-results", args=[study.id])
+    fragment = reverse("pages:study-results", args=[study.id])
     assert count_queries(staff_client, fragment) <= MAX_QUERIES
 
 
@@ -65,7 +65,7 @@ def test_worklist(radiologist_client):
             make_prediction(make_image(study, name=str(study.id)), model)
             study_refresh_status(study_id=study.id)
 
-    url = reverse("worklist")
+    url = reverse("pages:worklist")
     add_studies(2)
     few = count_queries(radiologist_client, url)
     add_studies(30)
@@ -83,7 +83,7 @@ def test_review_page(radiologist_client):
             make_prediction(make_image(study, name=f"{study.images.count()}-{i}.png"), model)
         study_refresh_status(study_id=study.id)
 
-    url = reverse("review", args=[study.id])
+    url = reverse("pages:review", args=[study.id])
     add(1)
     few = count_queries(radiologist_client, url)
     add(10)
@@ -94,7 +94,7 @@ def test_review_page(radiologist_client):
 def test_dashboards(client_for, admin_user):
     client = client_for(admin_user)  # an admin sees all three panels
     model = make_aimodel()
-    url = reverse("home")
+    url = reverse("pages:home")
     study = StudyFactory()
     make_prediction(make_image(study, name="a"), model)
     cache.clear()  # the queue status is cached for a moment: compare cold with cold
@@ -109,7 +109,7 @@ def test_dashboards(client_for, admin_user):
 
 def test_patient_page(staff_client):
     patient = PatientFactory()
-    url = reverse("patient-detail", args=[patient.id])
+    url = reverse("pages:patient-detail", args=[patient.id])
     StudyFactory(patient=patient)
     few = count_queries(staff_client, url)
     for _ in range(20):

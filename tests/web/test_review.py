@@ -35,7 +35,7 @@ def test_worklist_is_in_triage_order_and_shows_waiting_time(radiologist_client):
     stat = done_study(model, label="normal", confidence=0.99, priority=Priority.STAT, age_minutes=1)
     StudyFactory()  # no images: not waiting for a radiologist
 
-    response = radiologist_client.get(reverse("worklist"))
+    response = radiologist_client.get(reverse("pages:worklist"))
     order = [study.id for study in response.context["page"].object_list]
     assert order == [stat.id, new_routine_flagged.id, routine_unsure.id, old_routine_normal.id]
     html = response.content.decode()
@@ -50,17 +50,17 @@ def test_worklist_filters_by_modality_and_status(radiologist_client):
     chest_cr = done_study(model, modality="CR")
     pending = StudyFactory(modality="DX", status=StudyStatus.AI_PENDING)
 
-    by_modality = radiologist_client.get(reverse("worklist"), {"modality": "CR"}).context["page"].object_list
+    by_modality = radiologist_client.get(reverse("pages:worklist"), {"modality": "CR"}).context["page"].object_list
     assert [s.id for s in by_modality] == [chest_cr.id]
-    default = radiologist_client.get(reverse("worklist")).context["page"].object_list
+    default = radiologist_client.get(reverse("pages:worklist")).context["page"].object_list
     assert {s.id for s in default} == {chest_dx.id, chest_cr.id}
-    running = radiologist_client.get(reverse("worklist"), {"status": "ai_pending"}).context["page"].object_list
+    running = radiologist_client.get(reverse("pages:worklist"), {"status": "ai_pending"}).context["page"].object_list
     assert [s.id for s in running] == [pending.id]
 
 
 def test_staff_cannot_open_the_worklist_or_review_page(staff_client):
     study = done_study(make_aimodel())
-    for url in (reverse("worklist"), reverse("review", args=[study.id])):
+    for url in (reverse("pages:worklist"), reverse("pages:review", args=[study.id])):
         response = staff_client.get(url)
         assert response.status_code == 403
         assert "radiologist role" in response.content.decode()
@@ -80,17 +80,17 @@ def test_review_page_shows_image_heatmap_chart_and_model_card(radiologist_client
     prediction.heatmap = _heatmap_png()
     prediction.save()
 
-    response = radiologist_client.get(reverse("review", args=[study.id]))
+    response = radiologist_client.get(reverse("pages:review", args=[study.id]))
     html = response.content.decode()
     assert response.status_code == 200
     assert "AI second opinion — not a diagnosis" in html
-    assert reverse("prediction-heatmap", args=[prediction.id]) in html and "Grad-CAM heatmap" in html
-    assert reverse("image-display", args=[prediction.image_id]) in html
+    assert reverse("pages:prediction-heatmap", args=[prediction.id]) in html and "Grad-CAM heatmap" in html
+    assert reverse("pages:image-display", args=[prediction.image_id]) in html
     assert "<svg" in html and "Class probabilities" in html and "90.0%" in html and "10.0%" in html
     assert "PneumoniaMNIST v2" in html and "91.2%" in html and "Second opinion on paediatric chest X-rays." in html
     assert "cxr-pneumonia v1.2.0" in html
 
-    heatmap = radiologist_client.get(reverse("prediction-heatmap", args=[prediction.id]))
+    heatmap = radiologist_client.get(reverse("pages:prediction-heatmap", args=[prediction.id]))
     assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
     assert PILImage.open(io.BytesIO(heatmap.content)).mode == "L"
 
@@ -102,11 +102,11 @@ def test_override_records_the_review_and_moves_to_the_next_study(radiologist_cli
     prediction = first.images.get().predictions.get()
 
     response = radiologist_client.post(
-        reverse("review", args=[first.id]),
+        reverse("pages:review", args=[first.id]),
         {"prediction": prediction.id, "decision": "override", "final_label": "normal", "comment": "Artefact."},
     )
     assert response.status_code == 302
-    assert response.url == reverse("review", args=[second.id])
+    assert response.url == reverse("pages:review", args=[second.id])
     review = Review.objects.get(prediction=prediction)
     assert (review.decision, review.final_label, review.comment, review.reviewer) == (
         "override",
@@ -117,15 +117,15 @@ def test_override_records_the_review_and_moves_to_the_next_study(radiologist_cli
     assert review.reviewed_at is not None
     first.refresh_from_db()
     assert first.status == StudyStatus.REVIEWED
-    remaining = radiologist_client.get(reverse("worklist")).context["page"].object_list
+    remaining = radiologist_client.get(reverse("pages:worklist")).context["page"].object_list
     assert [s.id for s in remaining] == [second.id]
 
     # The last one sends the radiologist back to the (now empty) worklist.
     last = second.images.get().predictions.get()
     response = radiologist_client.post(
-        reverse("review", args=[second.id]), {"prediction": last.id, "decision": "agree"}
+        reverse("pages:review", args=[second.id]), {"prediction": last.id, "decision": "agree"}
     )
-    assert response.url == reverse("worklist")
+    assert response.url == reverse("pages:worklist")
     assert Review.objects.get(prediction=last).final_label == "pneumonia"
 
 
@@ -136,10 +136,12 @@ def test_a_study_with_two_results_stays_until_both_are_reviewed(radiologist_clie
     two = make_prediction(make_image(study, name="b.png"), model, label="pneumonia", confidence=0.7)
     study_refresh_status(study_id=study.id)
 
-    page = radiologist_client.get(reverse("review", args=[study.id]))
+    page = radiologist_client.get(reverse("pages:review", args=[study.id]))
     assert page.context["current"] == one and page.context["remaining"] == 2
-    response = radiologist_client.post(reverse("review", args=[study.id]), {"prediction": one.id, "decision": "agree"})
-    assert response.url == reverse("review", args=[study.id])
+    response = radiologist_client.post(
+        reverse("pages:review", args=[study.id]), {"prediction": one.id, "decision": "agree"}
+    )
+    assert response.url == reverse("pages:review", args=[study.id])
     assert radiologist_client.get(response.url).context["current"] == two
 
 
@@ -147,7 +149,7 @@ def test_invalid_override_shows_the_error_and_saves_nothing(radiologist_client):
     study = done_study(make_aimodel(), label="pneumonia")
     prediction = study.images.get().predictions.get()
     response = radiologist_client.post(
-        reverse("review", args=[study.id]),
+        reverse("pages:review", args=[study.id]),
         {"prediction": prediction.id, "decision": "override", "final_label": "pneumonia"},
     )
     assert response.status_code == 200
@@ -159,11 +161,11 @@ def test_review_page_without_a_finished_result_explains_why(radiologist_client):
     model = make_aimodel()
     study = StudyFactory()
     make_prediction(make_image(study), model, status=PredictionStatus.FAILED, error="Out of memory.")
-    html = radiologist_client.get(reverse("review", args=[study.id])).content.decode()
+    html = radiologist_client.get(reverse("pages:review", args=[study.id])).content.decode()
     assert "No AI second opinion to review" in html and "Out of memory." in html
 
 
 def test_review_page_says_when_the_heatmap_is_still_coming(radiologist_client):
     study = done_study(make_aimodel(gradcam_layer="features"))
-    html = radiologist_client.get(reverse("review", args=[study.id])).content.decode()
+    html = radiologist_client.get(reverse("pages:review", args=[study.id])).content.decode()
     assert "Grad-CAM heatmap not ready yet" in html and "data-heatmap-toggle" not in html

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def test_create_study_for_a_patient(staff_client, staff_user):
     patient = PatientFactory()
-    url = reverse("study-create", args=[patient.id])
+    url = reverse("pages:study-create", args=[patient.id])
     assert staff_client.get(url).status_code == 200
     response = staff_client.post(
         url,
@@ -32,14 +32,14 @@ def test_create_study_for_a_patient(staff_client, staff_user):
         },
     )
     study = Study.objects.get(accession_number="ACC-123")
-    assert response.status_code == 302 and response.url == reverse("study-detail", args=[study.id])
+    assert response.status_code == 302 and response.url == reverse("pages:study-detail", args=[study.id])
     assert (study.patient, study.priority, study.created_by) == (patient, 1, staff_user)
     assert str(study.study_date) == "2026-11-20"
 
 
 def test_create_study_shows_errors_next_to_fields(staff_client, study):
     response = staff_client.post(
-        reverse("study-create", args=[study.patient.id]),
+        reverse("pages:study-create", args=[study.patient.id]),
         {"modality": "XX", "body_part": "CHEST", "accession_number": study.accession_number, "priority": "3"},
     )
     assert response.status_code == 200
@@ -56,7 +56,7 @@ def test_study_page_shows_every_ai_result_with_its_context(staff_client, study):
     make_prediction(queued, model, status=PredictionStatus.QUEUED)
     make_prediction(broken, model, status=PredictionStatus.FAILED, error="Input has the wrong shape.")
 
-    response = staff_client.get(reverse("study-detail", args=[study.id]))
+    response = staff_client.get(reverse("pages:study-detail", args=[study.id]))
     html = response.content.decode()
     assert response.status_code == 200
     assert "AI second opinion — not a diagnosis" in html
@@ -68,13 +68,13 @@ def test_study_page_shows_every_ai_result_with_its_context(staff_client, study):
     assert "flagged abnormal" in html
     assert response.context["pending"] is True
     for image in (done, queued, broken):
-        assert reverse("image-thumbnail", args=[image.id]) in html
+        assert reverse("pages:image-thumbnail", args=[image.id]) in html
 
 
 def test_results_fragment_reports_when_nothing_is_pending(staff_client, study):
     model = make_aimodel()
     prediction = make_prediction(make_image(study), model, status=PredictionStatus.RUNNING)
-    fragment = staff_client.get(reverse("study-results", args=[study.id]))
+    fragment = staff_client.get(reverse("pages:study-results", args=[study.id]))
     assert fragment.status_code == 200
     assert 'data-pending="true"' in fragment.content.decode()
     assert "<html" not in fragment.content.decode()
@@ -85,7 +85,7 @@ def test_results_fragment_reports_when_nothing_is_pending(staff_client, study):
         confidence=0.6,
         probabilities={"normal": 0.6, "pneumonia": 0.4},
     )
-    fragment = staff_client.get(reverse("study-results", args=[study.id])).content.decode()
+    fragment = staff_client.get(reverse("pages:study-results", args=[study.id])).content.decode()
     assert 'data-pending="false"' in fragment and "60.0%" in fragment
 
 
@@ -103,7 +103,7 @@ def _upload(name: str, data: bytes):
 
 def test_form_upload_keeps_good_files_and_reports_each_rejected_one(staff_client, study):
     response = staff_client.post(
-        reverse("study-upload", args=[study.id]),
+        reverse("pages:study-upload", args=[study.id]),
         {
             "files": [
                 _upload("notes.txt", b"not an image at all"),
@@ -121,7 +121,7 @@ def test_form_upload_keeps_good_files_and_reports_each_rejected_one(staff_client
 
 
 def test_script_upload_answers_json_per_file(staff_client, study, sample_image_bytes):
-    url = reverse("study-upload", args=[study.id])
+    url = reverse("pages:study-upload", args=[study.id])
     good = staff_client.post(
         url, {"files": _upload("cxr.png", sample_image_bytes("cxr-normal-1.png"))}, HTTP_ACCEPT="application/json"
     )
@@ -143,7 +143,7 @@ def test_script_upload_answers_json_per_file(staff_client, study, sample_image_b
 
 def test_upload_queues_an_ai_second_opinion(staff_client, study, tiny_model, sample_image_bytes):
     staff_client.post(
-        reverse("study-upload", args=[study.id]),
+        reverse("pages:study-upload", args=[study.id]),
         {"files": _upload("cxr.png", sample_image_bytes("cxr-pneumonia-1.png"))},
         HTTP_ACCEPT="application/json",
     )
@@ -155,18 +155,20 @@ def test_upload_queues_an_ai_second_opinion(staff_client, study, tiny_model, sam
 
 def test_only_staff_upload(radiologist_client, study):
     response = radiologist_client.post(
-        reverse("study-upload", args=[study.id]), {"files": _upload("a.png", _png())}, HTTP_ACCEPT="application/json"
+        reverse("pages:study-upload", args=[study.id]),
+        {"files": _upload("a.png", _png())},
+        HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 403
     assert study.images.count() == 0
     # ...but radiologists see the study page, without the upload form.
-    page = radiologist_client.get(reverse("study-detail", args=[study.id])).content.decode()
+    page = radiologist_client.get(reverse("pages:study-detail", args=[study.id])).content.decode()
     assert "data-upload-form" not in page
 
 
 def test_thumbnail_and_display_images_are_png(staff_client, study):
     image = make_image(study, name="x.png")
-    for name in ("image-thumbnail", "image-display"):
+    for name in ("pages:image-thumbnail", "pages:image-display"):
         response = staff_client.get(reverse(name, args=[image.id]))
         assert response.status_code == 200 and response["Content-Type"] == "image/png"
         assert "private" in response["Cache-Control"]
@@ -174,14 +176,14 @@ def test_thumbnail_and_display_images_are_png(staff_client, study):
 
 
 def test_upload_json_when_no_file(staff_client, study):
-    response = staff_client.post(reverse("study-upload", args=[study.id]), {}, HTTP_ACCEPT="application/json")
+    response = staff_client.post(reverse("pages:study-upload", args=[study.id]), {}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert json.loads(response.content)["results"][0]["error"] == "No file was sent."
 
 
 def test_a_near_certain_result_is_never_shown_as_100_percent(staff_client, study):
     make_prediction(make_image(study), make_aimodel(), label="pneumonia", confidence=0.99963)
-    html = staff_client.get(reverse("study-detail", args=[study.id])).content.decode()
+    html = staff_client.get(reverse("pages:study-detail", args=[study.id])).content.decode()
     assert "Confidence &gt;99.9%" in html and ">100.0%<" not in html
     assert "&lt;0.1%" in html  # the other class
 
@@ -191,7 +193,7 @@ def test_upload_warns_when_the_ai_queue_is_busy(staff_client, study, settings):
     model = make_aimodel()
     for name in ("q1", "q2"):
         make_prediction(make_image(study, name=name), model, status=PredictionStatus.QUEUED)
-    url = reverse("study-upload", args=[study.id])
+    url = reverse("pages:study-upload", args=[study.id])
     cache.clear()  # the queue status is cached for a moment; earlier tests must not answer for this one
     answer = staff_client.post(url, {"files": _upload("a.png", _png())}, HTTP_ACCEPT="application/json").json()
     # Two already waiting, and the upload queued its own second opinion.

@@ -98,13 +98,13 @@ def _is_dicom(image) -> bool:
 @register.filter
 def thumbnail_url(image) -> str:
     if _is_dicom(image):
-        return f"{reverse('image-render', args=[image.id])}?size={THUMBNAIL_PX}"
-    return reverse("image-thumbnail", args=[image.id])
+        return f"{reverse('pages:image-render', args=[image.id])}?size={THUMBNAIL_PX}"
+    return reverse("pages:image-thumbnail", args=[image.id])
 
 
 @register.filter
 def display_url(image) -> str:
     """The full image for the viewer: the DICOM rendering, else the 8-bit PNG of the upload."""
     if _is_dicom(image):
-        return reverse("image-render", args=[image.id])
-    return reverse("image-display", args=[image.id])
+        return reverse("pages:image-render", args=[image.id])
+    return reverse("pages:image-display", args=[image.id])
