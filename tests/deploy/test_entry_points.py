@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from stack.processes import app_env
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "x" * 20 + "-production-like-secret-key-for-the-check-0123456789"
 
@@ -93,13 +95,11 @@ def test_pytest_and_ci_name_the_test_settings():
 
 
 def test_processes_started_by_the_tests_and_the_benchmark_name_their_settings(settings):
-    from bench.stack import app_env
-
     env = app_env(database_url="sqlite:///x", broker_url="filesystem://", root=Path("/nonexistent"))
     assert env["DJANGO_SETTINGS_MODULE"] == "medportal.settings.local"
     # Every other place that starts manage.py, celery or gunicorn builds its environment from
     # one of these, or names the settings itself.
-    for path in [*REPO.glob("tests/**/*.py"), *REPO.glob("bench/*.py")]:
+    for path in [*REPO.glob("tests/**/*.py"), *REPO.glob("bench/*.py"), *REPO.glob("stack/*.py")]:
         text = path.read_text()
         if re.search(r"\"manage\.py\"|\"celery\"|\"gunicorn\"", text) and "subprocess" in text:
             assert "DJANGO_SETTINGS_MODULE" in text or "app_env" in text, path

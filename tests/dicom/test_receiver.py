@@ -9,10 +9,10 @@ import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
-from bench.stack import REPO_ROOT
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.models import Image, ImageSource
 from inference.models import Prediction, PredictionStatus
+from stack import REPO_ROOT
 from tests.dicom.support import free_port, shipped_path
 from tests.support.workers import wait_for
 

@@ -8,20 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.stack import (
-    Api,
-    MissingBinary,
-    PrivatePostgres,
-    PrivateRedis,
-    Process,
-    app_env,
-    make_root,
-    manage,
-    seed,
-    sql,
-    start_gunicorn,
-    start_worker,
-)
+from stack.api import Api
+from stack.processes import Process, app_env, make_root, manage, seed, start_gunicorn, start_worker
+from stack.servers import MissingBinary, PrivatePostgres, PrivateRedis, sql
 from tests.conftest import build_tiny_keras_model, tiny_card
 
 # Short limits so that recovery happens within a test: a claim older than 12 s is stale, a task

@@ -1,4 +1,4 @@
-from bench.stack import png_bytes
+from stack.api import png_bytes
 
 
 def upload_each(stack, study: str, count: int, *, seed: int, size: int = 96) -> list[str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.stack import wait_until
+from stack.polling import wait_until
 from tests.faults.helpers import upload_each
 
 pytestmark = pytest.mark.worker

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from bench.stack import png_bytes, wait_until
+from stack.api import png_bytes
+from stack.polling import wait_until
 
 pytestmark = pytest.mark.worker
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.stack import png_bytes, wait_until
+from stack.api import png_bytes
+from stack.polling import wait_until
 
 pytestmark = pytest.mark.worker
 

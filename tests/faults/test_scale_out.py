@@ -4,7 +4,9 @@ import collections
 
 import pytest
 
-from bench.stack import png_bytes, succeeded_log_lines, wait_until
+from stack.api import png_bytes
+from stack.polling import wait_until
+from stack.processes import succeeded_log_lines
 
 pytestmark = pytest.mark.worker
 

@@ -4,7 +4,8 @@ import collections
 
 import pytest
 
-from bench.stack import succeeded_log_lines, wait_until
+from stack.polling import wait_until
+from stack.processes import succeeded_log_lines
 from tests.faults.helpers import upload_each
 
 pytestmark = pytest.mark.worker

@@ -1,7 +1,7 @@
 """A real Celery worker process on this test run's database and queues.
 
-The process handling itself (spawn, log, SIGKILL, warm shutdown) is the benchmark's
-(`bench.stack`), so the tests and the benchmark start workers the same way.
+The process handling itself (spawn, log, SIGKILL, warm shutdown) is `stack.processes`, which the
+benchmark uses too, so the tests and the benchmark start workers the same way.
 """
 
 import os
@@ -11,8 +11,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from bench.stack import Process, wait_until
-from bench.stack import start_worker as start_celery_worker
+from stack.polling import wait_until
+from stack.processes import Process
+from stack.processes import start_worker as start_celery_worker
 
 
 def start_worker(

@@ -12,11 +12,12 @@ import django
 
 def main() -> None:
     django.setup()
-    from accounts.roles import Role
-    from accounts.services import user_create
-    from inference.services import aimodel_register, aimodels_register_shipped
-    from patients.services import patient_create
-    from tokens.services import api_token_create
+    # The models behind these services can only be imported once Django is set up.
+    from accounts.roles import Role  # noqa: PLC0415
+    from accounts.services import user_create  # noqa: PLC0415
+    from inference.services import aimodel_register, aimodels_register_shipped  # noqa: PLC0415
+    from patients.services import patient_create  # noqa: PLC0415
+    from tokens.services import api_token_create  # noqa: PLC0415
 
     spec = json.loads(sys.stdin.read() or "{}")
     suffix = uuid.uuid4().hex[:8]
