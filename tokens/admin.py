@@ -1,4 +1,5 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from tokens.models import ApiToken
@@ -37,12 +38,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         token, key = api_token_create(name=obj.name, user=obj.user, expires_at=obj.expires_at, created_by=request.user)
         obj.pk = token.pk
-        obj.key_hash, obj.prefix, obj.created_at = token.key_hash, token.prefix, token.created_at
-        self.message_user(
-            request,
-            f"The key for “{token.name}” is {key} — copy it now: it is not stored and cannot be shown again.",
-            level=messages.WARNING,
+        obj.key_hash, obj.prefix, obj.created_at, obj.expires_at = (
+            token.key_hash,
+            token.prefix,
+            token.created_at,
+            token.expires_at,
         )
+        # Kept on this request's object only, for response_add; never stored, logged or put in a cookie.
+        obj.plain_key = key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The new key, on the page that answers the form: a message would travel in the messages cookie."""
+        key = getattr(obj, "plain_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API token created",
+            "token": obj,
+            "key": key,
+        }
+        response = TemplateResponse(request, "admin/tokens/apitoken/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     def has_delete_permission(self, request, obj=None):
         # Revoked tokens stay on record; revoke instead of deleting.

@@ -45,7 +45,9 @@ class ApiToken(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
     )
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: valid until revoked.")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: the configured default lifetime (MEDPORTAL_API_TOKEN_DAYS)."
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 

@@ -1,5 +1,6 @@
 import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,7 +12,13 @@ from tokens.models import TOKEN_PREFIX_LENGTH, ApiToken, token_generate, token_h
 def api_token_create(
     *, name: str, user: User, expires_at: datetime.datetime | None = None, created_by: User | None = None
 ) -> tuple[ApiToken, str]:
-    """Create a token; returns it with the plain key, which is never stored and cannot be shown again."""
+    """Create a token; returns it with the plain key, which is never stored and cannot be shown again.
+
+    Without ``expires_at`` the token expires after MEDPORTAL_API_TOKEN_DAYS days, so a forgotten
+    credential does not work forever.
+    """
+    if expires_at is None:
+        expires_at = api_token_default_expiry()
     key = token_generate()
     token = ApiToken(
         name=name.strip(),
@@ -24,6 +31,13 @@ def api_token_create(
     token.full_clean()
     token.save()
     return token, key
+
+
+def api_token_default_expiry(*, now: datetime.datetime | None = None) -> datetime.datetime | None:
+    days = settings.MEDPORTAL_API_TOKEN_DAYS
+    if not days:
+        return None
+    return (now or timezone.now()) + datetime.timedelta(days=days)
 
 
 @transaction.atomic

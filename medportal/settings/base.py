@@ -202,6 +202,8 @@ REST_FRAMEWORK = {
 }
 # Requests per API token (machine client); browser sessions are not throttled.
 MEDPORTAL_API_TOKEN_RATE = env.str("MEDPORTAL_API_TOKEN_RATE", default="600/min")
+# A token created without an expiry lives this many days; 0 lets such tokens live until revoked.
+MEDPORTAL_API_TOKEN_DAYS = env.int("MEDPORTAL_API_TOKEN_DAYS", default=90)
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedPortal API",
     "DESCRIPTION": (
