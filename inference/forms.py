@@ -26,7 +26,12 @@ class WorklistFilterForm(forms.Form):
 
 
 class ReviewForm(forms.Form):
-    decision = forms.ChoiceField(choices=ReviewDecision.choices, widget=forms.RadioSelect, label="Your decision")
+    decision = forms.ChoiceField(
+        choices=ReviewDecision.choices,
+        widget=forms.RadioSelect,
+        label="Your decision",
+        error_messages={"required": "Choose Agree or Override."},
+    )
     final_label = forms.ChoiceField(label="Final label", required=False)
     comment = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),

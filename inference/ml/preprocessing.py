@@ -138,11 +138,14 @@ def heatmap_to_uint8(heatmap: np.ndarray) -> np.ndarray:
 
 
 def overlay_heatmap(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4) -> np.ndarray:
-    """Blend a JET-coloured heatmap (same HxW as ``pixels``) over the image; uint8 RGB out."""
+    """Blend a viridis-coloured heatmap (same HxW as ``pixels``) over the image; uint8 RGB out.
+
+    Viridis, not a rainbow: perceptually uniform and readable with red-green colour blindness.
+    """
     rgb = convert_color(pixels, "rgb")
     if heatmap.shape != rgb.shape[:2]:
         raise ValueError(f"heatmap {heatmap.shape} does not match image {rgb.shape[:2]}")
-    colour = cv2.applyColorMap(heatmap_to_uint8(heatmap), cv2.COLORMAP_JET)
+    colour = cv2.applyColorMap(heatmap_to_uint8(heatmap), cv2.COLORMAP_VIRIDIS)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colour.astype(np.float32)
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)

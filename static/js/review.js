@@ -105,14 +105,18 @@
   });
 
   // --- Heatmap -------------------------------------------------------------------------------
-  // A perceptual "jet"-like ramp: dark blue (low) to dark red (high).
+  // Viridis: perceptually uniform and readable with red–green colour blindness (no rainbow),
+  // dark violet (low) to yellow (high). The legend in the toolbar shows the same ramp.
   const STOPS = [
-    [0.0, [0, 0, 143]],
-    [0.125, [0, 0, 255]],
-    [0.375, [0, 255, 255]],
-    [0.625, [255, 255, 0]],
-    [0.875, [255, 0, 0]],
-    [1.0, [128, 0, 0]],
+    [0.0, [68, 1, 84]],
+    [0.125, [71, 45, 123]],
+    [0.25, [59, 82, 139]],
+    [0.375, [44, 114, 142]],
+    [0.5, [33, 145, 140]],
+    [0.625, [39, 173, 129]],
+    [0.75, [92, 200, 99]],
+    [0.875, [170, 220, 50]],
+    [1.0, [253, 231, 37]],
   ];
   function ramp(t) {
     for (let i = 1; i < STOPS.length; i += 1) {

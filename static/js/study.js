@@ -13,6 +13,28 @@
     return inner ? inner.dataset.pending === "true" : false;
   }
 
+  // The live region says only what changed (a result arrived, a reading failed), never the whole list.
+  const status = document.querySelector("[data-results-status]");
+
+  function statuses(root) {
+    const seen = new Map();
+    root.querySelectorAll("[data-prediction-id]").forEach((el) => seen.set(el.dataset.predictionId, el.dataset.predictionStatus));
+    return seen;
+  }
+
+  function announcements(before, root) {
+    const out = [];
+    root.querySelectorAll("[data-prediction-id][data-announce]").forEach((el) => {
+      if (before.get(el.dataset.predictionId) !== el.dataset.predictionStatus) out.push(el.dataset.announce);
+    });
+    return out;
+  }
+
+  function announce(text) {
+    if (!status) return;
+    status.textContent = text;
+  }
+
   async function refreshResults() {
     if (!results) return;
     try {
@@ -22,7 +44,14 @@
         cache: "no-store",
       });
       if (response.ok) {
-        results.innerHTML = await response.text();
+        const html = await response.text();
+        const before = statuses(results);
+        const next = document.createElement("div");
+        next.innerHTML = html;
+        const changes = announcements(before, next);
+        // An unchanged fragment is left alone, so focus and the reading position stay where they are.
+        if (next.innerHTML !== results.innerHTML) results.innerHTML = html;
+        if (changes.length) announce(changes.join(" "));
         const inner = results.querySelector(".results");
         const badge = document.getElementById("study-status");
         if (inner && badge) {

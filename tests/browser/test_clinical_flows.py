@@ -77,6 +77,13 @@ def test_staff_registers_a_study_and_sees_both_ai_results_arrive(
     expect(results).to_contain_text("tiny-chest v0.0.1")
     expect(results).to_contain_text("Confidence")
     expect(page.locator("#study-status")).to_have_text("AI done")
+    # The live region announced the results that arrived, each with model version, confidence and
+    # the second-opinion notice; the results list itself is not a live region re-read on every poll.
+    assert page.locator("#study-results").get_attribute("aria-live") is None
+    announced = page.locator("[data-results-status]")
+    expect(announced).to_contain_text("tiny-chest v0.0.1")
+    expect(announced).to_contain_text("confidence")
+    expect(announced).to_contain_text("not a diagnosis")
     expect(page.get_by_text("AI second opinion — not a diagnosis.")).to_be_visible()
     screenshot(page, "study-page")
 
@@ -158,6 +165,19 @@ def test_radiologist_overrides_a_result_and_the_study_leaves_the_worklist(
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("ACC-REVIEW")  # STAT and flagged: first in triage order
     screenshot(page, "worklist")
+    # Reflow (WCAG 1.4.10): on a 768 px tablet and at 200% zoom of a 1280 px screen, nothing scrolls
+    # sideways and the Review action is on screen.
+    for width in (768, 640):
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.evaluate(
+            """() => [document.documentElement.scrollWidth - document.documentElement.clientWidth,
+                      ...[...document.querySelectorAll('.table-wrap')].map((w) => w.scrollWidth - w.clientWidth)]"""
+        )
+        assert max(overflow) <= 0, f"sideways scrolling at {width} px: {overflow}"
+        box = rows.first.get_by_role("link", name="Review").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width
+    screenshot(page, "worklist-640px")
+    page.set_viewport_size({"width": 1366, "height": 900})
 
     rows.first.get_by_role("link", name="Review").click()
     viewer = page.locator("[data-viewer]")
@@ -175,6 +195,9 @@ def test_radiologist_overrides_a_result_and_the_study_leaves_the_worklist(
                    return [d[best], d[best+1], d[best+2], d[best+3]]; }"""
     )
     assert colour[3] > 0 and len(set(colour[:3])) > 1
+    # Viridis: the hottest pixel is yellow (not jet's dark red), and the legend says what it means.
+    assert colour[0] > 200 and colour[1] > 200 and colour[2] < 100, colour
+    expect(page.locator("[data-heatmap-legend]")).to_contain_text("low")
     page.get_by_role("button", name="Zoom in").click()
     expect(page.get_by_text("AI second opinion — not a diagnosis.")).to_be_visible()
     screenshot(page, "review")
