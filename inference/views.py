@@ -10,6 +10,8 @@ from django.views.decorators.cache import cache_control
 
 from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.models import AuditAction
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.models import Study, StudyStatus
 from imaging.selectors import study_for_page
 from inference.forms import ReviewForm, WorklistFilterForm
@@ -166,3 +168,23 @@ def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
         raise Http404("This AI result has no heatmap.")
     with default_storage.open(prediction.heatmap.name, "rb") as handle:
         return HttpResponse(handle.read(), content_type="image/png")
+
+
+@role_required(READERS)
+def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
+    """A succeeded AI result as a DICOM Structured Report, filed under the original patient and study."""
+    prediction = get_object_or_404(
+        Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
+    )
+    if prediction.status != PredictionStatus.SUCCEEDED:
+        return HttpResponse("Only a finished AI second opinion has a report.", status=409, content_type="text/plain")
+    audit_page(
+        request,
+        obj=prediction,
+        patient=prediction.image.study.patient_id,
+        action=AuditAction.DOWNLOAD,
+        detail="DICOM SR",
+    )
+    response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type=DICOM_CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
+    return response

@@ -13,7 +13,6 @@ from audit.services import audit_record
 from imaging.dicom.export import study_export_filename, study_export_zip
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
-from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.models import Image, Study
 
 
@@ -48,27 +47,6 @@ class ImageRenderApi(APIView):
         response = HttpResponse(image_display_png(image, max_size=size or None), content_type="image/png")
         # An image's content never changes after upload.
         response["Cache-Control"] = "private, max-age=86400"
-        return response
-
-
-class PredictionReportApi(APIView):
-    """GET /predictions/<id>/report.dcm: the AI result as a DICOM Structured Report."""
-
-    permission_classes = [DicomRolePermission]
-
-    def get(self, request, prediction_id):
-        from inference.models import Prediction, PredictionStatus
-
-        prediction = get_object_or_404(
-            Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
-        )
-        if prediction.status != PredictionStatus.SUCCEEDED:
-            return HttpResponse(
-                "Only a finished AI second opinion has a report.", status=409, content_type="text/plain"
-            )
-        _audit_download(request, obj=prediction, patient_id=prediction.image.study.patient_id, detail="DICOM SR")
-        response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type="application/dicom")
-        response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
         return response
 
 

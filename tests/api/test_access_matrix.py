@@ -2,8 +2,11 @@
 
 import pytest
 
+from accounts.roles import Role
+from audit.models import AuditEvent
+from inference.models import Review
 from tests.api.helpers import make_aimodel, make_image, make_prediction
-from tests.factories import PatientFactory, StudyFactory
+from tests.factories import PatientFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -63,9 +66,6 @@ UNSUPPORTED = [
 
 @pytest.fixture
 def ids():
-    from audit.models import AuditEvent
-    from inference.models import Review
-
     study = StudyFactory()
     image = make_image(study)
     prediction = make_prediction(image=image, model=make_aimodel())
@@ -84,9 +84,6 @@ def ids():
 
 
 def _user():
-    from accounts.roles import Role
-    from tests.factories import UserFactory
-
     return UserFactory(role=Role.RADIOLOGIST)
 
 

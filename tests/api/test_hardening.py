@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.utils import timezone
 
+from api.log_filters import RedactQueryStrings
 from tests.factories import PatientFactory
 from tokens.services import api_token_create, api_token_revoke
 
@@ -80,8 +83,6 @@ def test_expired_revoked_and_unknown_tokens_get_401(api_client, user_for_role):
 
 
 def test_token_clients_are_rate_limited(api_client, client_for_role, user_for_role, settings):
-    from django.core.cache import cache
-
     cache.clear()
     settings.MEDPORTAL_API_TOKEN_RATE = "3/min"
     _, key = api_token_create(name="busy", user=user_for_role("staff"))
@@ -128,15 +129,9 @@ def test_admin_revokes_a_token(client, api_client, user_for_role):
 
 
 def test_query_strings_are_redacted_from_log_lines():
-    import logging as std_logging
-
-    from django.conf import settings
-
-    from api.log_filters import RedactQueryStrings
-
-    record = std_logging.LogRecord(
+    record = logging.LogRecord(
         "django.server",
-        std_logging.INFO,
+        logging.INFO,
         __file__,
         1,
         '"%s" %s',
@@ -145,6 +140,6 @@ def test_query_strings_are_redacted_from_log_lines():
     )
     assert RedactQueryStrings().filter(record) is True
     assert record.getMessage() == '"GET /api/v1/patients/?[redacted] HTTP/1.1" 200'
-    assert "redact_query_strings" in settings.LOGGING["handlers"]["console"]["filters"]
-    handler_filters = [f for h in std_logging.getLogger().handlers for f in h.filters]
+    assert "redact_query_strings" in django_settings.LOGGING["handlers"]["console"]["filters"]
+    handler_filters = [f for h in logging.getLogger().handlers for f in h.filters]
     assert any(isinstance(f, RedactQueryStrings) for f in handler_filters)

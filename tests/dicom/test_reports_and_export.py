@@ -102,7 +102,9 @@ def test_report_download_view(client, staff_user, tiny_model, chest_radiograph):
 def test_report_needs_a_role(client, tiny_model, chest_radiograph):
     image = dicom_ingest(data=chest_radiograph(), source=ImageSource.UPLOAD).image
     prediction = succeed(Prediction.objects.get(image=image))
-    assert client.get(f"/predictions/{prediction.id}/report.dcm").status_code in (401, 403)
+    # A page: anonymous visitors are sent to sign in (machine clients use /api/v1/predictions/<id>/report/).
+    response = client.get(f"/predictions/{prediction.id}/report.dcm")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
 @pytest.mark.django_db

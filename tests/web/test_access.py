@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +63,6 @@ def test_dashboard_tells_a_user_without_role_what_to_do(client_for, roleless_use
 
 
 def test_an_expired_form_gets_a_clear_page(staff_user):
-    from django.test import Client
-
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff_user)
     response = client.post(reverse("pages:patient-create"), {"mrn": "X", "family_name": "Y", "sex": "U"})

@@ -1,6 +1,7 @@
 """Every page that shows or changes patient data leaves an audit record."""
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -28,8 +29,6 @@ def test_patient_pages_are_audited(staff_client, staff_user):
 
 
 def test_study_page_upload_and_review_are_audited(staff_client, radiologist_client, study, sample_image_bytes):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     staff_client.get(reverse("pages:study-detail", args=[study.id]))
     staff_client.post(
         reverse("pages:study-upload", args=[study.id]),

@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from imaging.models import Priority, StudyStatus
@@ -61,12 +62,6 @@ def test_admin_dashboard_shows_queue_failures_and_agreement(client_for, admin_us
 
 
 def test_admin_dashboard_and_study_page_show_the_expected_wait(client, admin_user, settings):
-    from django.core.cache import cache
-
-    from inference.models import PredictionStatus
-    from tests.factories import StudyFactory
-    from tests.web.conftest import make_aimodel, make_image, make_prediction
-
     settings.MEDPORTAL_ASSUMED_THROUGHPUT = 2.0
     study = StudyFactory()
     model = make_aimodel()

@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from django.urls import reverse
 
@@ -93,6 +95,4 @@ def test_patient_page_lists_their_studies(staff_client):
 
 
 def test_unknown_patient_is_a_404(staff_client):
-    import uuid
-
     assert staff_client.get(reverse("pages:patient-detail", args=[uuid.uuid4()])).status_code == 404

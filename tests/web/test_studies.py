@@ -3,6 +3,7 @@ import json
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image as PILImage
 
@@ -96,8 +97,6 @@ def _png(size=(32, 32), value=128) -> bytes:
 
 
 def _upload(name: str, data: bytes):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     return SimpleUploadedFile(name, data, content_type="image/png")
 
 

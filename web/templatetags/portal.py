@@ -6,6 +6,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
+from imaging.dicom import DICOM_CONTENT_TYPE
 from web.formatting import percent_text
 
 register = template.Library()
@@ -90,8 +91,6 @@ THUMBNAIL_PX = 320
 
 
 def _is_dicom(image) -> bool:
-    from imaging.dicom import DICOM_CONTENT_TYPE
-
     return image.content_type == DICOM_CONTENT_TYPE
 
 
