@@ -3,7 +3,7 @@
 import pytest
 from django.db import OperationalError
 
-from medportal.middleware import DatabaseUnavailableMiddleware
+from web.middleware import DatabaseUnavailableMiddleware
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.services import aimodels_register_shipped
-from medportal.demo import DEMO_PASSWORD, demo_records_ensure, demo_users_ensure
+from web.demo import DEMO_PASSWORD, demo_records_ensure, demo_users_ensure
 
 
 class Command(BaseCommand):
