@@ -85,7 +85,7 @@ def test_register_patient_open_study_upload_and_get_the_ai_second_opinion(
         assert result["confidence"] == pytest.approx(max(result["probabilities"].values()), abs=1e-6)
         assert result["model"]["version"] == model.version
     assert next(r for r in results if r["model"]["id"] == str(pneumonia.id))["model"]["version"] == pneumonia.version
-    wait_for(lambda: Study.objects.get(id=study_id).status == StudyStatus.AI_DONE, timeout=10)
+    wait_for(lambda: Study.objects.get(id=study_id).status == StudyStatus.AI_DONE)
 
 
 def _named(name: str, data: bytes):

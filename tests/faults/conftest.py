@@ -12,6 +12,10 @@ from stack.api import Api
 from stack.processes import Process, app_env, make_root, manage, seed, start_gunicorn, start_worker
 from stack.servers import MissingBinary, PrivatePostgres, PrivateRedis, sql
 from tests.conftest import build_tiny_keras_model, tiny_card
+from tests.faults.gate import Gate
+
+# Every process of the stack gets this on its PYTHONPATH, so that it can load the gated model.
+GATE_SITE = Path(__file__).resolve().parent / "gate_site"
 
 # Short limits so that recovery happens within a test: a claim older than 12 s is stale, a task
 # not started after 3 s is re-sent, and the sweeper (celery beat) runs every second.
@@ -23,21 +27,6 @@ STACK_SETTINGS = {
     "MEDPORTAL_BATCH_SIZE": "8",
     "MEDPORTAL_GPU_QUEUE": "gpu",
 }
-
-
-def build_slow_keras_model(path: Path) -> Path:
-    """A CNN that takes about a second per batch of 8 on a 2-core CPU: a batch can be interrupted."""
-    import keras
-
-    keras.utils.set_random_seed(11)
-    inputs = keras.Input((128, 128, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    for index in range(4):
-        x = keras.layers.Conv2D(48, 3, padding="same", activation="relu", name=f"conv{index}")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    keras.Model(inputs, outputs).save(path)
-    return path
 
 
 def _require_servers() -> None:
@@ -59,6 +48,7 @@ class Stack:
     api: Api
     patient: str
     web: Process
+    gate: Gate
     workers: list[Process] = field(default_factory=list)
 
     @property
@@ -115,19 +105,25 @@ def stack():
     web = None
     try:
         postgres.create_database()
-        env = app_env(database_url=postgres.url(), broker_url=redis.url(), root=root, **STACK_SETTINGS)
+        python_path = os.pathsep.join(filter(None, [str(GATE_SITE), os.environ.get("PYTHONPATH")]))
+        env = app_env(
+            database_url=postgres.url(), broker_url=redis.url(), root=root, PYTHONPATH=python_path, **STACK_SETTINGS
+        )
         manage(env, "migrate", "--noinput")
         tiny = build_tiny_keras_model(root / "tiny.keras")
-        slow = build_slow_keras_model(root / "slow.keras")
-        slow_card = tiny_card(
-            name="slow-chest", display_name="Slow chest test model", modalities=["DX"], input_size=[128, 128]
+        gate = Gate(root / "gate")
+        # Keras (and TensorFlow under it) is heavy: only the fault stack builds the gated model.
+        from tests.faults.gate_layer import build_gated_keras_model  # noqa: PLC0415
+
+        gated = build_gated_keras_model(root / "gated.keras", gate_directory=gate.directory)
+        gated_card = tiny_card(
+            name="gated-chest", display_name="Gated chest test model", modalities=["DX"], input_size=[128, 128]
         )
-        slow_card["gradcam_layer"] = "conv3"
         info = seed(
             env,
             models=[
                 {"weights": str(tiny), "card": tiny_card(modalities=["CR"])},
-                {"weights": str(slow), "card": slow_card},
+                {"weights": str(gated), "card": gated_card},
             ],
         )
         web, base = start_gunicorn(env, root, workers=2, threads=4)
@@ -139,6 +135,7 @@ def stack():
             api=Api(base, info["token"]),
             patient=info["patient"],
             web=web,
+            gate=gate,
         )
         yield stack
         stack.stop_workers()
@@ -155,5 +152,6 @@ def fault_stack(stack):
     """The shared private stack, with this test's workers stopped afterwards (and the servers up)."""
     yield stack
     stack.stop_workers()
+    stack.gate.open()
     if not stack.redis.process or stack.redis.process.poll() is not None:
         stack.redis.start()

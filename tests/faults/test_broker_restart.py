@@ -22,6 +22,6 @@ def test_redis_flushed_and_restarted_with_predictions_queued_loses_nothing(fault
     assert stack.redis.client().dbsize() == 0  # every task is gone
 
     stack.worker("after-flush", beat=True)
-    wait_until(lambda: stack.all_succeeded(ids), timeout=60, interval=0.5, message=stack.diagnostics())
+    wait_until(lambda: stack.all_succeeded(ids), timeout=120, interval=0.5, message=stack.diagnostics())
     # The heatmaps follow as their own tasks, sent after the second opinions.
-    wait_until(lambda: all(row["heatmap"] for row in stack.predictions(ids)), timeout=30, message=stack.diagnostics())
+    wait_until(lambda: all(row["heatmap"] for row in stack.predictions(ids)), timeout=120, message=stack.diagnostics())

@@ -48,4 +48,4 @@ def test_a_burst_of_concurrent_good_and_bad_uploads(fault_stack):
     assert all(body["error"]["code"] == "image_rejected" for body in rejected), rejected
     accepted = [p["id"] for kind, _, body in results if kind == "good" for p in body["images"][0]["predictions"]]
     assert len(accepted) == GOOD
-    wait_until(lambda: stack.all_succeeded(accepted), timeout=90, interval=0.5, message=stack.diagnostics())
+    wait_until(lambda: stack.all_succeeded(accepted), timeout=120, interval=0.5, message=stack.diagnostics())

@@ -19,13 +19,18 @@ def test_two_workers_share_the_queue_and_never_do_the_same_work(fault_stack):
     study = stack.api.create_study(patient=stack.patient, modality="DX")
 
     # One request with 24 files: 24 tasks reach the broker at once and both workers race for them.
+    # DX goes to the gated model: with the gate closed, the first worker to claim a batch is held
+    # in its forward pass, so the other one has to take work too, however fast a batch runs.
     files = [(f"share-{n}.png", png_bytes(7000 + n, 128), "image/png") for n in range(24)]
-    status, body = stack.api.upload(study, files)
-    assert status == 201, body
+    with stack.gate.closed():
+        status, body = stack.api.upload(study, files)
+        assert status == 201, body
+        holding = stack.gate.wait_entered(2, message=f"both workers holding a batch\n{stack.diagnostics()}")
     ids = [p["id"] for image in body["images"] for p in image["predictions"]]
     assert len(ids) == 24
+    assert holding <= set(first.child_pids()) | set(second.child_pids())
 
-    wait_until(lambda: stack.all_succeeded(ids), timeout=90, interval=0.5, message=stack.diagnostics())
+    wait_until(lambda: stack.all_succeeded(ids), timeout=120, interval=0.5, message=stack.diagnostics())
 
     written = collections.Counter(succeeded_log_lines(first, second))
     assert set(written) == set(ids) and set(written.values()) == {1}

@@ -32,7 +32,7 @@ def test_worker_writes_back_every_prediction_of_a_burst(celery_worker, tiny_mode
     assert set(Prediction.objects.values_list("status", flat=True)) == {PredictionStatus.SUCCEEDED}
     assert all(p.worker_host and p.attempts == 1 for p in Prediction.objects.all())
     # The study's status follows its predictions right after the batch is written.
-    wait_for(lambda: study.__class__.objects.get(id=study.id).status == StudyStatus.AI_DONE, timeout=10)
+    wait_for(lambda: study.__class__.objects.get(id=study.id).status == StudyStatus.AI_DONE)
 
 
 def test_a_prediction_whose_task_was_lost_is_recovered_by_the_sweeper(
