@@ -12,6 +12,7 @@ import json
 import pydicom
 import pytest
 from django.core.files.base import ContentFile
+from django.urls import get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
@@ -184,5 +185,16 @@ def test_the_api_downloads_check_roles_and_state(records, user_for_role):
     queued = Prediction.objects.get(status=PredictionStatus.QUEUED)
     refused = staff.get(f"/api/v1/predictions/{queued.id}/report/")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
-    too_big = staff.get(f"/api/v1/images/{image_id}/render/?size=0")
-    assert too_big.status_code == 400 and "size" in too_big.json()["error"]["fields"]
+    bad_size = staff.get(f"/api/v1/images/{image_id}/render/?size=0")
+    assert bad_size.status_code == 400 and "size" in bad_size.json()["error"]["fields"]
+
+
+def test_every_route_is_named_in_a_namespace():
+    resolver = get_resolver()
+    # A bare name could be reversed by mistake from the API (or a page) and hand out the other kind.
+    assert [name for name in resolver.reverse_dict if isinstance(name, str)] == []
+    assert {"api", "pages", "dicomweb"} <= set(resolver.namespace_dict)
+    api_names = [name for name in resolver.namespace_dict["api"][1].reverse_dict if isinstance(name, str)]
+    assert "study-detail" in api_names and "prediction-report" in api_names
+    page_names = [name for name in resolver.namespace_dict["pages"][1].reverse_dict if isinstance(name, str)]
+    assert "study-detail" in page_names and "prediction-report" in page_names
