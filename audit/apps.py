@@ -12,6 +12,8 @@ class AuditConfig(AppConfig):
         return [model._meta.db_table for model in self.get_models()]
 
     def ready(self) -> None:
+        from audit import logins  # noqa: F401  (connects the log in receivers)
+
         post_migrate.connect(_protection_ensure, sender=self, dispatch_uid="audit_protection_ensure")
 
 

@@ -14,6 +14,10 @@ class AuditAction(models.TextChoices):
     UPDATE = "update", "Update"
     DELETE = "delete", "Delete"
     DOWNLOAD = "download", "Download"
+    LOGIN = "login", "Log in"
+    LOGIN_FAILED = "login_failed", "Failed log in"
+    LOCKOUT = "lockout", "Locked out"
+    LOGOUT = "logout", "Log out"
 
 
 class AuditInterface(models.TextChoices):

@@ -26,9 +26,9 @@ def _request_facts(request) -> dict[str, Any]:
     }
 
 
-def _actor_facts(actor) -> dict[str, Any]:
+def _actor_facts(actor, username: str) -> dict[str, Any]:
     if actor is None or not getattr(actor, "is_authenticated", False):
-        return {"actor": None, "actor_username": ""}
+        return {"actor": None, "actor_username": username[:150]}
     return {"actor": actor, "actor_username": actor.get_username()[:150]}
 
 
@@ -42,9 +42,11 @@ def _patient_id(obj: models.Model | None, patient) -> Any:
     return None
 
 
-def _event(*, actor, action, obj, patient, interface, request, detail: str, facts: dict) -> AuditEvent:
+def _event(
+    *, actor, action, obj, patient, interface, request, detail: str, facts: dict, username: str = ""
+) -> AuditEvent:
     return AuditEvent(
-        **_actor_facts(actor),
+        **_actor_facts(actor, username),
         **facts,
         action=AuditAction(action),
         interface=AuditInterface(interface),
@@ -64,16 +66,18 @@ def audit_record(
     interface: AuditInterface | str,
     request=None,
     detail: str = "",
+    username: str = "",
 ) -> AuditEvent:
     """Record that ``actor`` did ``action`` on ``obj`` (patient data of ``patient``) through ``interface``.
 
     - ``actor``: the User (AnonymousUser or None is recorded as nobody).
-    - ``action``: AuditAction — READ, CREATE, UPDATE, DELETE or DOWNLOAD.
+    - ``action``: AuditAction — READ, CREATE, UPDATE, DELETE or DOWNLOAD; LOGIN, LOGIN_FAILED, LOCKOUT, LOGOUT.
     - ``obj``: the record read or written (a Patient, Study, Image, Prediction, Review ...).
     - ``patient``: the Patient (or its id) whose data it is; may be omitted when ``obj`` is the Patient.
     - ``interface``: AuditInterface — API, UI, ADMIN or SYSTEM.
     - ``request``: the HttpRequest (or DRF Request), for the IP address, user agent, method and path.
     - ``detail``: short free text, e.g. "list" or "rerun"; never put names or MRNs here.
+    - ``username``: who it was when there is no signed-in ``actor``, e.g. the name typed at a failed log in.
 
     Call it inside the request's transaction: a write that rolls back leaves no audit row claiming it
     happened. Example from a page::
@@ -90,6 +94,7 @@ def audit_record(
         request=request,
         detail=detail,
         facts=_request_facts(request),
+        username=username,
     )
     event.save()
     return event

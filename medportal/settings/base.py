@@ -1,5 +1,6 @@
 """Settings shared by every environment. Values come from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "axes",
     "accounts",
     "patients",
     "imaging",
@@ -60,7 +62,11 @@ MIDDLEWARE = [
     # Lets the change history of patients and studies record who made each change.
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Signs out sessions left idle on a shared workstation, and any session at the end of its lifetime.
+    "accounts.sessions.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a locked-out log in attempt (django-axes); last, so it sees the view's outcome.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "medportal.urls"
@@ -100,9 +106,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Log in and sessions.
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out user before the password is even checked (django-axes); logs no one in.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Throttling and lockout of /login/ and the admin's log in: after AXES_FAILURE_LIMIT failures the
+# pair (user name, client address) is refused for AXES_COOLOFF_TIME, and every further failure
+# restarts the wait. Locking the pair, not the address alone, keeps one user's typos from locking
+# out a whole ward behind one address. Each failure, lockout and log in is in the audit trail.
+AXES_ENABLED = env.bool("MEDPORTAL_LOGIN_LOCKOUT", default=True)
+AXES_FAILURE_LIMIT = env.int("MEDPORTAL_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("MEDPORTAL_LOGIN_LOCKOUT_MINUTES", default=15))
+# e.g. "username+ip_address" (default), "username", "ip_address", or several separated by commas.
+AXES_LOCKOUT_PARAMETERS = [
+    combination.split("+") if "+" in combination else combination
+    for combination in env.list("MEDPORTAL_LOGIN_LOCKOUT_PARAMETERS", default=["username+ip_address"])
+]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# The audit trail records log ins and log outs; axes keeps only its failure counters.
+AXES_DISABLE_ACCESS_LOG = True
+# An idle session on a shared ward workstation is signed out after this many seconds (sliding).
+MEDPORTAL_SESSION_IDLE_TIMEOUT = env.int("MEDPORTAL_SESSION_IDLE_TIMEOUT", default=15 * 60)
+# Absolute lifetime of a session however active it is (a shift), and no session outlives the browser.
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=12 * 60 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("MEDPORTAL_PASSWORD_MIN_LENGTH", default=12)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
