@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.signals import user_logged_in
+from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
 
 LOGIN_AT = "medportal_login_at"
@@ -46,7 +47,13 @@ class SessionTimeoutMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.user.is_authenticated and hasattr(request, "session"):
+        try:
+            signed_in = hasattr(request, "session") and request.user.is_authenticated
+        except (OperationalError, InterfaceError):
+            # The session or user cannot be read during a database outage; the view meets the same
+            # error and answers 503 (medportal.middleware), which a middleware cannot.
+            signed_in = False
+        if signed_in:
             self._check(request)
         return self.get_response(request)
 
