@@ -51,7 +51,7 @@ class SessionTimeoutMiddleware:
             signed_in = hasattr(request, "session") and request.user.is_authenticated
         except (OperationalError, InterfaceError):
             # The session or user cannot be read during a database outage; the view meets the same
-            # error and answers 503 (medportal.middleware), which a middleware cannot.
+            # error and answers 503 (web.middleware), which a middleware cannot.
             signed_in = False
         if signed_in:
             self._check(request)

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from accounts.sessions import LAST_ACTIVITY_AT, LOGIN_AT
 from audit.models import AuditAction, AuditEvent
-from medportal.demo import DEMO_PASSWORD
 from tests.factories import UserFactory
+from web.demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
