@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import ADMINS
+from api.pagination import NewestFirstCursorPagination
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent
 
@@ -32,11 +33,15 @@ class AuditEventOutputSerializer(serializers.ModelSerializer):
 
 
 class AuditEventListApi(ListAPIView):
-    """The audit trail: read-only, for admins only. There is no way to change or delete an event."""
+    """The audit trail: read-only, for admins only. There is no way to change or delete an event.
+
+    Newest first, paged by cursor: follow ``next``; there is no page number and no count.
+    """
 
     required_roles = {"GET": ADMINS}
     serializer_class = AuditEventOutputSerializer
     filterset_class = AuditEventFilter
+    pagination_class = NewestFirstCursorPagination
     queryset = AuditEvent.objects.all()
 
     @extend_schema(summary="List audit events")

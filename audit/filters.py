@@ -8,8 +8,8 @@ class AuditEventFilter(django_filters.FilterSet):
     patient = django_filters.UUIDFilter(field_name="patient_id")
     mrn = django_filters.CharFilter(field_name="patient__mrn", lookup_expr="iexact")
     actor = django_filters.CharFilter(field_name="actor_username", help_text="Username.")
-    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices)
-    interface = django_filters.MultipleChoiceFilter(choices=AuditInterface.choices)
+    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices, distinct=False)
+    interface = django_filters.MultipleChoiceFilter(choices=AuditInterface.choices, distinct=False)
     object_type = django_filters.CharFilter()
     object_id = django_filters.CharFilter()
     occurred = UtcDateTimeRangeFilter(

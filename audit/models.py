@@ -79,6 +79,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["patient", "occurred_at"]),
             models.Index(fields=["actor", "occurred_at"]),
             models.Index(fields=["object_type", "object_id"]),
+            models.Index(fields=["occurred_at", "id"], name="auditevent_occurred"),
+            models.Index(fields=["actor_username", "occurred_at"], name="auditevent_actor_username"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(action__in=AuditAction.values), name="auditevent_action_valid"),

@@ -2,7 +2,6 @@ from pathlib import PurePath
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Count
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -33,8 +32,7 @@ RERUN_ROLES = READERS
 
 
 def study_queryset():
-    # Meta.ordering does not apply to aggregating queries, so the order is stated here.
-    return Study.objects.select_related("patient").annotate(image_count=Count("images")).order_by("-created_at", "id")
+    return Study.objects.select_related("patient").with_image_count().order_by("-created_at", "id")
 
 
 class StudyListApi(AuditedListApi):

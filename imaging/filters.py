@@ -9,10 +9,10 @@ class StudyFilter(django_filters.FilterSet):
     patient = django_filters.UUIDFilter(field_name="patient_id")
     mrn = django_filters.CharFilter(field_name="patient__mrn", lookup_expr="iexact", help_text="Patient's MRN.")
     accession = django_filters.CharFilter(field_name="accession_number", lookup_expr="iexact")
-    modality = django_filters.MultipleChoiceFilter(choices=Modality.choices)
-    body_part = django_filters.MultipleChoiceFilter(choices=BodyPart.choices)
-    status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices)
-    priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int)
+    modality = django_filters.MultipleChoiceFilter(choices=Modality.choices, distinct=False)
+    body_part = django_filters.MultipleChoiceFilter(choices=BodyPart.choices, distinct=False)
+    status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices, distinct=False)
+    priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int, distinct=False)
     study_date = django_filters.DateFromToRangeFilter(help_text="study_date_after / study_date_before, inclusive.")
     created = UtcDateTimeRangeFilter(field_name="created_at", help_text="created_after / created_before (ISO 8601).")
     search = django_filters.CharFilter(method="filter_search", help_text="Accession number, MRN or description.")
@@ -38,7 +38,9 @@ class ImageFilter(django_filters.FilterSet):
     patient = django_filters.UUIDFilter(field_name="study__patient_id")
     mrn = django_filters.CharFilter(field_name="study__patient__mrn", lookup_expr="iexact")
     accession = django_filters.CharFilter(field_name="study__accession_number", lookup_expr="iexact")
-    modality = django_filters.MultipleChoiceFilter(field_name="study__modality", choices=Modality.choices)
+    modality = django_filters.MultipleChoiceFilter(
+        field_name="study__modality", choices=Modality.choices, distinct=False
+    )
     content_type = django_filters.ChoiceFilter(choices=[("image/png", "PNG"), ("image/jpeg", "JPEG")])
     uploaded = UtcDateTimeRangeFilter(
         field_name="uploaded_at", help_text="uploaded_after / uploaded_before (ISO 8601)."

@@ -2,7 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Upper
 
 from patients.models import Patient
 
@@ -63,6 +64,15 @@ class StudyStatus(models.TextChoices):
     REVIEWED = "reviewed", "Reviewed"
 
 
+class StudyQuerySet(models.QuerySet):
+    def with_image_count(self) -> "StudyQuerySet":
+        """``image_count`` as a subquery per row: a page costs its own rows, not a join of every image."""
+        images = (
+            Image.objects.filter(study=OuterRef("pk")).order_by().values("study").annotate(n=Count("pk")).values("n")
+        )
+        return self.annotate(image_count=Coalesce(Subquery(images), 0))
+
+
 class Study(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
@@ -98,12 +108,32 @@ class Study(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
+    objects = StudyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
         indexes = [
             models.Index(fields=["status", "priority", "ai_completed_at"]),
             models.Index(fields=["modality", "body_part"]),
+            # The list's common filters, each in the list's order.
+            models.Index(fields=["status", "created_at"], name="study_status_created"),
+            models.Index(fields=["modality", "created_at"], name="study_modality_created"),
+            models.Index(fields=["priority", "created_at"], name="study_priority_created"),
+            models.Index(fields=["patient", "created_at"], name="study_patient_created"),
+            models.Index(Upper("accession_number"), name="study_accession_upper"),
+            # The worklist: only the backlog, in triage order, however long the history.
+            models.Index(
+                fields=["priority", "created_at"],
+                condition=Q(status__in=["received", "ai_pending", "ai_done"]),
+                name="study_backlog_triage",
+            ),
+            # QIDO-RS lists DICOM studies newest study date first.
+            models.Index(
+                fields=["-study_date", "-created_at"],
+                condition=Q(study_instance_uid__isnull=False),
+                name="study_dicom_date",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=StudyStatus.values), name="study_status_valid"),
@@ -162,6 +192,7 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["uploaded_at"]
+        indexes = [models.Index(fields=["study", "uploaded_at"], name="image_study_uploaded")]
         constraints = [
             models.UniqueConstraint(fields=["study", "sha256"], name="image_unique_content_per_study"),
             models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),

@@ -1,15 +1,13 @@
 """Reads behind the study pages: each page's rows come from one query, whatever their number."""
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 
 from imaging.models import Study
 from patients.models import Patient
 
 
 def patient_studies(*, patient: Patient) -> QuerySet[Study]:
-    return patient.studies.annotate(
-        image_count=Count("images", distinct=True),
-    ).order_by("-created_at")
+    return patient.studies.with_image_count().order_by("-created_at")
 
 
 def study_for_page(*, study_id) -> Study:

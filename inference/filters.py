@@ -11,8 +11,10 @@ class PredictionFilter(django_filters.FilterSet):
     patient = django_filters.UUIDFilter(field_name="image__study__patient_id")
     mrn = django_filters.CharFilter(field_name="image__study__patient__mrn", lookup_expr="iexact")
     accession = django_filters.CharFilter(field_name="image__study__accession_number", lookup_expr="iexact")
-    modality = django_filters.MultipleChoiceFilter(field_name="image__study__modality", choices=Modality.choices)
-    status = django_filters.MultipleChoiceFilter(choices=PredictionStatus.choices)
+    modality = django_filters.MultipleChoiceFilter(
+        field_name="image__study__modality", choices=Modality.choices, distinct=False
+    )
+    status = django_filters.MultipleChoiceFilter(choices=PredictionStatus.choices, distinct=False)
     model = django_filters.UUIDFilter(field_name="model_id")
     model_name = django_filters.CharFilter(field_name="model__name")
     label = django_filters.CharFilter()
@@ -61,10 +63,10 @@ class ReviewFilter(django_filters.FilterSet):
 
 
 class WorklistFilter(django_filters.FilterSet):
-    modality = django_filters.MultipleChoiceFilter(choices=Modality.choices)
-    body_part = django_filters.MultipleChoiceFilter(choices=BodyPart.choices)
-    priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int)
-    status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices)
+    modality = django_filters.MultipleChoiceFilter(choices=Modality.choices, distinct=False)
+    body_part = django_filters.MultipleChoiceFilter(choices=BodyPart.choices, distinct=False)
+    priority = django_filters.TypedMultipleChoiceFilter(choices=Priority.choices, coerce=int, distinct=False)
+    status = django_filters.MultipleChoiceFilter(choices=StudyStatus.choices, distinct=False)
     mrn = django_filters.CharFilter(field_name="patient__mrn", lookup_expr="iexact")
     accession = django_filters.CharFilter(field_name="accession_number", lookup_expr="iexact")
     study_date = django_filters.DateFromToRangeFilter(help_text="study_date_after / study_date_before, inclusive.")

@@ -142,6 +142,12 @@ class Prediction(models.Model):
         indexes = [
             models.Index(fields=["status", "model", "queued_at"]),
             models.Index(fields=["status", "enqueued_at"]),
+            # The list's order and its common filters in that order.
+            models.Index(fields=["queued_at", "id"], name="prediction_queued"),
+            models.Index(fields=["status", "queued_at", "id"], name="prediction_status_queued"),
+            models.Index(fields=["status", "finished_at"], name="prediction_status_finished"),
+            models.Index(fields=["finished_at"], name="prediction_finished"),
+            models.Index(fields=["model", "queued_at"], name="prediction_model_queued"),
         ]
 
     def __str__(self) -> str:

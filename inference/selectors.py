@@ -1,9 +1,12 @@
+import datetime
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from imaging.models import Image, Study, StudyStatus
@@ -34,6 +37,10 @@ def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
     Order: priority (STAT first), then studies with an unreviewed AI result flagged abnormal at or
     above ``flag_confidence``, then the oldest first. Each study carries ``ai_flagged``,
     ``ai_top_confidence`` (highest unreviewed abnormal confidence) and ``image_count``; one query.
+
+    The flag is derived from the top confidence, a scalar subquery run per study of the backlog
+    (a handful of index lookups each). An ``EXISTS`` here lets PostgreSQL hash every unreviewed
+    abnormal result ever made instead, which grows with the history rather than the backlog.
     """
     threshold = WORKLIST_FLAG_CONFIDENCE if flag_confidence is None else flag_confidence
     statuses = statuses or (StudyStatus.RECEIVED, StudyStatus.AI_PENDING, StudyStatus.AI_DONE)
@@ -47,11 +54,9 @@ def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
     return (
         Study.objects.filter(status__in=statuses)
         .select_related("patient")
-        .annotate(
-            ai_flagged=Exists(abnormal.filter(confidence__gte=threshold)),
-            ai_top_confidence=Subquery(top_confidence),
-            image_count=Count("images", distinct=True),
-        )
+        .with_image_count()
+        .annotate(ai_top_confidence=Subquery(top_confidence))
+        .annotate(ai_flagged=GreaterThanOrEqual(Coalesce(F("ai_top_confidence"), Value(-1.0)), Value(threshold)))
         .order_by("priority", F("ai_flagged").desc(), "created_at", "id")
     )
 
@@ -191,14 +196,22 @@ def images_pending(images: list[Image]) -> bool:
 # --- Dashboards ---------------------------------------------------------------------------------
 
 
-def studies_today(*, day) -> QuerySet[Study]:
+def studies_today(*, day: datetime.date) -> QuerySet[Study]:
+    # A range on created_at (midnight to midnight, local time) can use its index; ``__date`` cannot.
+    start = timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+    end = timezone.make_aware(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time.min))
+    failed = (
+        Prediction.objects.filter(image__study=OuterRef("pk"), status=PredictionStatus.FAILED)
+        .order_by()
+        .values("image__study")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return (
-        Study.objects.filter(created_at__date=day)
+        Study.objects.filter(created_at__gte=start, created_at__lt=end)
         .select_related("patient")
-        .annotate(
-            image_count=Count("images", distinct=True),
-            failed_count=Count("images__predictions", filter=Q(images__predictions__status="failed"), distinct=True),
-        )
+        .with_image_count()
+        .annotate(failed_count=Coalesce(Subquery(failed), 0))
         .order_by("priority", "-created_at")
     )
 

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 
 class Sex(models.TextChoices):
@@ -43,7 +44,12 @@ class Patient(models.Model):
 
     class Meta:
         ordering = ["family_name", "given_name", "mrn"]
-        indexes = [models.Index(fields=["family_name", "given_name"])]
+        indexes = [
+            # The list's order, so a page is read from the index rather than sorted.
+            models.Index(fields=["family_name", "given_name", "mrn"], name="patient_name_order"),
+            # MRN lookups ignore case (``mrn__iexact`` is ``UPPER(mrn) = UPPER(…)``).
+            models.Index(Upper("mrn"), name="patient_mrn_upper"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(sex__in=Sex.values), name="patient_sex_valid"),
             models.CheckConstraint(condition=~Q(mrn=""), name="patient_mrn_not_empty"),

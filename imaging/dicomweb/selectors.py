@@ -3,7 +3,8 @@
 import datetime
 import io
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from pydicom import Dataset, dcmread
 
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -74,10 +75,12 @@ def dicom_study_search(
         studies = studies.filter(modality__in=modalities)
     if description:
         studies = studies.filter(_wildcard("description", description))
+    # The counts are subqueries run for the rows of the page, not a join of every image grouped first.
+    instances = Image.objects.filter(study=OuterRef("pk"), sop_instance_uid__isnull=False).order_by().values("study")
     return studies.annotate(
-        instance_count=Count("images", filter=Q(images__sop_instance_uid__isnull=False)),
-        series_count=Count(
-            "images__series_instance_uid", filter=Q(images__sop_instance_uid__isnull=False), distinct=True
+        instance_count=Coalesce(Subquery(instances.annotate(n=Count("pk")).values("n")), 0),
+        series_count=Coalesce(
+            Subquery(instances.annotate(n=Count("series_instance_uid", distinct=True)).values("n")), 0
         ),
     ).order_by("-study_date", "-created_at")
 

@@ -38,7 +38,9 @@ def _count(client, path: str) -> tuple[int, int]:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(path + ("&" if "?" in path else "?") + "page_size=50")
     assert response.status_code == 200, response.content[:300]
-    return len(queries), response.json()["count"]
+    body = response.json()
+    # The audit trail pages by cursor and has no count; the rows on its page stand in for it.
+    return len(queries), body.get("count", len(body["results"]))
 
 
 @pytest.mark.parametrize("path", LISTS)
