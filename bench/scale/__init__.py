@@ -1,0 +1,1 @@
+"""Scale benchmark: list, search, worklist, dashboard and QIDO latency at hospital scale (see run.py)."""
