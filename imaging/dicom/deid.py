@@ -1,86 +1,108 @@
 """De-identification following the DICOM PS3.15 Basic Application Level Confidentiality Profile.
 
-Identifying attributes are removed or emptied; the patient gets a pseudonym and every
-instance-specific UID a replacement, both derived with a keyed hash so that the same
-patient and the same study give the same pseudonyms in every export (studies stay linked
-across exports) while nobody without the key can go back.
+The attributes and their actions are PS3.15 table E.1-1 as dicom-anonymizer ships it (the
+2026c edition). Its own ``anonymize_dataset`` is not used: it applies the table to the top
+level only (identifiers inside sequences would survive), replaces UIDs with random ones held
+in a process-wide dict (no consistency across exports) and turns removed dates into dummies.
+The walk below applies every action at every depth and keys pseudonyms and UIDs with
+``MEDPORTAL_DEID_KEY`` (never ``SECRET_KEY``), so the same study gives the same UIDs in every
+export made with the same key, while nobody without the key can go back.
+
+Beyond the table, and on purpose stricter than it: every private tag, every repeating curve
+(50xx) and overlay (60xx) group whole, every person name, every date or time the table does not
+name, every free-text value the table does not name, and every non-standard UID are removed,
+emptied or replaced; the file meta is rebuilt from scratch. No pixel is cleaned: images that may
+carry text in their pixels are withheld by the export (``burned_in_text_risk``).
 """
 
 import hashlib
 import hmac
 
+from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from pydicom import Dataset
-from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
+from pydicom.dataset import FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
-# PS3.15 Table E.1-1, Basic Profile column: X = remove, Z = empty. UIDs (U) and the
-# patient's identity (pseudonyms) are handled below; PN values are emptied wherever they are.
-REMOVE = frozenset(
-    """
-    AcquisitionComments AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
-    AcquisitionDeviceProcessingDescription AcquisitionProtocolDescription AcquisitionTime
-    ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID AdmittingDate
-    AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription AdmittingTime Allergies Arbitrary
-    AuthorObserverSequence BranchOfService CassetteID ConfidentialityConstraintOnPatientDataDescription
-    ContentCreatorIdentificationCodeSequence ContributionDescription CountryOfResidence CurrentPatientLocation
-    CurveDate CurveTime CustodialOrganizationSequence DataSetTrailingPadding DerivationDescription DetectorID
-    DeviceSerialNumber DigitalSignaturesSequence DischargeDiagnosisDescription DistributionAddress
-    DistributionName EthnicGroup FrameComments GantryID GeneratorID HumanPerformerOrganization
-    IconImageSequence IdentifyingComments ImageComments ImagePresentationComments
-    ImagingServiceRequestComments Impressions InstitutionAddress InstitutionalDepartmentName
-    InstitutionCodeSequence InstitutionName InsurancePlanIdentification
-    IntendedRecipientsOfResultsIdentificationSequence InterpretationApproverSequence InterpretationAuthor
-    InterpretationDiagnosisDescription InterpretationIDIssuer InterpretationRecorder InterpretationText
-    InterpretationTranscriber IssuerOfAdmissionID IssuerOfPatientID IssuerOfServiceEpisodeID MedicalAlerts
-    MedicalRecordLocator MilitaryRank ModifiedAttributesSequence ModifyingDeviceID ModifyingDeviceManufacturer
-    NameOfPhysiciansReadingStudy NamesOfIntendedRecipientsOfResults Occupation OperatorIdentificationSequence
-    OperatorsName OriginalAttributesSequence OrderCallbackPhoneNumber OrderEnteredBy OrderEntererLocation
-    OtherPatientIDs OtherPatientIDsSequence OtherPatientNames OverlayComments OverlayDate OverlayTime
-    ParticipantSequence PatientAddress PatientAge PatientComments PatientBirthName PatientBirthTime
-    PatientInsurancePlanCodeSequence PatientMotherBirthName PatientPrimaryLanguageCodeSequence
-    PatientReligiousPreference PatientSexNeutered PatientSize PatientState PatientTelephoneNumbers
-    PatientTelecomInformation PatientTransportArrangements PatientWeight PerformedLocation
-    PerformedProcedureStepDescription PerformedProcedureStepEndDate PerformedProcedureStepEndTime
-    PerformedProcedureStepID PerformedProcedureStepStartDate PerformedProcedureStepStartTime
-    PerformedStationAETitle PerformedStationGeographicLocationCodeSequence PerformedStationName
-    PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence PerformingPhysicianName
-    PersonAddress PersonIdentificationCodeSequence PersonName PersonTelephoneNumbers
-    PhysicianApprovingInterpretation PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
-    PhysiciansReadingStudyIdentificationSequence PlateID PreMedication PregnancyStatus ProtocolName
-    ReasonForImagingServiceRequest ReasonForStudy ReferencedDigitalSignatureSequence
-    ReferencedPatientAliasSequence ReferencedPatientPhotoSequence ReferencedPatientSequence
-    ReferencedSOPInstanceMACSequence ReferencedStudySequence ReferringPhysicianAddress
-    ReferringPhysicianIdentificationSequence ReferringPhysicianTelephoneNumbers RegionOfResidence
-    RequestAttributesSequence RequestedContrastAgent RequestedProcedureComments RequestedProcedureID
-    RequestedProcedureLocation RequestingPhysician RequestingService ResponsibleOrganization ResponsiblePerson
-    ResultsComments ResultsDistributionListSequence ResultsIDIssuer ScheduledHumanPerformersSequence
-    ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence
-    ScheduledPerformingPhysicianName ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime
-    ScheduledProcedureStepLocation ScheduledProcedureStepStartDate ScheduledProcedureStepStartTime
-    ScheduledStationAETitle ScheduledStationGeographicLocationCodeSequence ScheduledStationName
-    ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle SeriesDate
-    SeriesDescription SeriesTime ServiceEpisodeDescription ServiceEpisodeID SmokingStatus SourceImageSequence
-    SpecialNeeds StationName StudyComments StudyDescription StudyIDIssuer TextComments TextString TopicAuthor
-    TopicKeywords TopicSubject TopicTitle VerifyingOrganization VisitComments InstanceCreationDate
-    InstanceCreationTime InstanceCreatorUID
-    """.split()  # noqa: SIM905 - PS3.15 keywords read best as the table lists them
-)
-EMPTY = frozenset(
-    """
-    AccessionNumber ContentDate ContentTime FillerOrderNumberImagingServiceRequest PatientBirthDate PatientSex
-    PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyDate StudyID StudyTime
-    VerifyingObserverName ContentCreatorName
-    """.split()  # noqa: SIM905 - PS3.15 keywords read best as the table lists them
-)
-
+TABLE_EDITION = "dicomfields_2026c"
 DEIDENTIFICATION_METHOD = "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile"
+
+# The library's categories, named by the table's action codes.
+_CATEGORIES = {
+    "D_TAGS": "D",
+    "Z_TAGS": "Z",
+    "X_TAGS": "X",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z/D",
+    "X_Z_TAGS": "X/Z",
+    "X_D_TAGS": "X/D",
+    "X_Z_D_TAGS": "X/Z/D",
+    "X_Z_U_STAR_TAGS": "X/Z/U*",
+}
+# Attributes of E.1-1 the library's edition of the table lacks.
+_ADDED = {Tag(0x0040, 0xA160): "X"}  # Text Value
+
+
+def _profile() -> tuple[dict[BaseTag, str], list[tuple[int, int, int, int, str]]]:
+    exact: dict[BaseTag, str] = {}
+    masked: list[tuple[int, int, int, int, str]] = []
+    database = dicom_anonymization_database_selector(TABLE_EDITION)
+    for category, action in _CATEGORIES.items():
+        for entry in database[category]:
+            if len(entry) == 4:
+                masked.append((*entry, action))
+            else:
+                exact[Tag(*entry)] = action
+    exact.update(_ADDED)
+    return exact, masked
+
+
+PROFILE, MASKED_PROFILE = _profile()
+
+# What a combined action comes to when the IOD's type of the attribute is not looked up: the
+# choice that keeps a Type 1 attribute present (dummy) and a Type 2 one present (empty).
+_RESOLVED = {"Z/D": "D", "X/D": "D", "X/Z/D": "D", "X/Z": "Z", "X/Z/U*": "U*"}
+
+_DUMMY_TEXT = "ANONYMOUS"
+_DUMMIES = {
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    "AS": "000Y",
+    "DS": "0",
+    "IS": "0",
+    "UR": "https://anonymous.invalid",
+}
+_NUMBERS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
+_BYTES = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+_TEMPORAL = frozenset({"DA", "TM", "DT"})
+_FREE_TEXT = frozenset({"LT", "ST", "UT"})
+
+
+def action_for(tag: BaseTag) -> str | None:
+    """The Basic Profile action for ``tag`` (``D``, ``Z``, ``X``, ``U`` or a combined one), if it has one."""
+    action = PROFILE.get(tag)
+    if action is not None:
+        return action
+    for group, element, group_mask, element_mask, masked_action in MASKED_PROFILE:
+        if tag.group & group_mask == group & group_mask and tag.element & element_mask == element & element_mask:
+            return masked_action
+    return None
+
+
+def _key() -> bytes:
+    key = getattr(settings, "MEDPORTAL_DEID_KEY", "")
+    if not key:
+        raise ImproperlyConfigured("MEDPORTAL_DEID_KEY must be set to export de-identified data.")
+    return key.encode()
 
 
 def _keyed(namespace: str, value: str) -> bytes:
-    key = settings.SECRET_KEY.encode()
-    return hmac.new(key, f"{namespace}:{value}".encode(), hashlib.sha256).digest()
+    return hmac.new(_key(), f"{namespace}:{value}".encode(), hashlib.sha256).digest()
 
 
 def pseudonym(patient_id: str) -> str:
@@ -98,38 +120,102 @@ def _registered_uid(value: str) -> bool:
     return bool(uid.name) and uid.name != value
 
 
-def _clean(dataset: Dataset) -> None:
-    for element in list(dataset):
-        keyword = keyword_for_tag(element.tag)
-        group = element.tag.group
-        if (
-            element.tag.is_private
-            or 0x5000 <= group <= 0x50FF
-            or (0x6000 <= group <= 0x60FF and element.tag.element in (0x3000, 0x4000))
-        ):
-            del dataset[element.tag]  # private tags, curves, overlay data and comments
-        elif keyword in REMOVE:
-            del dataset[element.tag]
-        elif keyword in EMPTY or element.VR == "PN":
-            dataset[element.tag] = DataElement(element.tag, element.VR, None)
-        elif element.VR == "UI" and element.value:
-            _replace_uids(element)
-        elif element.VR == "SQ":
-            for item in element.value:
-                _clean(item)
+def _uid(value) -> str:
+    text = str(value).strip()
+    return text if _registered_uid(text) else pseudonymous_uid(text)
 
 
 def _replace_uids(element: DataElement) -> None:
-    values = element.value if element.VM > 1 else [element.value]
-    replaced = [v if _registered_uid(str(v)) else pseudonymous_uid(str(v)) for v in values]
-    element.value = replaced if element.VM > 1 else replaced[0]
+    if element.value in (None, ""):
+        return
+    if element.VM > 1:
+        element.value = [_uid(value) for value in element.value]
+    else:
+        element.value = _uid(element.value)
+
+
+def _dummy(element: DataElement) -> None:
+    """D: a non-empty value of the element's VR that says nothing."""
+    vr = element.VR
+    if vr == "SQ":
+        for item in element.value:
+            _dummy_item(item)
+    elif vr == "UI":
+        _replace_uids(element)
+    elif vr in _DUMMIES:
+        element.value = _DUMMIES[vr]
+    elif vr in _NUMBERS:
+        element.value = 0
+    elif vr in _BYTES:
+        element.value = b"\0\0"
+    else:  # AE, CS, LO, LT, PN, SH, ST, UC, UT and anything newer
+        element.value = _DUMMY_TEXT
+
+
+def _dummy_item(item: Dataset) -> None:
+    for element in list(item):
+        if element.tag.is_private:
+            del item[element.tag]
+        else:
+            _dummy(item[element.tag])
+
+
+def _empty(element: DataElement) -> None:
+    element.value = Sequence() if element.VR == "SQ" else None
+
+
+def _clean(dataset: Dataset) -> None:
+    for tag in list(dataset.keys()):
+        element = dataset[tag]  # converts a raw element, so its VR is known
+        group = tag.group
+        if tag.is_private or group in (0x0000, 0x0002) or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
+            # Private tags, and whole curve and overlay groups: the table names only some of their
+            # elements, and what is left of a group (rows, origin, description) is useless or worse.
+            # Command (0000) and file meta (0002) elements have no place in the data set itself.
+            del dataset[tag]
+            continue
+        action = action_for(tag)
+        action = _RESOLVED.get(action, action)
+        vr = element.VR
+        if action == "X":
+            del dataset[tag]
+        elif action == "Z":
+            _empty(element)
+        elif action == "D":
+            _dummy(element)
+        elif vr == "SQ":  # U*, K or not in the table: the items are cleaned like the data set
+            for item in element.value:
+                _clean(item)
+        elif action in ("U", "U*") or (action is None and vr == "UI"):
+            _replace_uids(element)
+        elif action is not None:
+            continue  # K
+        elif vr == "PN":
+            _empty(element)
+        elif vr in _FREE_TEXT:
+            del dataset[tag]
+        elif vr in _TEMPORAL and element.value not in (None, ""):
+            _dummy(element)
+
+
+def _clean_file_meta(dataset: Dataset) -> None:
+    """A new file meta with only what reading the file needs: no source AE title, no private info."""
+    old = getattr(dataset, "file_meta", None)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    if old is not None and "TransferSyntaxUID" in old:
+        meta.TransferSyntaxUID = old.TransferSyntaxUID
+    # ImplementationClassUID and ImplementationVersionName are pydicom's, filled in on writing.
+    dataset.file_meta = meta
 
 
 def dataset_deidentify(dataset: Dataset) -> Dataset:
     """De-identify ``dataset`` in place (file meta included) and return it."""
     original_id = str(dataset.get("PatientID") or "")
+    original_study = str(dataset.get("StudyInstanceUID") or "")
     _clean(dataset)
-    alias = pseudonym(original_id or str(dataset.get("StudyInstanceUID", "")))
+    alias = pseudonym(original_id or original_study)
     dataset.PatientID = alias
     dataset.PatientName = alias
     dataset.PatientIdentityRemoved = "YES"
@@ -140,12 +226,39 @@ def dataset_deidentify(dataset: Dataset) -> Dataset:
     method.CodingSchemeDesignator = "DCM"
     method.CodeMeaning = "Basic Application Confidentiality Profile"
     dataset.DeidentificationMethodCodeSequence = [method]
-    meta = getattr(dataset, "file_meta", None)
-    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
-        meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    _clean_file_meta(dataset)
     return dataset
 
 
-def has_burned_in_annotation(dataset: Dataset) -> bool:
-    # The basic profile does not clean pixels; an image that says it carries text in its pixels stays out.
-    return str(dataset.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+# Secondary capture (screenshots, scanned documents) and ultrasound carry text in their pixels
+# so often that their BurnedInAnnotation cannot be trusted.
+_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+_ULTRASOUND_PREFIXES = ("1.2.840.10008.5.1.4.1.1.6.", "1.2.840.10008.5.1.4.1.1.3.")
+_ALWAYS_REVIEWED_MODALITIES = {"US": "ultrasound", "IVUS": "ultrasound", "SC": "secondary capture"}
+
+
+def burned_in_text_risk(dataset: Dataset) -> str | None:
+    """Why the pixels may show identifying text, or None when the file says they do not and can be believed.
+
+    The basic profile cleans no pixel, so such an image stays out of a de-identified export
+    until someone has looked at it.
+    """
+    modality = str(dataset.get("Modality") or "").strip().upper()
+    sop_class = str(dataset.get("SOPClassUID") or "")
+    if modality in _ALWAYS_REVIEWED_MODALITIES:
+        return f"{_ALWAYS_REVIEWED_MODALITIES[modality]}: text is often burned into the pixels"
+    if sop_class.startswith(_SECONDARY_CAPTURE_PREFIX):
+        return "secondary capture: text is often burned into the pixels"
+    if sop_class.startswith(_ULTRASOUND_PREFIXES):
+        return "ultrasound: text is often burned into the pixels"
+    flag = str(dataset.get("BurnedInAnnotation") or "").strip().upper()
+    if flag == "YES":
+        return "the file says text is burned into the pixels"
+    if flag != "NO":
+        return "the file does not say that no text is burned into the pixels (BurnedInAnnotation)"
+    return None
+
+
+def uid_pseudonym(uid: str) -> str:
+    """The UID an export gives ``uid`` (for naming files and manifest lines)."""
+    return _uid(uid)

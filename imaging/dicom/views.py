@@ -3,14 +3,14 @@
 DRF views so that both a logged-in browser session and an API token work.
 """
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
-from imaging.dicom.export import study_export_filename, study_export_zip
+from imaging.dicom.export import study_export_filename, study_export_stream
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.models import Image, Study
@@ -61,7 +61,10 @@ class StudyExportApi(APIView):
         _audit_download(
             request, obj=study, patient_id=study.patient_id, detail="anonymised export" if anonymised else "export"
         )
-        response = HttpResponse(study_export_zip(study=study, anonymised=anonymised), content_type="application/zip")
+        # Streamed file by file: a study of any size costs the memory of one instance.
+        response = StreamingHttpResponse(
+            study_export_stream(study=study, anonymised=anonymised), content_type="application/zip"
+        )
         filename = study_export_filename(study, anonymised=anonymised)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -198,6 +198,9 @@ MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default
 MEDPORTAL_DEMO_ALLOWED = False
 # `manage.py flush` may empty the insert-only audit tables: the test settings only (see audit.protection).
 MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
+# Keys the pseudonyms of de-identified exports (imaging.dicom.deid); each settings module sets it,
+# production from the environment with no default. Never SECRET_KEY.
+MEDPORTAL_DEID_KEY = ""
 
 # Celery.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")

@@ -5,6 +5,8 @@ from .base import VAR_DIR, env, filesystem_broker_options
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="local-development-only-not-secret")
+# Keys the pseudonyms of de-identified exports; fixed here so demo exports are reproducible, and public.
+MEDPORTAL_DEID_KEY = env.str("MEDPORTAL_DEID_KEY", default="local-development-deid-key-not-secret")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -1,10 +1,18 @@
 """Production: every secret comes from the environment and has no default."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+# Keys the patient pseudonyms and UIDs of de-identified exports. Separate from SECRET_KEY so that
+# rotating one does not relink or unlink the other, and so that it can be handed to whoever must
+# reproduce the pseudonyms without handing over the session key.
+MEDPORTAL_DEID_KEY = env.str("MEDPORTAL_DEID_KEY")
+if MEDPORTAL_DEID_KEY == SECRET_KEY:
+    raise ImproperlyConfigured("MEDPORTAL_DEID_KEY must differ from DJANGO_SECRET_KEY.")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True

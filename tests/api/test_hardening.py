@@ -26,6 +26,7 @@ def _production_env() -> dict:
         **inherited,
         "DJANGO_SETTINGS_MODULE": "medportal.settings.production",
         "DJANGO_SECRET_KEY": "x" * 20 + "-production-like-secret-key-for-the-check-0123456789",
+        "MEDPORTAL_DEID_KEY": "y" * 20 + "-production-like-deidentification-key",
         "DJANGO_ALLOWED_HOSTS": "medportal.example.org",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/medportal",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",

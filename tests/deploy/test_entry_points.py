@@ -31,6 +31,7 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def _production_env(**extra: str) -> dict[str, str]:
     return _env(
         DJANGO_SECRET_KEY=SECRET,
+        MEDPORTAL_DEID_KEY="y" * 20 + "-production-like-deidentification-key",
         DJANGO_ALLOWED_HOSTS="medportal.example.org",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/medportal",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
