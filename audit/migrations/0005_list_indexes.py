@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0003_append_only_everywhere'),
+        ('audit', '0004_login_actions'),
         ('patients', '0002_list_and_search_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
