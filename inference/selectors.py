@@ -254,15 +254,27 @@ def prediction_queue() -> dict:
     }
 
 
+AGREEMENT_CACHE_SECONDS = 60
+
+
 def agreement_per_model() -> list[dict]:
-    """How often radiologists agreed with each model version's second opinion."""
+    """How often radiologists agreed with each model version's second opinion.
+
+    It reads every review ever made, so each process computes it at most once a minute: a rate
+    over thousands of reviews does not move within a minute, and the admin dashboard stays as
+    fast with years of reviews as with a week's.
+    """
+    key = "medportal:agreement-per-model"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     rows = (
         Review.objects.order_by()
         .values("prediction__model__name", "prediction__model__version")
         .annotate(total=Count("id"), agreed=Count("id", filter=Q(decision="agree")))
         .order_by("prediction__model__name", "prediction__model__version")
     )
-    return [
+    result = [
         {
             "model": f"{row['prediction__model__name']} v{row['prediction__model__version']}",
             "total": row["total"],
@@ -271,3 +283,5 @@ def agreement_per_model() -> list[dict]:
         }
         for row in rows
     ]
+    cache.set(key, result, timeout=AGREEMENT_CACHE_SECONDS)
+    return result

@@ -47,6 +47,15 @@ def require_datasets() -> Path:
     return DATASETS
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Reads cached for a few seconds (queue status, agreement rates) start empty in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def sample_image_bytes():
     def read(name: str) -> bytes:
