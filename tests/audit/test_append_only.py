@@ -1,5 +1,6 @@
 """The database refuses to change or remove audit events and change history, on every backend."""
 
+import io
 import re
 import uuid
 from pathlib import Path
@@ -139,15 +140,28 @@ def _documented_role_sql(*, role: str, database: str, owner: str) -> str:
     return sql
 
 
-@on_postgresql
-def test_the_documented_application_role_can_append_but_never_wipe(rows):
-    # Roles are cluster-wide, but CREATE ROLE is transactional: the test's rollback removes it.
-    role = f"medportal_app_test_{uuid.uuid4().hex[:8]}"
+def _set_up_role_with_the_documented_sql(role: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_database(), current_user")
         database, owner = cursor.fetchone()
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(_documented_role_sql(role=role, database=database, owner=owner))
+
+
+def _set_up_role_with_the_command(role: str) -> None:
+    call_command("audit_app_role", role=role, password_env="TEST_APP_ROLE_PASSWORD", stdout=io.StringIO())
+    call_command("audit_app_role", role=role, stdout=io.StringIO())  # again: nothing changes, nothing fails
+
+
+@on_postgresql
+@pytest.mark.parametrize("set_up", [_set_up_role_with_the_documented_sql, _set_up_role_with_the_command])
+def test_the_application_role_can_append_but_never_wipe(rows, set_up, monkeypatch):
+    # Roles are cluster-wide, but CREATE ROLE is transactional: the test's rollback removes it.
+    monkeypatch.setenv("TEST_APP_ROLE_PASSWORD", uuid.uuid4().hex)
+    role = f"medportal_app_test_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    set_up(role)
+    with connection.cursor() as cursor:
         cursor.execute(f"SET ROLE {role}")
     try:
         patient = PatientFactory()
@@ -170,3 +184,12 @@ def test_the_documented_application_role_can_append_but_never_wipe(rows):
             cursor.execute("RESET ROLE")
     assert _count("audit_auditevent") == rows["audit_auditevent"] + 1
     assert _count("audit_historicalpatient") == rows["audit_historicalpatient"] + 2
+
+
+@on_postgresql
+def test_the_command_refuses_a_superuser_role():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        superuser = cursor.fetchone()[0]
+    with pytest.raises(CommandError, match="superuser"):
+        call_command("audit_app_role", role=superuser, stdout=io.StringIO())
