@@ -23,7 +23,7 @@ def test_web_serves_with_gunicorn_on_postgres_and_redis(compose):
     env = web["environment"]
     assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://")
     assert env["DJANGO_SETTINGS_MODULE"] == "medportal.settings.production"
-    assert set(web["depends_on"]) == {"postgres", "redis"}
+    assert set(web["depends_on"]) == {"postgres", "redis", "migrate"}
 
 
 def test_gpu_worker_consumes_only_the_gpu_queue_with_an_nvidia_reservation(compose):
@@ -45,7 +45,8 @@ def test_sweeper_runs_and_files_are_shared_through_one_volume(compose):
 def test_secrets_have_no_defaults(compose):
     # ${VAR:?message} makes compose refuse to start without the secret.
     assert "${POSTGRES_PASSWORD:?" in compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
-    assert "${POSTGRES_PASSWORD:?" in compose["services"]["web"]["environment"]["DATABASE_URL"]
+    assert "${APP_DB_PASSWORD:?" in compose["services"]["web"]["environment"]["DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in compose["services"]["migrate"]["environment"]["DATABASE_URL"]
 
 
 def test_access_log_leaves_out_query_strings(compose):
@@ -78,3 +79,18 @@ def test_gunicorn_is_reached_through_the_proxy_only_and_the_proxy_header_is_opt_
 def test_the_image_defaults_to_production_settings():
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
     assert "DJANGO_SETTINGS_MODULE=medportal.settings.production" in dockerfile
+
+
+def test_only_the_migrate_step_connects_as_the_owner_of_the_tables(compose):
+    # The application's role owns no table, so it cannot drop the audit trail's triggers.
+    migrate = compose["services"]["migrate"]
+    assert migrate["environment"]["DATABASE_URL"].startswith("postgres://medportal:")
+    assert migrate["command"].index("migrate --noinput") < migrate["command"].index(
+        "audit_app_role --role medportal_app"
+    )
+    assert migrate["restart"] == "no" and set(migrate["depends_on"]) == {"postgres"}
+    for name, service in compose["services"].items():
+        if service.get("image", "").startswith("medportal") and name != "migrate":
+            assert service["environment"]["DATABASE_URL"].startswith("postgres://medportal_app:"), name
+            assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+            assert "manage.py migrate" not in service["command"], name
