@@ -41,7 +41,8 @@ class ReviewForm(forms.Form):
 
     def __init__(self, *args, labels: list[str], ai_label: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["final_label"].choices = [(label, label) for label in labels]
+        # The empty choice is what an override starts from: the AI's label is never preselected for it.
+        self.fields["final_label"].choices = [("", "Choose the label you read"), *((label, label) for label in labels)]
         self.fields["final_label"].initial = ai_label
         self.ai_label = ai_label
 
@@ -49,6 +50,9 @@ class ReviewForm(forms.Form):
         data = super().clean()
         if data.get("decision") == ReviewDecision.AGREE:
             data["final_label"] = self.ai_label
-        elif data.get("decision") == ReviewDecision.OVERRIDE and data.get("final_label") == self.ai_label:
-            self.add_error("final_label", "That is the AI's label; choose another label to override, or Agree.")
+        elif data.get("decision") == ReviewDecision.OVERRIDE:
+            if not data.get("final_label"):
+                self.add_error("final_label", "Choose the label you read: an override needs one.")
+            elif data["final_label"] == self.ai_label:
+                self.add_error("final_label", "That is the AI's label; choose another label to override, or Agree.")
         return data

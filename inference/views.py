@@ -1,9 +1,11 @@
+import re
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
@@ -12,7 +14,7 @@ from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.sr import prediction_sr_bytes, sr_filename
-from imaging.models import Study, StudyStatus
+from imaging.models import Study
 from imaging.selectors import study_for_page
 from inference.forms import ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
@@ -23,6 +25,14 @@ from web.auditing import audit_page, audit_rows
 from web.charts import hbar_chart
 
 PAGE_SIZE = 25
+
+# Display windows for 8-bit renderings (key, name, level, width); they change the display only.
+WINDOW_PRESETS = (
+    ("1", "Full range", 128, 256),
+    ("2", "High contrast", 128, 128),
+    ("3", "Bright", 96, 192),
+    ("4", "Dark", 160, 192),
+)
 
 
 def _awaiting_review():
@@ -60,19 +70,49 @@ def _model_card(model) -> dict:
     }
 
 
-def _next_after_review(*, study: Study) -> str:
-    """The next thing to review: another result of this study, else the next study in triage order."""
+def _worklist_query(request: HttpRequest) -> QueryDict:
+    """The worklist filters the radiologist came with, carried through review and "save and next"."""
+    source = request.POST.get("worklist_query") if request.method == "POST" else None
+    query = QueryDict(source, mutable=True) if source is not None else request.GET.copy()
+    for key in ("prediction", "page"):
+        query.pop(key, None)
+    return query
+
+
+def _with_query(url: str, query: QueryDict) -> str:
+    return f"{url}?{query.urlencode()}" if query else url
+
+
+def _next_after_review(*, study: Study, query: QueryDict) -> str:
+    """The next thing to review: another result of this study, else the next study of the same
+    filtered worklist in triage order, else that worklist."""
     if Prediction.objects.filter(image__study=study, status=PredictionStatus.SUCCEEDED, review__isnull=True).exists():
-        return reverse("pages:review", args=[study.id])
-    following = (
-        studies_worklist(statuses=(StudyStatus.AI_DONE,))
-        .filter(Exists(_awaiting_review()))
-        .exclude(id=study.id)
-        .first()
-    )
+        return _with_query(reverse("pages:review", args=[study.id]), query)
+    filters = WorklistFilterForm(query or None)
+    following = studies_worklist(statuses=filters.selected_statuses())
+    if filters.selected_modality():
+        following = following.filter(modality=filters.selected_modality())
+    following = following.filter(Exists(_awaiting_review())).exclude(id=study.id).first()
     if following is None:
-        return reverse("pages:worklist")
-    return reverse("pages:review", args=[following.id])
+        return _with_query(reverse("pages:worklist"), query)
+    return _with_query(reverse("pages:review", args=[following.id]), query)
+
+
+def _natural_key(text: str) -> list:
+    """'img-2.png' before 'img-10.png'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]
+
+
+def reading_order(images: list) -> list:
+    """A series in the order it was acquired: by series, then file name (numbers compared as
+    numbers), then upload time; upload order alone mixes a drag-and-drop batch."""
+    return sorted(
+        images, key=lambda image: (image.series_instance_uid, _natural_key(image.original_filename), image.uploaded_at)
+    )
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 @role_required(RADIOLOGISTS)
@@ -81,8 +121,9 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         study = study_for_page(study_id=study_id)
     except Study.DoesNotExist as exc:
         raise Http404("No such study.") from exc
-    images = study_images(study=study)
-    predictions = [p for image in images for p in image.predictions.all()]
+    query = _worklist_query(request)
+    images = reading_order(study_images(study=study))
+    predictions = [p for image in images for p in sorted(image.predictions.all(), key=lambda p: p.model.name)]
     reviewable = [p for p in predictions if p.status == PredictionStatus.SUCCEEDED and not _has_review(p)]
 
     wanted = request.POST.get("prediction") or request.GET.get("prediction")
@@ -115,15 +156,21 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                 form.add_error(None, exc)
             else:
                 audit_page(request, obj=saved, patient=study.patient_id, action=AuditAction.CREATE)
-                messages.success(
-                    request,
+                message = (
                     f"Review saved for {study.accession_number}: {saved.get_decision_display().lower()}, "
-                    f"final label {saved.final_label}.",
+                    f"final label {saved.final_label}."
                 )
-                return redirect(_next_after_review(study=study))
+                messages.success(request, message)
+                following = _next_after_review(study=study, query=query)
+                if _wants_json(request):
+                    return JsonResponse({"ok": True, "next": following, "message": message})
+                return redirect(following)
     elif request.method == "POST":
         messages.info(request, "This AI second opinion has already been reviewed.")
-        return redirect(_next_after_review(study=study))
+        following = _next_after_review(study=study, query=query)
+        if _wants_json(request):
+            return JsonResponse({"ok": True, "next": following, "message": "Already reviewed."})
+        return redirect(following)
 
     audit_page(request, obj=study, patient=study.patient_id)
     chart = None
@@ -136,6 +183,15 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
             label_width=110,
             plot_width=170,
         )
+    position = predictions.index(current) if current in predictions else None
+
+    def link(index: int) -> str | None:
+        if position is None or not 0 <= index < len(predictions):
+            return None
+        page_query = query.copy()
+        page_query["prediction"] = str(predictions[index].id)
+        return _with_query(reverse("pages:review", args=[study.id]), page_query)
+
     context = {
         "study": study,
         "patient": study.patient,
@@ -148,6 +204,13 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         "remaining": len(reviewable),
         "failed": [p for p in predictions if p.status == PredictionStatus.FAILED],
         "pending": [p for p in predictions if p.status in (PredictionStatus.QUEUED, PredictionStatus.RUNNING)],
+        "position": None if position is None else position + 1,
+        "total": len(predictions),
+        "previous_url": link(position - 1) if position is not None else None,
+        "next_url": link(position + 1) if position is not None else None,
+        "worklist_query": query.urlencode(),
+        "worklist_url": _with_query(reverse("pages:worklist"), query),
+        "window_presets": WINDOW_PRESETS,
     }
     return render(request, "inference/review.html", context)
 

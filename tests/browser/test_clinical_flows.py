@@ -232,3 +232,108 @@ def test_staff_cannot_open_the_review_page(page, login, screenshot, browser_staf
     expect(page.get_by_text("radiologist role")).to_be_visible()
     expect(page.get_by_role("link", name="Worklist")).to_have_count(0)
     screenshot(page, "forbidden")
+
+
+def test_a_40_image_study_is_read_with_the_keyboard_alone(page, login, screenshot, browser_radiologist):
+    model = make_aimodel()
+    patient = PatientFactory(family_name="Series", given_name="Sam")
+    study = StudyFactory(patient=patient, accession_number="ACC-SERIES", modality="DX", priority=2)
+    for number in range(40, 0, -1):  # uploaded last-to-first: read in file-name order all the same
+        make_prediction(make_image(study, name=f"img-{number}.png"), model, label="pneumonia", confidence=0.9)
+    stat_cr = StudyFactory(accession_number="ACC-CR-STAT", modality="CR", priority=1)  # filtered out
+    next_dx = StudyFactory(accession_number="ACC-DX-NEXT", modality="DX", priority=3)
+    for other in (stat_cr, next_dx):
+        make_prediction(make_image(other, name="other.png"), model, label="normal", confidence=0.8)
+    for s in (study, stat_cr, next_dx):
+        study_refresh_status(study_id=s.id)
+
+    login(page, "radiologist-browser")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto("/worklist/?modality=DX")
+    page.locator("table.worklist tbody tr").first.get_by_role("link", name="Review").click()
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    _mark_page(page)
+
+    # Image and decision on one screen at 1280×800, focus on the decision, the AI output with its
+    # confidence, model version and the second-opinion notice.
+    layout = page.evaluate(
+        """() => { const r = (s) => document.querySelector(s).getBoundingClientRect();
+                   return { save: r('[data-review-form] button[type=submit]').bottom, image: r('[data-stage]').top,
+                            imageBottom: r('[data-stage]').bottom, scrollY: window.scrollY,
+                            focus: document.activeElement.name }; }"""
+    )
+    assert layout["scrollY"] == 0 and layout["save"] <= 800 and layout["image"] < 400, layout
+    assert layout["imageBottom"] - layout["image"] > 300, layout
+    assert layout["focus"] == "decision"
+    side = page.locator(".reading__side")
+    expect(side).to_contain_text("Confidence 90.0%")
+    expect(side).to_contain_text("cxr-pneumonia v1.2.0")
+    expect(side).to_contain_text("AI second opinion — not a diagnosis.")
+    expect(page.locator("[data-position]")).to_have_text("1 of 40")
+    expect(page.locator(".viewer__name")).to_have_text("img-1.png")
+    screenshot(page, "review-reading-1280x800")
+
+    # The help overlay lists the shortcuts; the viewer answers to its keys.
+    page.keyboard.press("?")
+    expect(page.locator("[data-help]")).to_be_visible()
+    expect(page.locator("[data-help]")).to_contain_text("Save and go to the next result")
+    screenshot(page, "review-shortcuts-help")
+    page.keyboard.press("Escape")
+    expect(page.locator("[data-help]")).to_be_hidden()
+    zoom = page.locator("[data-zoom-level]").inner_text()
+    page.keyboard.press("+")
+    expect(page.locator("[data-zoom-level]")).not_to_have_text(zoom)
+    page.keyboard.press("2")
+    expect(page.locator('[data-preset="2"]')).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("j")
+    expect(page.locator("[data-position]")).to_have_text("2 of 40")
+    expect(page.locator(".viewer__name")).to_have_text("img-2.png")
+    page.keyboard.press("k")
+    expect(page.locator("[data-position]")).to_have_text("1 of 40")
+
+    presses = 0
+
+    def press(key: str) -> None:
+        nonlocal presses
+        page.keyboard.press(key)
+        presses += 1
+
+    # First image: override. The AI's label is not preselected, and saving without a label says
+    # so next to the control, which then has the focus.
+    press("o")
+    label = page.get_by_label("Final label")
+    expect(label).to_be_focused()
+    expect(label).to_have_value("")
+    press("Control+Enter")
+    expect(page.locator("#id_final_label_error")).to_have_text("Choose the label you read: an override needs one.")
+    expect(label).to_be_focused()
+    press("ArrowDown")
+    expect(label).to_have_value("normal")
+    press("Control+Enter")
+    expect(page.locator("[data-position]")).to_have_text("2 of 40")
+    expect(page.locator(".messages")).to_contain_text("override, final label normal")
+
+    for number in range(2, 41):
+        expect(page.locator(".viewer__name")).to_have_text(f"img-{number}.png")
+        press("a")
+        press("s")
+        if number < 40:
+            expect(page.locator("[data-position]")).to_have_text(f"{number + 1} of 40")
+
+    # Saving the last one opens the next study of the same filtered worklist (DX, not the STAT CR).
+    expect(page.get_by_role("heading", name=re.compile("Review ACC-DX-NEXT"))).to_be_visible()
+    assert "modality=DX" in page.url
+    assert _same_document(page), "the page reloaded between decisions"
+    print(f"\nKey presses to read a 40-image study with the keyboard alone: {presses}")  # noqa: T201 (a reported measure)
+    assert presses == 4 + 39 * 2
+
+    reviews = wait_for(
+        lambda: (
+            list(Review.objects.filter(prediction__image__study=study))
+            if Review.objects.filter(prediction__image__study=study).count() == 40
+            else None
+        )
+    )
+    decisions = {r.prediction.image.original_filename: (r.decision, r.final_label) for r in reviews}
+    assert decisions["img-1.png"] == ("override", "normal")
+    assert all(decisions[f"img-{n}.png"] == ("agree", "pneumonia") for n in range(2, 41))

@@ -169,3 +169,69 @@ def test_review_page_says_when_the_heatmap_is_still_coming(radiologist_client):
     study = done_study(make_aimodel(gradcam_layer="features"))
     html = radiologist_client.get(reverse("pages:review", args=[study.id])).content.decode()
     assert "Grad-CAM heatmap not ready yet" in html and "data-heatmap-toggle" not in html
+
+
+def test_save_as_json_answers_with_the_next_study_of_the_same_filtered_worklist(radiologist_client):
+    model = make_aimodel()
+    current = done_study(model, modality="DX", priority=Priority.URGENT)
+    done_study(model, modality="CR", priority=Priority.STAT)  # first in triage order, but filtered out
+    following = done_study(model, modality="DX", priority=Priority.ROUTINE)
+    prediction = current.images.get().predictions.get()
+
+    response = radiologist_client.post(
+        reverse("pages:review", args=[current.id]),
+        {"prediction": prediction.id, "decision": "agree", "worklist_query": "modality=DX&status=ai_done"},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["ok"] is True
+    assert answer["next"] == reverse("pages:review", args=[following.id]) + "?modality=DX&status=ai_done"
+    assert "agree" in answer["message"]
+    assert Review.objects.get(prediction=prediction).final_label == "pneumonia"
+
+
+def test_images_are_read_in_file_name_order_and_paged_keeping_the_filters(radiologist_client):
+    model = make_aimodel()
+    study = StudyFactory()
+    for name in ("img-10.png", "img-2.png", "img-1.png"):  # uploaded out of order
+        make_prediction(make_image(study, name=name), model)
+    study_refresh_status(study_id=study.id)
+
+    response = radiologist_client.get(reverse("pages:review", args=[study.id]), {"modality": "DX"})
+    assert [image.original_filename for image in response.context["images"]] == ["img-1.png", "img-2.png", "img-10.png"]
+    assert response.context["current_image"].original_filename == "img-1.png"
+    assert (response.context["position"], response.context["total"]) == (1, 3)
+    assert response.context["previous_url"] is None
+    second = radiologist_client.get(response.context["next_url"])
+    assert second.context["current_image"].original_filename == "img-2.png"
+    assert "modality=DX" in second.context["next_url"]
+    html = second.content.decode()
+    assert 'name="worklist_query" value="modality=DX"' in html
+    assert "2 of 3" in html
+
+
+def test_override_starts_without_the_ai_label_and_asks_for_one(radiologist_client):
+    study = done_study(make_aimodel(), label="pneumonia")
+    prediction = study.images.get().predictions.get()
+    page = radiologist_client.get(reverse("pages:review", args=[study.id])).content.decode()
+    assert '<option value="">Choose the label you read</option>' in page
+
+    response = radiologist_client.post(
+        reverse("pages:review", args=[study.id]),
+        {"prediction": prediction.id, "decision": "override", "final_label": ""},
+    )
+    html = response.content.decode()
+    assert response.context["form"].errors["final_label"] == ["Choose the label you read: an override needs one."]
+    assert 'id="id_final_label_error"' in html and 'aria-describedby="id_final_label_error"' in html
+    assert not Review.objects.exists()
+
+
+def test_review_page_lists_its_keyboard_shortcuts(radiologist_client):
+    study = done_study(make_aimodel())
+    html = radiologist_client.get(reverse("pages:review", args=[study.id])).content.decode()
+    assert "<dialog" in html and "Keyboard shortcuts" in html
+    for shortcut in ("Next image", "Previous image", "Agree with the AI second opinion", "Grad-CAM heatmap on or off"):
+        assert shortcut in html
+    assert 'aria-keyshortcuts="s Control+Enter"' in html
+    assert "Window presets: Full range, High contrast, Bright, Dark" in html
