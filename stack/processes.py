@@ -137,7 +137,11 @@ def start_gunicorn(env: dict[str, str], root: Path, *, workers: int = 2, threads
             return False
         return True
 
-    wait_until(ready, timeout=60, interval=0.2, message="gunicorn answering")
+    try:
+        wait_until(ready, timeout=60, interval=0.2, message="gunicorn answering")
+    except BaseException:
+        web.stop(timeout=10)
+        raise
     return web, base
 
 
@@ -171,7 +175,14 @@ def start_worker(
         warmed = log.count("Warmed ")
         return warmed >= concurrency if warm_models else True
 
-    wait_until(ready, timeout=timeout, interval=0.2, message=f"worker {name} ready")
+    try:
+        wait_until(ready, timeout=timeout, interval=0.2, message=f"worker {name} ready")
+    except BaseException as exc:
+        # Not left running (and loading models) behind the caller's back; its log says how far it got.
+        worker.stop(timeout=10)
+        if isinstance(exc, TimeoutError):
+            raise TimeoutError(f"{exc}:\n{worker.log()[-3000:]}") from exc
+        raise
     return worker
 
 

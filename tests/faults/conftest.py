@@ -14,6 +14,10 @@ from stack.servers import MissingBinary, PrivatePostgres, PrivateRedis, sql
 from tests.conftest import build_tiny_keras_model, tiny_card
 from tests.faults.gate import Gate
 
+# A bound, not a synchronisation: a worker loading TensorFlow and warming both test models on a
+# machine whose cores are shared by several test runs at once can take minutes.
+WORKER_READY_TIMEOUT = 300
+
 # Every process of the stack gets this on its PYTHONPATH, so that it can load the gated model.
 GATE_SITE = Path(__file__).resolve().parent / "gate_site"
 
@@ -57,7 +61,9 @@ class Stack:
 
     def worker(self, name: str, *, beat: bool = False, **settings: str) -> Process:
         env = {**self.env, **{key: str(value) for key, value in settings.items()}}
-        worker = start_worker(env, self.root, name=name, queues=["gpu", "default"], beat=beat, warm_models=1)
+        worker = start_worker(
+            env, self.root, name=name, queues=["gpu", "default"], beat=beat, warm_models=1, timeout=WORKER_READY_TIMEOUT
+        )
         self.workers.append(worker)
         return worker
 

@@ -21,7 +21,7 @@ def start_worker(
     queues: list[str] | None = None,
     concurrency: int = 1,
     extra_env: dict[str, str] | None = None,
-    ready_timeout: float = 120,
+    ready_timeout: float = 300,
 ) -> Process:
     """Start ``celery worker`` on the test database and queues and wait until it is ready."""
     env = {
