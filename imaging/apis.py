@@ -1,6 +1,5 @@
 from pathlib import PurePath
 
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -18,10 +17,10 @@ from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record_many
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.filters import ImageFilter, StudyFilter
-from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
+from imaging.intake import Batch, IncomingFile, IntakeRejected, files_intake
+from imaging.models import BodyPart, Image, ImageSource, Modality, Priority, Procedure, Study
 from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
-from imaging.services import image_check, images_store, study_create, study_update
-from imaging.validation import ImageRejected
+from imaging.services import study_create, study_update
 from inference.models import Prediction
 from inference.selectors import queue_status
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer, QueueStatusSerializer
@@ -127,12 +126,8 @@ class UploadOutputSerializer(serializers.Serializer):
     queue = QueueStatusSerializer(help_text="The AI queue after this upload: depth and expected wait.")
 
 
-def _display_name(name: str) -> str:
-    return PurePath((name or "").replace("\\", "/")).name[:255] or "file"
-
-
 class StudyImagesApi(AuditedListApi):
-    """The images of one study, and uploading more (PNG or JPEG; several ``file`` parts at once)."""
+    """The images of one study, and uploading more (PNG, JPEG or DICOM; several ``file`` parts at once)."""
 
     required_roles = {"GET": READERS, "POST": STAFF}
     serializer_class = ImageOutputSerializer
@@ -141,7 +136,10 @@ class StudyImagesApi(AuditedListApi):
     class InputSerializer(serializers.Serializer):
         file = serializers.ListField(
             child=serializers.FileField(),
-            help_text="One or more image files (repeat the part). PNG or JPEG within the size and pixel limits.",
+            help_text=(
+                "One or more image files (repeat the part): PNG, JPEG or DICOM within the size and pixel limits. "
+                "A DICOM file must name the study's patient."
+            ),
         )
 
     def get_study(self) -> Study:
@@ -166,8 +164,8 @@ class StudyImagesApi(AuditedListApi):
         description=(
             "Each new image gets one queued AI second opinion per active model for the study's modality, "
             "body part and procedure. 201 when at least one file was new, 200 when every file was already "
-            "in the study. A rejected file (not PNG/JPEG, corrupt, too large, too many pixels) rejects the "
-            "whole request with 400 and stores nothing."
+            "in the study. A rejected file (not PNG, JPEG or DICOM, corrupt, too large, too many pixels, a DICOM "
+            "file of another patient) rejects the whole request with 400 and stores nothing."
         ),
         request={"multipart/form-data": InputSerializer},
         responses={status.HTTP_201_CREATED: UploadOutputSerializer, status.HTTP_200_OK: UploadOutputSerializer},
@@ -177,21 +175,17 @@ class StudyImagesApi(AuditedListApi):
         files = request.FILES.getlist("file")
         if not files:
             raise serializers.ValidationError({"file": ["No file was submitted."]})
-        # Every file is checked before any is stored, so a rejected one leaves nothing behind.
-        checked = []
-        for uploaded in files:
-            name = _display_name(uploaded.name)
-            try:
-                if uploaded.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
-                    raise ImageRejected(
-                        f"The file is {uploaded.size:,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,}."
-                    )
-                checked.append(image_check(data=uploaded.read(), filename=name))
-            except ImageRejected as exc:
-                raise ImageRejectedError(detail={"file": [f"{name}: {exc}"]}) from exc
-
-        results = images_store(study=study, images=checked, uploaded_by=request.user)
-        predictions_by_image = {r.image.id: r.predictions for r in results if r.predictions is not None}
+        try:
+            results = files_intake(
+                files=[IncomingFile.from_upload(uploaded) for uploaded in files],
+                source=ImageSource.UPLOAD,
+                uploaded_by=request.user,
+                study=study,
+                batch=Batch.ALL_OR_NOTHING,
+            )
+        except IntakeRejected as exc:
+            raise ImageRejectedError(detail={"file": [f"{exc.filename}: {exc}"]}) from exc
+        predictions_by_image = {r.image.id: r.followups for r in results if r.followups is not None}
         known = [result.image for result in results if result.image.id not in predictions_by_image]
         if known:
             for prediction in Prediction.objects.filter(image__in=known).select_related(*PREDICTION_RELATED):
@@ -255,6 +249,7 @@ class ImageFileApi(APIView):
         responses={
             (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The file as uploaded."),
             (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="The file as uploaded."),
+            (200, "application/dicom"): OpenApiResponse(OpenApiTypes.BINARY, description="The file as uploaded."),
         },
     )
     def get(self, request, image_id):

@@ -2,18 +2,15 @@ import datetime
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from imaging.dicom.parsing import looks_like_dicom
-from imaging.models import BodyPart, Image, ImageSource, Modality, Priority, Procedure, Study
-from imaging.storage import blob_store, content_name, sha256_hex
-from imaging.validation import DecodedImage, ImageRejected, decode_image
+from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
+from imaging.signals import images_stored_send
+from imaging.storage import blob_discard, blob_store, content_name, display_filename, sha256_hex
+from imaging.validation import DecodedImage, decode_image
 from patients.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -78,8 +75,8 @@ def study_update(*, study: Study, **changes: object) -> Study:
 class UploadResult:
     image: Image
     created: bool  # False when the same bytes were already in this study
-    # The AI second opinions this upload queued (or refused); None when the image was already there.
-    predictions: list | None = None
+    # What the after-store handlers queued for it (the AI second opinions); None when it was already there.
+    followups: list | None = None
 
 
 @dataclass(frozen=True)
@@ -92,45 +89,17 @@ class CheckedImage:
     sha256: str
 
 
-def _display_filename(filename: str) -> str:
-    # Kept for display only; strip any directory part a client sent.
-    return PurePath(filename.replace("\\", "/")).name[:255]
-
-
 def image_check(*, data: bytes, filename: str = "") -> CheckedImage:
     """Decode a PNG or JPEG in full and check it against the limits. Raises ImageRejected."""
     return CheckedImage(
-        filename=_display_filename(filename), data=data, decoded=decode_image(data), sha256=sha256_hex(data)
+        filename=display_filename(filename), data=data, decoded=decode_image(data), sha256=sha256_hex(data)
     )
-
-
-def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: User | None = None) -> UploadResult:
-    """Validate, store and register an image, then queue an AI second opinion per applicable model.
-
-    DICOM files go through DICOM ingestion, which checks they belong to this study's patient.
-
-    Raises ImageRejected with a message for the user; nothing is stored then.
-    The same bytes uploaded twice to one study give back the existing image.
-    """
-    if len(data) > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
-        raise ImageRejected(
-            f"The file is {len(data):,} bytes; the limit is {settings.MEDPORTAL_MAX_UPLOAD_BYTES:,} bytes."
-        )
-    if looks_like_dicom(data):
-        from imaging.dicom.services import dicom_ingest
-
-        result = dicom_ingest(
-            data=data, source=ImageSource.UPLOAD, uploaded_by=uploaded_by, study=study, filename=filename
-        )
-        return UploadResult(image=result.image, created=result.created)
-    [result] = images_store(study=study, images=[image_check(data=data, filename=filename)], uploaded_by=uploaded_by)
-    return result
 
 
 def images_store(
     *, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None = None
 ) -> list[UploadResult]:
-    """Store checked images in one study and queue their AI second opinions, all in one go.
+    """Store checked images in one study and announce them (``images_stored``), all in one go.
 
     One result per input, in order. Bytes already in the study (or repeated in ``images``)
     give back the existing image. A few statements serve the whole batch, so a modality
@@ -144,9 +113,6 @@ def images_store(
 
 
 def _images_store_once(*, study: Study, images: Sequence[CheckedImage], uploaded_by: User | None) -> list[UploadResult]:
-    # Imported here: inference depends on imaging, not the other way round.
-    from inference.services import predictions_create_for_images
-
     known = {image.sha256: image for image in Image.objects.filter(study=study, sha256__in={i.sha256 for i in images})}
     new: list[Image] = []
     blobs = []
@@ -167,7 +133,7 @@ def _images_store_once(*, study: Study, images: Sequence[CheckedImage], uploaded
             uploaded_by=uploaded_by,
         )
         new.append(known[item.sha256])
-    by_image: dict = {image.id: [] for image in new}
+    by_image: dict = {}
     if new:
         try:
             with transaction.atomic():
@@ -178,22 +144,15 @@ def _images_store_once(*, study: Study, images: Sequence[CheckedImage], uploaded
                         exclude=["study", "uploaded_by"], validate_unique=False, validate_constraints=False
                     )
                 Image.objects.bulk_create(new)
-                for prediction in predictions_create_for_images(study=study, images=new):
-                    by_image[prediction.image_id].append(prediction)
+                by_image = images_stored_send(study=study, images=new)
         except BaseException:
             for blob in blobs:
-                _discard(blob)
+                blob_discard(blob)
             raise
     results = []
     for item in images:
         image = known[item.sha256]
         # Popped, so only the first of bytes repeated in one request counts as created.
-        predictions = by_image.pop(image.id, None)
-        results.append(UploadResult(image=image, created=predictions is not None, predictions=predictions))
+        followups = by_image.pop(image.id, None)
+        results.append(UploadResult(image=image, created=followups is not None, followups=followups))
     return results
-
-
-def _discard(blob) -> None:
-    """Remove a file this upload stored, unless another image already refers to it."""
-    if blob.created and not Image.objects.filter(file=blob.name).exists():
-        default_storage.delete(blob.name)

@@ -2,9 +2,12 @@
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
+
+from imaging.models import Image
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,14 @@ def blob_read(name: str, *, storage: Storage | None = None) -> bytes:
     storage = storage or default_storage
     with storage.open(name, "rb") as handle:
         return handle.read()
+
+
+def blob_discard(blob: StoredBlob) -> None:
+    """Remove a file an upload that failed stored, unless an image already refers to it."""
+    if blob.created and not Image.objects.filter(file=blob.name).exists():
+        default_storage.delete(blob.name)
+
+
+def display_filename(filename: str) -> str:
+    """The client's filename, kept for display only: any directory part it sent is dropped."""
+    return PurePath((filename or "").replace("\\", "/")).name[:255]

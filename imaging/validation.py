@@ -56,12 +56,7 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
     if image.format not in ACCEPTED_FORMATS:
         raise ImageRejected(f"{image.format or 'This'} images are not accepted; upload PNG, JPEG or DICOM.")
     width, height = image.size
-    if width < 1 or height < 1:
-        raise ImageRejected("The image has no pixels.")
-    if width * height > max_pixels:
-        raise ImageRejected(
-            f"The image is {width}×{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels."
-        )
+    pixel_limit_check(width=width, height=height, max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -70,6 +65,17 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
         raise ImageRejected(f"The image is corrupt or truncated and cannot be decoded ({exc}).") from exc
     content_type, extension = ACCEPTED_FORMATS[image.format]
     return DecodedImage(content_type=content_type, extension=extension, width=width, height=height)
+
+
+def pixel_limit_check(*, width: int, height: int, max_pixels: int | None = None) -> None:
+    """The pixel rule every image meets, whatever its format, checked before its pixels are decoded."""
+    max_pixels = max_pixels or settings.MEDPORTAL_MAX_IMAGE_PIXELS
+    if width < 1 or height < 1:
+        raise ImageRejected("The image has no pixels.")
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"The image is {width}×{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels."
+        )
 
 
 def load_pixels(data: bytes) -> np.ndarray:

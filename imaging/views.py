@@ -4,7 +4,6 @@ import logging
 import numpy as np
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,12 +15,12 @@ from accounts.roles import READERS, STAFF, Role
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record_many
 from imaging.dicom import DICOM_CONTENT_TYPE
-from imaging.dicom.services import DicomFileOutcome, dicom_ingest_many
 from imaging.forms import DicomImportForm, ImageUploadForm, StudyForm
+from imaging.intake import IncomingFile, Intake, files_intake
 from imaging.models import Image, ImageSource, Study
 from imaging.pixels import image_pixels
 from imaging.selectors import study_for_page
-from imaging.services import image_upload, study_create
+from imaging.services import study_create
 from imaging.validation import ImageRejected
 from inference.selectors import images_pending, queue_status, study_images
 from patients.models import Patient
@@ -31,7 +30,6 @@ from web.auditing import audit_page
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = (320, 320)
-UNREADABLE = "The file could not be read as an image; it may be corrupt or truncated."
 
 
 @role_required(STAFF)
@@ -102,32 +100,29 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
     """
     study = get_object_or_404(Study, id=study_id)
     files = request.FILES.getlist("files")
+    intakes = files_intake(
+        files=[IncomingFile.from_upload(upload) for upload in files],
+        source=ImageSource.UPLOAD,
+        uploaded_by=request.user,
+        study=study,
+    )
     results = []
-    for upload in files:
-        try:
-            # A savepoint per file: one file's failure never undoes or blocks the others.
-            with transaction.atomic():
-                result = image_upload(study=study, data=upload.read(), filename=upload.name, uploaded_by=request.user)
-        except ImageRejected as exc:
-            results.append({"filename": upload.name, "ok": False, "error": str(exc)})
-        except DatabaseError:
-            raise  # an outage is not the file's fault; the whole request answers 503
-        except Exception:
-            logger.exception("Upload of %r to study %s failed", upload.name, study.id)
-            results.append({"filename": upload.name, "ok": False, "error": UNREADABLE})
-        else:
-            if result.created:
-                audit_page(request, obj=result.image, patient=study.patient_id, action=AuditAction.CREATE)
-            results.append(
-                {
-                    "filename": upload.name,
-                    "ok": True,
-                    "image_id": str(result.image.id),
-                    "duplicate": not result.created,
-                    "predictions": result.image.predictions.count(),
-                    **_analysable_note(result.image),
-                }
-            )
+    for upload, intake in zip(files, intakes, strict=True):
+        if not intake.stored:
+            results.append({"filename": upload.name, "ok": False, "error": intake.error})
+            continue
+        if intake.created:
+            audit_page(request, obj=intake.image, patient=study.patient_id, action=AuditAction.CREATE)
+        results.append(
+            {
+                "filename": upload.name,
+                "ok": True,
+                "image_id": str(intake.image.id),
+                "duplicate": not intake.created,
+                "predictions": intake.image.predictions.count(),
+                **_analysable_note(intake.image),
+            }
+        )
     wants_json = "application/json" in request.headers.get("Accept", "")
     if wants_json:
         status = 400 if not files or not any(r["ok"] for r in results) else 200
@@ -168,16 +163,16 @@ def _analysable_note(image: Image) -> dict:
     }
 
 
-def _import_result(outcome: DicomFileOutcome) -> dict:
-    if outcome.result is None:
-        return {"filename": outcome.filename, "ok": False, "error": outcome.error}
-    image = outcome.result.image
+def _import_result(filename: str, intake: Intake) -> dict:
+    if not intake.stored:
+        return {"filename": filename, "ok": False, "error": intake.error}
+    image = intake.image
     study = image.study
     result = {
-        "filename": outcome.filename,
+        "filename": filename,
         "ok": True,
         "image_id": str(image.id),
-        "duplicate": not outcome.result.created,
+        "duplicate": not intake.created,
         "study_url": reverse("pages:study-detail", args=[study.id]),
         "study_label": f"Study {study.accession_number} · {study.patient}",
         **_analysable_note(image),
@@ -189,14 +184,14 @@ def _import_result(outcome: DicomFileOutcome) -> dict:
     return result
 
 
-def _audit_import(request: HttpRequest, outcomes: list[DicomFileOutcome]) -> None:
-    stored = [outcome.result for outcome in outcomes if outcome.result is not None]
+def _audit_import(request: HttpRequest, intakes: list[Intake]) -> None:
+    stored = [(intake, intake.image.study) for intake in intakes if intake.stored]
     for action, items, detail in (
-        (AuditAction.CREATE, [(r.study.patient, None) for r in stored if r.patient_created], "dicom import"),
-        (AuditAction.CREATE, [(r.study, r.study.patient_id) for r in stored if r.study_created], "dicom import"),
-        (AuditAction.CREATE, [(r.image, r.study.patient_id) for r in stored if r.created], "dicom import"),
+        (AuditAction.CREATE, [(s.patient, None) for i, s in stored if i.patient_created], "dicom import"),
+        (AuditAction.CREATE, [(s, s.patient_id) for i, s in stored if i.study_created], "dicom import"),
+        (AuditAction.CREATE, [(i.image, s.patient_id) for i, s in stored if i.created], "dicom import"),
         # Telling where a duplicate is filed shows which patient it belongs to.
-        (AuditAction.READ, [(r.image, r.study.patient_id) for r in stored if not r.created], "dicom import duplicate"),
+        (AuditAction.READ, [(i.image, s.patient_id) for i, s in stored if not i.created], "dicom import duplicate"),
     ):
         if items:
             audit_record_many(
@@ -220,11 +215,13 @@ def dicom_import(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return render(request, "imaging/dicom_import.html", {"form": DicomImportForm()})
     files = request.FILES.getlist("files")
-    outcomes = dicom_ingest_many(
-        files=[(upload.name, upload.read()) for upload in files], source=ImageSource.UPLOAD, uploaded_by=request.user
+    intakes = files_intake(
+        files=[IncomingFile.from_upload(upload) for upload in files],
+        source=ImageSource.UPLOAD,
+        uploaded_by=request.user,
     )
-    _audit_import(request, outcomes)
-    results = [_import_result(outcome) for outcome in outcomes]
+    _audit_import(request, intakes)
+    results = [_import_result(upload.name, intake) for upload, intake in zip(files, intakes, strict=True)]
     if "application/json" in request.headers.get("Accept", ""):
         if not files:
             results.append({"filename": "", "ok": False, "error": "No file was sent."})

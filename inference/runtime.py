@@ -21,19 +21,19 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
-from inference.forward import forward_for, gradcam_for
-from inference.models import AIModel, Prediction, PredictionStatus
-from inference.services import (
+from inference.claims import (
     Claim,
     prediction_record_failure,
     prediction_record_heatmap,
     predictions_claim,
     predictions_claim_next,
-    predictions_enqueue_heatmaps,
     predictions_record_successes,
     predictions_release,
-    studies_refresh_after_batch,
 )
+from inference.dispatch import Outbox
+from inference.forward import forward_for, gradcam_for
+from inference.models import AIModel, Prediction, PredictionStatus
+from inference.study_status import studies_refresh_after_batch
 
 logger = logging.getLogger(__name__)
 
@@ -124,15 +124,18 @@ def _heatmap_png(heatmap: np.ndarray, *, width: int, height: int, resize: str) -
     return buffer.getvalue()
 
 
-def run_batch(*, prediction_id) -> int:
+def run_batch(*, prediction_id, outbox: Outbox | None = None) -> int:
     """Claim a batch starting with this prediction, run it, then keep draining that model's queue.
 
-    Returns how many predictions this call finished (0 when there was nothing to do).
+    Returns how many predictions this call finished (0 when there was nothing to do). The
+    follow-up tasks it calls for (heatmaps, released work) are added to ``outbox`` for the
+    caller to send; even when it raises, what it added so far stands.
     """
+    outbox = Outbox() if outbox is None else outbox
     claim = predictions_claim(prediction_id=prediction_id)
     if claim is None:
         return 0
-    finished = _run_and_refresh(claim)
+    finished = _run_and_refresh(claim, outbox)
     # The model is warm and the queue may be deep: take the next batches straight from the
     # database rather than one broker round trip per task, for a bounded time so that other
     # models' work on this queue is not starved.
@@ -143,13 +146,13 @@ def run_batch(*, prediction_id) -> int:
         claim = predictions_claim_next(model_id=claim.model.id)
         if claim is None:
             break
-        finished += _run_and_refresh(claim)
+        finished += _run_and_refresh(claim, outbox)
     return finished
 
 
-def _run_and_refresh(claim: Claim) -> int:
+def _run_and_refresh(claim: Claim, outbox: Outbox) -> int:
     try:
-        return _run_claim(claim)
+        return _run_claim(claim, outbox)
     finally:
         # Written results refreshed their studies as they committed; failures and releases did not.
         studies_refresh_after_batch(
@@ -198,14 +201,14 @@ def _model_inputs(
     return ready, batch, failed
 
 
-def _run_claim(claim: Claim) -> int:
+def _run_claim(claim: Claim, outbox: Outbox) -> int:
     from inference.ml.serving import predict_proba
 
     model = claim.model
     try:
         keras_model = keras_model_for(model)
     except ModelUnavailable as exc:
-        predictions_release(predictions=claim.predictions, token=claim.token, reason=str(exc))
+        outbox.predictions += predictions_release(predictions=claim.predictions, token=claim.token, reason=str(exc))
         raise
     except ModelBroken as exc:
         for prediction in claim.predictions:
@@ -237,7 +240,7 @@ def _run_claim(claim: Claim) -> int:
         logger.info("Prediction %s succeeded (claim %s)", prediction.id, claim.token)
     # Grad-CAM costs several forward passes; it follows as its own task, behind the queued
     # second opinions, so it never delays one.
-    predictions_enqueue_heatmaps([(p.id, model.queue) for p in written])
+    outbox.heatmaps += [(p.id, model.queue) for p in written]
     return finished + len(written)
 
 

@@ -1,31 +1,29 @@
-"""Writes for AI models, predictions and reviews."""
+"""The web side of inference: the model registry, creating and re-running predictions, reviews.
+
+The worker's side (claims, results, recovery) is in ``inference.claims``; a study's status is
+refreshed only through ``inference.study_status``; tasks are sent only by ``inference.dispatch``.
+"""
 
 import json
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.roles import Role
 from imaging.models import Image, Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
+from inference.dispatch import predictions_send_on_commit
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
 from inference.selectors import aimodels_for_study
+from inference.study_status import study_refresh_status
 
 logger = logging.getLogger(__name__)
-
-TERMINAL = (PredictionStatus.SUCCEEDED, PredictionStatus.FAILED)
 
 
 # --- Model registry -------------------------------------------------------------------------
@@ -147,9 +145,12 @@ def prediction_refusal_reason(*, image: Image, model: AIModel) -> str:
     return ""
 
 
-def predictions_create_for_image(*, image: Image) -> list[Prediction]:
-    """One prediction per active model that applies to the image's study: queued, or refused with the reason."""
-    return predictions_create_for_images(study=image.study, images=[image])
+def predictions_for_stored_images(sender, *, study: Study, images: Sequence[Image], **kwargs) -> list[Prediction]:
+    """Receiver of ``imaging.signals.images_stored``: queue the AI work of new images, in their transaction.
+
+    Images whose pixels cannot be decoded get none: no model can read them.
+    """
+    return predictions_create_for_images(study=study, images=[image for image in images if image.analysable])
 
 
 def predictions_create_for_images(*, study: Study, images: Sequence[Image]) -> list[Prediction]:
@@ -180,42 +181,10 @@ def predictions_create_for_images(*, study: Study, images: Sequence[Image]) -> l
         Study.objects.filter(id=study.id).exclude(status=StudyStatus.AI_PENDING).update(
             status=StudyStatus.AI_PENDING, updated_at=now
         )
-        pairs = [(p.id, p.model.queue) for p in queued]
-        transaction.on_commit(lambda: predictions_enqueue(pairs, mark_sent=False))
+        predictions_send_on_commit([(p.id, p.model.queue) for p in queued], marked=True)
     else:
         study_refresh_status(study_id=study.id)
     return predictions
-
-
-def predictions_enqueue_on_commit(predictions: Sequence[Prediction]) -> None:
-    if not predictions:
-        return
-    pairs = [(p.id, p.model.queue) for p in predictions]
-    transaction.on_commit(lambda: predictions_enqueue(pairs))
-
-
-def predictions_enqueue(pairs: Iterable[tuple[uuid.UUID, str]], *, mark_sent: bool = True) -> int:
-    """Send one task per prediction. A broker outage is logged, not raised: the sweeper resends.
-
-    ``mark_sent=False`` when ``enqueued_at`` was already set with the rows; only a failed
-    send is written back then.
-    """
-    from inference.tasks import prediction_run
-
-    sent, failed = [], []
-    for prediction_id, queue in pairs:
-        try:
-            prediction_run.apply_async(kwargs={"prediction_id": str(prediction_id)}, queue=queue, retry=False)
-        except Exception:  # the broker's errors vary by transport; none may lose the upload
-            logger.warning("Could not enqueue prediction %s; the sweeper will resend it", prediction_id, exc_info=True)
-            failed.append(prediction_id)
-            continue
-        sent.append(prediction_id)
-    if sent and mark_sent:
-        Prediction.objects.filter(id__in=sent).update(enqueued_at=timezone.now())
-    if failed and not mark_sent:
-        Prediction.objects.filter(id__in=failed, status=PredictionStatus.QUEUED).update(enqueued_at=None)
-    return len(sent)
 
 
 @transaction.atomic
@@ -240,8 +209,7 @@ def predictions_rerun(*, images: Iterable[Image], model: AIModel | None = None) 
                 _reset_to_queued(prediction, attempts=0)
                 queued.append(prediction)
         study_refresh_status(study_id=image.study_id)
-    if queued:
-        predictions_enqueue_on_commit(queued)
+    predictions_send_on_commit([(p.id, p.model.queue) for p in queued])
     return queued
 
 
@@ -257,406 +225,6 @@ def _reset_to_queued(prediction: Prediction, *, attempts: int | None = None) -> 
     prediction.save(
         update_fields=["status", "error", "claim_token", "started_at", "finished_at", "queued_at", "attempts"]
     )
-
-
-# --- Predictions: the worker side -----------------------------------------------------------
-
-
-@dataclass
-class Claim:
-    token: uuid.UUID
-    model: AIModel
-    predictions: list[Prediction]
-
-
-def _worker_host() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def predictions_claim(*, prediction_id: uuid.UUID | str, batch_size: int | None = None) -> Claim | None:
-    """Claim this prediction and up to ``batch_size - 1`` other queued ones of the same model version.
-
-    Rows are locked with SKIP LOCKED, so concurrent workers never claim the same row;
-    the status is re-checked, so a task delivered twice finds nothing to do.
-    """
-    batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
-    # Most tasks of a burst find their prediction already run by a draining batch: one cheap read
-    # answers them without a transaction and a row lock.
-    if not Prediction.objects.filter(id=prediction_id, status=PredictionStatus.QUEUED).exists():
-        return None
-    with transaction.atomic():
-        first = (
-            Prediction.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id=prediction_id, status=PredictionStatus.QUEUED)
-            .first()
-        )
-        if first is None:
-            return None
-        ids = [first.id, *_queued_ids(model_id=first.model_id, limit=batch_size - 1, exclude=first.id)]
-        token = _mark_claimed(ids)
-    return _claimed(token, ids=ids, model_id=first.model_id)
-
-
-def predictions_claim_next(*, model_id, batch_size: int | None = None) -> Claim | None:
-    """Claim the next batch of queued predictions of this model version, most urgent first; None when none wait.
-
-    A worker that just finished a batch calls this to keep its warm model busy without a
-    round trip through the broker for every image.
-    """
-    batch_size = batch_size or settings.MEDPORTAL_BATCH_SIZE
-    with transaction.atomic():
-        ids = _queued_ids(model_id=model_id, limit=batch_size)
-        if not ids:
-            return None
-        token = _mark_claimed(ids)
-    return _claimed(token, ids=ids, model_id=model_id)
-
-
-def _queued_ids(*, model_id, limit: int, exclude=None) -> list:
-    if limit <= 0:
-        return []
-    query = Prediction.objects.select_for_update(skip_locked=True, of=("self",)).filter(
-        model_id=model_id, status=PredictionStatus.QUEUED
-    )
-    if exclude is not None:
-        query = query.exclude(id=exclude)
-    return list(query.order_by("image__study__priority", "queued_at").values_list("id", flat=True)[:limit])
-
-
-def _mark_claimed(ids: list) -> uuid.UUID:
-    token = uuid.uuid4()
-    # The conditional update is the claim itself; on SQLite, where SELECT FOR UPDATE is a no-op,
-    # it is what keeps two workers from taking the same row.
-    Prediction.objects.filter(id__in=ids, status=PredictionStatus.QUEUED).update(
-        status=PredictionStatus.RUNNING,
-        claim_token=token,
-        started_at=timezone.now(),
-        worker_host=_worker_host()[:255],
-        attempts=F("attempts") + 1,
-    )
-    return token
-
-
-def _claimed(token: uuid.UUID, *, ids: list, model_id) -> Claim | None:
-    predictions = list(
-        Prediction.objects.filter(id__in=ids, claim_token=token, status=PredictionStatus.RUNNING).select_related(
-            "image", "image__study"
-        )
-    )
-    if not predictions:
-        return None
-    # One model version per claim: read it once rather than once per row.
-    model = AIModel.objects.get(id=model_id)
-    for prediction in predictions:
-        prediction.model = model
-    return Claim(token=token, model=model, predictions=predictions)
-
-
-def _result_fields(model: AIModel, probabilities: Sequence[float]) -> dict:
-    labels = list(model.labels)
-    if len(probabilities) != len(labels):
-        raise ValueError(f"The model gave {len(probabilities)} outputs for {len(labels)} labels.")
-    best = max(range(len(labels)), key=lambda i: probabilities[i])
-    label = labels[best]
-    return {
-        "label": label,
-        "confidence": float(probabilities[best]),
-        "probabilities": {lab: float(p) for lab, p in zip(labels, probabilities, strict=True)},
-        "is_abnormal": None if model.normal_labels is None else label not in model.normal_labels,
-    }
-
-
-def prediction_record_success(
-    *,
-    prediction: Prediction,
-    token: uuid.UUID,
-    probabilities: Sequence[float],
-    inference_ms: float,
-    heatmap_png: bytes | None = None,
-) -> bool:
-    """Write a result, only if this worker's claim still holds. Returns whether it was written."""
-    fields = _result_fields(prediction.model, probabilities)
-    heatmap_name = ""
-    if heatmap_png:
-        sha = sha256_hex(heatmap_png)
-        heatmap_name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
-    written = Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
-        status=PredictionStatus.SUCCEEDED,
-        **fields,
-        heatmap=heatmap_name,
-        error="",
-        finished_at=timezone.now(),
-        inference_ms=inference_ms,
-    )
-    return bool(written)
-
-
-RESULT_FIELDS = [
-    "status",
-    "label",
-    "confidence",
-    "probabilities",
-    "is_abnormal",
-    "error",
-    "finished_at",
-    "inference_ms",
-]
-
-
-@transaction.atomic
-def predictions_record_successes(
-    *, token: uuid.UUID, results: Sequence[tuple[Prediction, Sequence[float]]], inference_ms: float
-) -> list[Prediction]:
-    """Write a whole batch's results in one round of statements, for the rows this worker's claim still holds,
-    and the status of the studies whose AI work that settles.
-
-    The rows are locked first, so a sweeper cannot hand them to another worker between the
-    check and the write. Returns the predictions written.
-    """
-    ids = [prediction.id for prediction, _ in results]
-    held = set(
-        Prediction.objects.select_for_update()
-        .filter(id__in=ids, claim_token=token, status=PredictionStatus.RUNNING)
-        .values_list("id", flat=True)
-    )
-    now = timezone.now()
-    written = []
-    for prediction, probabilities in results:
-        if prediction.id not in held:
-            continue
-        for name, value in _result_fields(prediction.model, probabilities).items():
-            setattr(prediction, name, value)
-        prediction.status = PredictionStatus.SUCCEEDED
-        prediction.error = ""
-        prediction.finished_at = now
-        prediction.inference_ms = inference_ms
-        written.append(prediction)
-    if written:
-        _update_rows(written, RESULT_FIELDS)
-        # In the same transaction, so no reader sees every result in and the study still pending.
-        studies_refresh_after_batch(study_ids={p.image.study_id for p in written})
-    return written
-
-
-def _update_rows(predictions: Sequence[Prediction], fields: Sequence[str]) -> None:
-    """Save these fields of each row with one prepared UPDATE run for every row.
-
-    ``bulk_update`` would build a CASE expression per row and field; for a batch of results
-    that took longer in Python than the model's forward pass.
-    """
-    meta = Prediction._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    # Only names from the model's metadata go into the text; every value is a parameter.
-    sql = "UPDATE {table} SET {sets} WHERE {pk} = %s".format(  # noqa: S608
-        table=quote(meta.db_table),
-        sets=", ".join(f"{quote(column.column)} = %s" for column in columns),
-        pk=quote(meta.pk.column),
-    )
-    rows = [
-        [column.get_db_prep_save(getattr(prediction, column.attname), connection) for column in columns]
-        + [meta.pk.get_db_prep_value(prediction.pk, connection)]
-        for prediction in predictions
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None, reason: str) -> bool:
-    """Mark a prediction failed with its reason (only under this worker's claim, when one is given)."""
-    query = Prediction.objects.filter(id=prediction.id).exclude(status__in=TERMINAL)
-    if token is not None:
-        query = query.filter(claim_token=token)
-    written = query.update(
-        status=PredictionStatus.FAILED, error=reason[:4000] or "Unknown error", finished_at=timezone.now()
-    )
-    return bool(written)
-
-
-def prediction_record_heatmap(*, prediction: Prediction, heatmap_png: bytes) -> bool:
-    """Attach the Grad-CAM heatmap to a succeeded prediction that has none yet. Returns whether it was written."""
-    sha = sha256_hex(heatmap_png)
-    name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
-    written = Prediction.objects.filter(id=prediction.id, status=PredictionStatus.SUCCEEDED, heatmap="").update(
-        heatmap=name
-    )
-    return bool(written)
-
-
-def predictions_enqueue_heatmaps(pairs: Iterable[tuple[uuid.UUID, str]]) -> int:
-    """Send Grad-CAM work for succeeded predictions, one task per queue and batch, below the second opinions.
-
-    The heatmap is an aid, so it waits behind every queued second opinion of the queue. A broker
-    outage is logged, not raised: the sweeper sends the work again.
-    """
-    from inference.tasks import prediction_heatmaps
-
-    by_queue: dict[str, list[str]] = {}
-    for prediction_id, queue in pairs:
-        by_queue.setdefault(queue, []).append(str(prediction_id))
-    sent = 0
-    size = settings.MEDPORTAL_BATCH_SIZE
-    for queue, ids in by_queue.items():
-        for start in range(0, len(ids), size):
-            chunk = ids[start : start + size]
-            try:
-                prediction_heatmaps.apply_async(
-                    kwargs={"prediction_ids": chunk},
-                    queue=queue,
-                    priority=settings.MEDPORTAL_HEATMAP_PRIORITY,
-                    retry=False,
-                )
-            except Exception:  # the broker's errors vary by transport
-                logger.warning("Could not enqueue heatmaps for %s; the sweeper will resend them", chunk, exc_info=True)
-                continue
-            sent += len(chunk)
-    return sent
-
-
-def predictions_release(*, predictions: Sequence[Prediction], token: uuid.UUID, reason: str) -> None:
-    """Give claimed predictions back after a transient failure, or fail those out of attempts."""
-    max_attempts = settings.MEDPORTAL_MAX_ATTEMPTS
-    requeue = []
-    for prediction in predictions:
-        prediction.refresh_from_db(fields=["attempts"])
-        if prediction.attempts >= max_attempts:
-            prediction_record_failure(
-                prediction=prediction, token=token, reason=f"Gave up after {prediction.attempts} attempts: {reason}"
-            )
-        elif Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
-            status=PredictionStatus.QUEUED, claim_token=None, started_at=None, error=""
-        ):
-            requeue.append((prediction.id, prediction.model.queue))
-    if requeue:
-        predictions_enqueue(requeue)
-
-
-def predictions_sweep(*, now=None) -> dict[str, int]:
-    """Recover work the broker lost or a dead worker left behind.
-
-    Queued predictions whose task was never sent, or sent long ago, are sent again
-    (a duplicate task is harmless). Running ones past the time limit go back to the
-    queue until they run out of attempts, and are then failed with the reason.
-    """
-    now = now or timezone.now()
-    resend_before = now - timedelta(seconds=settings.MEDPORTAL_REQUEUE_AFTER)
-    stale_before = now - timedelta(seconds=settings.MEDPORTAL_TASK_TIME_LIMIT)
-    stats = {"resent": 0, "requeued": 0, "failed": 0, "heatmaps": 0}
-
-    stale = list(
-        Prediction.objects.filter(status=PredictionStatus.RUNNING, started_at__lt=stale_before).select_related("model")
-    )
-    for prediction in stale:
-        if prediction.attempts >= settings.MEDPORTAL_MAX_ATTEMPTS:
-            if prediction_record_failure(
-                prediction=prediction,
-                token=prediction.claim_token,
-                reason=(
-                    f"No result after {prediction.attempts} attempts: the worker died or exceeded the "
-                    f"{settings.MEDPORTAL_TASK_TIME_LIMIT}s time limit."
-                ),
-            ):
-                stats["failed"] += 1
-                study_refresh_status(study_id=prediction.image.study_id)
-        elif Prediction.objects.filter(
-            id=prediction.id, claim_token=prediction.claim_token, status=PredictionStatus.RUNNING
-        ).update(status=PredictionStatus.QUEUED, claim_token=None, started_at=None, enqueued_at=None):
-            stats["requeued"] += 1
-
-    lost = Prediction.objects.filter(status=PredictionStatus.QUEUED).filter(
-        Q(enqueued_at__isnull=True, queued_at__lt=resend_before) | Q(enqueued_at__lt=resend_before)
-    )
-    pairs = list(lost.values_list("id", "model__queue"))
-    stats["resent"] = predictions_enqueue(pairs)
-
-    # Heatmap work lost with the broker. Bounded by a window, so a model whose Grad-CAM
-    # can never work is not retried forever; its second opinions stand without a heatmap.
-    no_heatmap = Prediction.objects.filter(
-        status=PredictionStatus.SUCCEEDED,
-        heatmap="",
-        finished_at__lt=resend_before,
-        finished_at__gte=now - timedelta(seconds=settings.MEDPORTAL_HEATMAP_RETRY_WINDOW),
-    )
-    stats["heatmaps"] = predictions_enqueue_heatmaps(list(no_heatmap.values_list("id", "model__queue")))
-    return stats
-
-
-# --- Studies --------------------------------------------------------------------------------
-
-
-def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
-    """Refresh the status of the studies a batch touched.
-
-    A study with AI work still queued or running stays "AI pending"; during a burst that is
-    most of them, so only the ones whose last prediction just finished (or that are not yet
-    marked pending) are refreshed. Returns how many were refreshed.
-    """
-    study_ids = set(study_ids)
-    if not study_ids:
-        return 0
-    pending = set(
-        Prediction.objects.filter(
-            image__study_id__in=study_ids, status__in=[PredictionStatus.QUEUED, PredictionStatus.RUNNING]
-        ).values_list("image__study_id", flat=True)
-    )
-    settled = set(
-        Study.objects.filter(id__in=pending & study_ids, status=StudyStatus.AI_PENDING).values_list("id", flat=True)
-    )
-    refresh = study_ids - settled
-    studies_refresh_status(study_ids=refresh)
-    return len(refresh)
-
-
-def study_refresh_status(*, study_id) -> StudyStatus:
-    """Derive the study's status from its predictions and reviews."""
-    return studies_refresh_status(study_ids=[study_id])[study_id]
-
-
-@transaction.atomic
-def studies_refresh_status(*, study_ids: Iterable) -> dict:
-    """Derive each study's status from its predictions and reviews, a few statements for them all.
-
-    The study rows are locked before their predictions are counted, so an upload adding work
-    to one of them either commits first and is counted, or waits and marks it pending after.
-    """
-    study_ids = set(study_ids)
-    if not study_ids:
-        return {}
-    current = dict(
-        Study.objects.select_for_update().filter(id__in=study_ids).order_by("id").values_list("id", "status")
-    )
-    pending_states = [PredictionStatus.QUEUED, PredictionStatus.RUNNING]
-    counts = {
-        row["image__study_id"]: row
-        for row in Prediction.objects.filter(image__study_id__in=current)
-        .values("image__study_id")
-        .annotate(
-            pending=Count("id", filter=Q(status__in=pending_states)),
-            succeeded=Count("id", filter=Q(status=PredictionStatus.SUCCEEDED)),
-            unreviewed=Count("id", filter=Q(status=PredictionStatus.SUCCEEDED, review__isnull=True)),
-        )
-        .order_by()
-    }
-    statuses = {}
-    changes: dict[StudyStatus, list] = {}
-    for study_id, old in current.items():
-        row = counts.get(study_id)
-        if row is None:
-            status = StudyStatus.RECEIVED
-        elif row["pending"]:
-            status = StudyStatus.AI_PENDING
-        elif row["succeeded"] and row["unreviewed"] == 0:
-            status = StudyStatus.REVIEWED
-        else:
-            status = StudyStatus.AI_DONE
-        statuses[study_id] = status
-        if status != old:
-            changes.setdefault(status, []).append(study_id)
-    now = timezone.now()
-    for status, ids in changes.items():
-        extra = {"ai_completed_at": now} if status == StudyStatus.AI_DONE else {}
-        Study.objects.filter(id__in=ids).update(status=status, updated_at=now, **extra)
-    return statuses
 
 
 # --- Reviews --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.roles import Role
+from tests.dicom.support import chest_radiograph_dataset, dataset_bytes
 from tests.factories import UserFactory
 from tests.support.workers import start_worker
 
@@ -62,6 +63,16 @@ def sample_image_bytes():
         return (SAMPLES / name).read_bytes()
 
     return read
+
+
+@pytest.fixture
+def chest_radiograph():
+    """Bytes of a fresh CR chest radiograph instance (new UIDs each call)."""
+
+    def build(**kwargs) -> bytes:
+        return dataset_bytes(chest_radiograph_dataset(**kwargs))
+
+    return build
 
 
 @pytest.fixture

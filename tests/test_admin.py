@@ -3,7 +3,7 @@
 import pytest
 
 from audit.models import AuditEvent
-from imaging.services import image_upload
+from imaging.intake import image_upload
 from inference.models import AIModelStatus, Prediction, PredictionStatus
 from tests.factories import PatientFactory, StudyFactory
 

@@ -10,8 +10,9 @@ from django.db import transaction
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import roles_ensure, user_create
+from imaging.intake import image_upload
 from imaging.models import BodyPart, Modality, Priority, Procedure, Study
-from imaging.services import image_upload, study_create
+from imaging.services import study_create
 from patients.models import Patient, Sex
 from patients.services import patient_create
 

@@ -1,6 +1,6 @@
 """The DICOM C-STORE receiver (a Storage SCP): modalities and PACS push instances to it.
 
-Every received instance goes through ``dicom_ingest``, like an upload.
+Every received instance goes through ``imaging.intake``, like an upload: one instance, one verdict.
 """
 
 import logging
@@ -11,8 +11,8 @@ from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
-from imaging.validation import ImageRejected
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +39,27 @@ def _status(code: int, comment: str = "") -> Dataset:
 
 
 def handle_store(event) -> Dataset:
-    """C-STORE: ingest the instance as received (its original encoding, with file meta)."""
-    from imaging.dicom.services import dicom_ingest
-
+    """C-STORE: take in the instance as received (its original encoding, with file meta)."""
     calling = event.assoc.requestor.ae_title
     close_old_connections()
     try:
         data = event.encoded_dataset(include_meta=True)
-        result = dicom_ingest(data=data, source=ImageSource.C_STORE)
-    except ImageRejected as exc:
-        logger.warning("C-STORE from %s refused: %s", calling, exc)
-        return _status(STATUS_CANNOT_UNDERSTAND, str(exc))
+        [intake] = files_intake(files=[IncomingFile.from_bytes(data)], source=ImageSource.C_STORE)
     except Exception:
         logger.exception("C-STORE from %s failed", calling)
         return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
     finally:
         close_old_connections()
+    if intake.fault:
+        return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
+    if not intake.stored:
+        logger.warning("C-STORE from %s refused: %s", calling, intake.error)
+        return _status(STATUS_CANNOT_UNDERSTAND, intake.error)
     logger.info(
         "C-STORE from %s: %s %s",
         calling,
-        result.image.sop_instance_uid,
-        "stored" if result.created else "already stored",
+        intake.image.sop_instance_uid,
+        "stored" if intake.created else "already stored",
     )
     return _status(STATUS_SUCCESS)
 

@@ -1,15 +1,14 @@
-"""DICOM ingestion: one instance in, filed under its patient and study, AI queued when it can be read.
+"""DICOM instances: checked, then filed under their patient and study.
 
-Upload, DICOMweb STOW-RS and the C-STORE receiver all come through ``dicom_ingest``.
+Every entry point reaches these through ``imaging.intake``, which also applies the limits
+common to all files.
 """
 
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import PurePath
 
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
@@ -17,9 +16,12 @@ from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import DicomInstance, dicom_parse
 from imaging.dicom.pixels import PixelDecodeError, frame_uint8
 from imaging.models import Image, ImageSource, Study
-from imaging.storage import StoredBlob, blob_store, content_name, sha256_hex
-from imaging.validation import ImageRejected
+from imaging.services import study_create
+from imaging.signals import images_stored_send
+from imaging.storage import blob_discard, blob_store, content_name, display_filename, sha256_hex
+from imaging.validation import ImageRejected, pixel_limit_check
 from patients.models import Patient
+from patients.services import patient_create
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class DicomIngestResult:
     created: bool  # False when this SOP Instance UID was already stored
     patient_created: bool = False
     study_created: bool = False
+    # What the after-store handlers queued for it (the AI second opinions); None when it was already there.
+    followups: list | None = None
 
     @property
     def study(self) -> Study:
@@ -60,8 +64,6 @@ def _pixel_check(instance: DicomInstance) -> str:
 
 
 def _patient_for(instance: DicomInstance, *, created_by: User | None) -> tuple[Patient, bool]:
-    from patients.services import patient_create
-
     patient = Patient.objects.filter(mrn=instance.patient_id).first()
     if patient is not None:
         return patient, False
@@ -118,8 +120,6 @@ def _adopt_uid(study: Study, instance: DicomInstance) -> Study:
 def _study_for(
     instance: DicomInstance, *, patient: Patient, study: Study | None, created_by: User | None
 ) -> tuple[Study, bool]:
-    from imaging.services import study_create
-
     if study is not None:
         _check_same_patient(study, patient, instance)
         return _adopt_uid(study, instance), False
@@ -155,16 +155,6 @@ def _study_for(
         return existing, False
 
 
-def _display_filename(filename: str, instance: DicomInstance) -> str:
-    name = PurePath(filename.replace("\\", "/")).name if filename else ""
-    return (name or f"{instance.sop_instance_uid}.dcm")[:255]
-
-
-def _discard(blob: StoredBlob) -> None:
-    if blob.created and not Image.objects.filter(file=blob.name).exists():
-        default_storage.delete(blob.name)
-
-
 def _existing(instance: DicomInstance, study: Study | None) -> DicomIngestResult | None:
     image = Image.objects.select_related("study").filter(sop_instance_uid=instance.sop_instance_uid).first()
     if image is None:
@@ -172,6 +162,30 @@ def _existing(instance: DicomInstance, study: Study | None) -> DicomIngestResult
     if study is not None and image.study_id != study.id:
         raise ImageRejected(f"This DICOM instance is already stored in study {image.study.accession_number}.")
     return DicomIngestResult(image=image, created=False)
+
+
+@dataclass(frozen=True)
+class CheckedDicom:
+    """A DICOM instance that parsed and passed the pixel check, and may be filed."""
+
+    filename: str
+    data: bytes
+    instance: DicomInstance
+    sha256: str
+    not_analysable_reason: str  # "" when the AI can read its pixels
+
+
+def dicom_check(*, data: bytes, filename: str = "") -> CheckedDicom:
+    """Parse a DICOM instance and decode the frame the AI will read. Raises ImageRejected."""
+    instance = dicom_parse(data)
+    pixel_limit_check(width=instance.columns, height=instance.rows)
+    return CheckedDicom(
+        filename=display_filename(filename) or f"{instance.sop_instance_uid}.dcm"[:255],
+        data=data,
+        instance=instance,
+        sha256=sha256_hex(data),
+        not_analysable_reason=_pixel_check(instance),
+    )
 
 
 def dicom_ingest(
@@ -182,7 +196,20 @@ def dicom_ingest(
     study: Study | None = None,
     filename: str = "",
 ) -> DicomIngestResult:
-    """Check, store and file one DICOM instance; queue AI second opinions when its pixels can be read.
+    """Check and file one DICOM instance (see ``dicom_store``)."""
+    return dicom_store(
+        checked=dicom_check(data=data, filename=filename), source=source, uploaded_by=uploaded_by, study=study
+    )
+
+
+def dicom_store(
+    *,
+    checked: CheckedDicom,
+    source: ImageSource | str,
+    uploaded_by: User | None = None,
+    study: Study | None = None,
+) -> DicomIngestResult:
+    """Store and file one checked DICOM instance, then announce it so AI work can be queued.
 
     The patient is matched (or created) by PatientID and the study by StudyInstanceUID, else by
     accession number (a study registered from the order), else created from the tags. With
@@ -190,15 +217,11 @@ def dicom_ingest(
     untouched; the same SOP Instance UID received again gives back the stored image.
     Raises ImageRejected with the reason for the user; nothing is stored then.
     """
-    from inference.services import predictions_create_for_image
-
-    instance = dicom_parse(data)
+    instance, data, not_analysable_reason = checked.instance, checked.data, checked.not_analysable_reason
     existing = _existing(instance, study)
     if existing is not None:
         return existing
-    not_analysable_reason = _pixel_check(instance)
-    sha256 = sha256_hex(data)
-    blob = blob_store(data=data, name=content_name("images", sha256, ".dcm"))
+    blob = blob_store(data=data, name=content_name("images", checked.sha256, ".dcm"))
     try:
         with transaction.atomic():
             patient, patient_created = _patient_for(instance, created_by=uploaded_by)
@@ -206,12 +229,12 @@ def dicom_ingest(
             image = Image(
                 study=target,
                 file=blob.name,
-                sha256=sha256,
+                sha256=checked.sha256,
                 size_bytes=len(data),
                 content_type=DICOM_CONTENT_TYPE,
                 width=instance.columns,
                 height=instance.rows,
-                original_filename=_display_filename(filename, instance),
+                original_filename=checked.filename,
                 uploaded_by=uploaded_by,
                 source=source,
                 sop_instance_uid=instance.sop_instance_uid,
@@ -224,20 +247,19 @@ def dicom_ingest(
             )
             image.full_clean(validate_constraints=False)
             image.save()
-            if image.analysable:
-                predictions_create_for_image(image=image)
+            followups = images_stored_send(study=target, images=[image]).get(image.id, [])
     except IntegrityError:
         # The same instance arrived twice at once (e.g. two C-STORE associations); the first one won.
         again = Image.objects.select_related("study").filter(sop_instance_uid=instance.sop_instance_uid).first()
         if again is None:
-            _discard(blob)
+            blob_discard(blob)
             raise
         return DicomIngestResult(image=again, created=False)
     except ValidationError as exc:
-        _discard(blob)
+        blob_discard(blob)
         raise ImageRejected(f"The DICOM file's tags cannot be filed: {'; '.join(exc.messages)}") from exc
     except BaseException:
-        _discard(blob)
+        blob_discard(blob)
         raise
     logger.info(
         "Stored DICOM %s (%s) from %s in study %s%s",
@@ -247,27 +269,10 @@ def dicom_ingest(
         target.accession_number,
         "" if image.analysable else " (not analysable)",
     )
-    return DicomIngestResult(image=image, created=True, patient_created=patient_created, study_created=study_created)
-
-
-@dataclass(frozen=True)
-class DicomFileOutcome:
-    filename: str
-    result: DicomIngestResult | None = None
-    error: str = ""
-
-
-def dicom_ingest_many(
-    *, files: list[tuple[str, bytes]], source: ImageSource | str, uploaded_by: User | None = None
-) -> list[DicomFileOutcome]:
-    """Ingest several files; each one is stored or rejected on its own."""
-    outcomes = []
-    for filename, data in files:
-        try:
-            with transaction.atomic():
-                result = dicom_ingest(data=data, source=source, uploaded_by=uploaded_by, filename=filename)
-        except ImageRejected as exc:
-            outcomes.append(DicomFileOutcome(filename=filename, error=str(exc)))
-        else:
-            outcomes.append(DicomFileOutcome(filename=filename, result=result))
-    return outcomes
+    return DicomIngestResult(
+        image=image,
+        created=True,
+        patient_created=patient_created,
+        study_created=study_created,
+        followups=followups,
+    )

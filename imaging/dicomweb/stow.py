@@ -1,19 +1,18 @@
 """STOW-RS: store instances sent as multipart/related application/dicom.
 
-Storing needs the staff role. Each instance is stored on its own: one bad part fails alone.
+Storing needs the staff role. Each instance goes through ``imaging.intake`` on its own, like any
+upload: one bad part fails alone.
 """
 
 import logging
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpResponse
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
-from imaging.dicom.services import dicom_ingest
 from imaging.dicomweb.base import DicomWebView
 from imaging.dicomweb.dicom_json import (
     dicom_json_response,
@@ -22,8 +21,8 @@ from imaging.dicomweb.dicom_json import (
     stored_instance_item,
 )
 from imaging.dicomweb.multipart import MultipartError, parse_multipart_related
+from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
-from imaging.validation import ImageRejected
 
 logger = logging.getLogger(__name__)
 
@@ -87,20 +86,29 @@ class StowRsApi(DicomWebView):
         return dicom_json_response(response.to_json_dict(), status=status)
 
     def _store_one(self, request, data: bytes, study_uid: str | None, stored: Sequence) -> Dataset | None:
-        """Store one instance in its own transaction; return its failure item, or None once stored."""
+        """Take in one instance on its own; return its failure item, or None once stored."""
+        if study_uid and _study_uid_of(data) not in (None, study_uid):
+            return _failure(data, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
         try:
-            with transaction.atomic():
-                if study_uid:
-                    dataset_study = str(read_dataset(data).get("StudyInstanceUID", "")) if data else ""
-                    if dataset_study != study_uid:
-                        return _failure(data, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
-                result = dicom_ingest(data=data, source=ImageSource.STOW_RS, uploaded_by=request.user)
-        except ImageRejected as exc:
-            return _failure(data, FAILURE_CANNOT_UNDERSTAND, str(exc))
+            [intake] = files_intake(
+                files=[IncomingFile.from_bytes(data)], source=ImageSource.STOW_RS, uploaded_by=request.user
+            )
         except Exception as exc:
             logger.exception("STOW-RS could not store an instance")
             return _failure(data, FAILURE_PROCESSING, f"Processing failure: {exc}")
-        stored.append(stored_instance_item(request, result.image))
+        if intake.fault:
+            return _failure(data, FAILURE_PROCESSING, f"Processing failure: {intake.error}")
+        if not intake.stored:
+            return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.error)
+        stored.append(stored_instance_item(request, intake.image))
+        return None
+
+
+def _study_uid_of(data: bytes) -> str | None:
+    """The part's Study Instance UID ("" when it has none), or None when it cannot be read at all."""
+    try:
+        return str(read_dataset(data).get("StudyInstanceUID", ""))
+    except Exception:  # an unreadable part is for the intake to judge, like any file
         return None
 
 

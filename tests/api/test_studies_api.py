@@ -51,7 +51,7 @@ def test_filters_by_modality_and_accession(client_for_role):
 
 
 def test_staff_corrects_a_study_and_routing_fields_are_frozen_once_images_exist(client_for_role, tiny_model):
-    from imaging.services import image_upload
+    from imaging.intake import image_upload
     from tests.support.images import png_bytes
 
     study = StudyFactory(description="old")

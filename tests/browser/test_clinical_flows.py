@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from imaging.models import Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import Prediction, PredictionStatus, Review
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory, StudyFactory
 from tests.support.workers import wait_for
 from tests.web.conftest import make_aimodel, make_image, make_prediction

@@ -8,6 +8,7 @@ licence, pcir.org freely available sets). The chest radiograph is built from sam
 
 import io
 import socket
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -16,7 +17,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from tests.conftest import SAMPLES
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 

@@ -5,9 +5,9 @@ import pytest
 from django.core.files.storage import default_storage
 from pydicom.uid import generate_uid
 
-from imaging.dicom.services import dicom_ingest, dicom_ingest_many
+from imaging.dicom.services import dicom_ingest
+from imaging.intake import image_upload
 from imaging.models import BodyPart, Image, ImageSource, Modality, Study
-from imaging.services import image_upload
 from imaging.storage import blob_read
 from imaging.validation import ImageRejected
 from inference.models import Prediction, PredictionStatus
@@ -131,21 +131,6 @@ def test_study_ordered_by_accession_number_receives_its_images(chest_radiograph)
     dataset.save_as(buffer)
     result = dicom_ingest(data=buffer.getvalue(), source=ImageSource.STOW_RS)
     assert result.study.id == ordered.id
-
-
-@pytest.mark.django_db
-def test_many_files_are_each_stored_or_rejected():
-    outcomes = dicom_ingest_many(
-        files=[
-            ("ct.dcm", shipped_bytes("CT_small.dcm")),
-            ("broken.dcm", shipped_bytes("MR_truncated.dcm")),
-            ("rgb.dcm", shipped_bytes("examples_rgb_color.dcm")),
-        ],
-        source=ImageSource.UPLOAD,
-    )
-    assert [bool(o.result) for o in outcomes] == [True, False, True]
-    assert "truncated" in outcomes[1].error
-    assert Image.objects.count() == 2
 
 
 @pytest.mark.django_db

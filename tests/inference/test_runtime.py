@@ -7,11 +7,11 @@ from django.core.files.storage import default_storage
 from django.test import override_settings
 from PIL import Image as PILImage
 
+from imaging.intake import image_upload
 from imaging.models import StudyStatus
-from imaging.services import image_upload
 from inference import runtime
+from inference.claims import prediction_record_success, predictions_claim
 from inference.models import Prediction, PredictionStatus
-from inference.services import predictions_claim
 from tests.factories import StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -113,8 +113,6 @@ def test_an_unreadable_image_fails_alone_and_the_batch_goes_on(tiny_model, sampl
 
 
 def test_a_result_from_a_superseded_claim_is_discarded(tiny_model, sample_image_bytes):
-    from inference.services import prediction_record_success
-
     prediction = upload(sample_image_bytes).predictions.get()
     stale = predictions_claim(prediction_id=prediction.id)
     # The sweeper gave the work to someone else in the meantime.

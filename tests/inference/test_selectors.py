@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from imaging.services import image_upload
+from imaging.intake import image_upload
 from inference.models import Prediction, PredictionStatus
 from inference.selectors import queue_status
 from tests.factories import StudyFactory

@@ -4,10 +4,10 @@ import datetime
 
 import pytest
 
+from imaging.intake import image_upload
 from imaging.models import StudyStatus
-from imaging.services import image_upload
 from inference.models import Prediction, PredictionStatus
-from inference.services import predictions_sweep
+from inference.tasks import sweep
 from tests.factories import StudyFactory
 from tests.support.workers import wait_for
 
@@ -50,7 +50,7 @@ def test_a_prediction_whose_task_was_lost_is_recovered_by_the_sweeper(
     assert prediction.status == PredictionStatus.QUEUED
     assert prediction.enqueued_at is None
 
-    assert predictions_sweep(now=prediction.queued_at + datetime.timedelta(minutes=10))["resent"] == 1
+    assert sweep(now=prediction.queued_at + datetime.timedelta(minutes=10))["resent"] == 1
 
     wait_for(finished([prediction.id]), message=celery_worker.log()[-3000:])
     prediction.refresh_from_db()

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 

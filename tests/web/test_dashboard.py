@@ -4,7 +4,7 @@ from django.urls import reverse
 
 from imaging.models import Priority, StudyStatus
 from inference.models import PredictionStatus, Review
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import StudyFactory, UserFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inference.models import PredictionStatus
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory, StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 

@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from imaging.models import Priority, Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import PredictionStatus, Review
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 

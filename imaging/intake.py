@@ -1,0 +1,226 @@
+"""The one way in for a file.
+
+The upload page, the REST upload, the Import DICOM page, DICOMweb STOW-RS and the C-STORE
+receiver all hand their files to ``files_intake``. It tells the type from the content (PNG,
+JPEG or DICOM, never from the name), applies the same limits and rules to every file, stores
+it and announces it (``imaging.signals.images_stored``), so the AI work is queued in the same
+transaction. Each entry point chooses only how a batch commits (``Batch``).
+"""
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DatabaseError, transaction
+
+from accounts.models import User
+from imaging.dicom.parsing import looks_like_dicom
+from imaging.dicom.services import CheckedDicom, dicom_check, dicom_store
+from imaging.models import Image, ImageSource, Study
+from imaging.services import CheckedImage, image_check, images_store
+from imaging.storage import StoredBlob, blob_discard, display_filename
+from imaging.validation import ImageRejected
+
+logger = logging.getLogger(__name__)
+
+UNREADABLE = "The file could not be read as an image; it may be corrupt or truncated."
+
+
+class Batch(enum.StrEnum):
+    """How the files of one request commit."""
+
+    # Each file is stored or rejected on its own (the pages, STOW-RS per instance, C-STORE).
+    EACH_FILE = "each-file"
+    # One rejected file rejects the whole request and nothing is stored (the REST upload).
+    ALL_OR_NOTHING = "all-or-nothing"
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    filename: str
+    size: int
+    read: Callable[[], bytes]  # called only once the size is known to be within the limit
+
+    @classmethod
+    def from_bytes(cls, data: bytes, filename: str = "") -> "IncomingFile":
+        return cls(filename=filename, size=len(data), read=lambda: data)
+
+    @classmethod
+    def from_upload(cls, upload: UploadedFile) -> "IncomingFile":
+        return cls(filename=upload.name or "", size=upload.size or 0, read=upload.read)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The verdict on one file: stored (``image``), or refused with the reason for the sender."""
+
+    filename: str  # as the sender named it, without any directory part
+    image: Image | None = None
+    created: bool = False  # False when the same file was already stored
+    # What the after-store handlers queued for it (the AI second opinions); None when it was already there.
+    followups: list | None = None
+    patient_created: bool = False
+    study_created: bool = False
+    error: str = ""
+    fault: bool = False  # the failure was ours, not the file's: sending it again may work
+
+    @property
+    def stored(self) -> bool:
+        return self.image is not None
+
+
+class IntakeRejected(ImageRejected):
+    """A file rejected an all-or-nothing intake; nothing was stored."""
+
+    def __init__(self, filename: str, reason: str):
+        super().__init__(reason)
+        self.filename = filename
+
+
+def files_intake(
+    *,
+    files: Sequence[IncomingFile],
+    source: ImageSource | str,
+    uploaded_by: User | None = None,
+    study: Study | None = None,
+    batch: Batch = Batch.EACH_FILE,
+) -> list[Intake]:
+    """Check, store and announce files; one verdict per file, in order.
+
+    With ``study`` every file goes into that study (a DICOM file must name its patient);
+    without, only DICOM files are accepted, each filed by its own tags. With
+    ``Batch.ALL_OR_NOTHING`` the first rejected file raises ``IntakeRejected`` and nothing
+    is stored; with ``Batch.EACH_FILE`` each file gets its own savepoint and verdict, and only
+    a database outage (no verdict on any file) is raised.
+    """
+    if batch == Batch.ALL_OR_NOTHING:
+        return _all_or_nothing(files, study=study, source=source, uploaded_by=uploaded_by)
+    return [_each(file, study=study, source=source, uploaded_by=uploaded_by) for file in files]
+
+
+def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: User | None = None) -> Intake:
+    """One file into one study. Raises ImageRejected (nothing stored) with the reason."""
+    [intake] = files_intake(
+        files=[IncomingFile.from_bytes(data, filename)],
+        source=ImageSource.UPLOAD,
+        uploaded_by=uploaded_by,
+        study=study,
+        batch=Batch.ALL_OR_NOTHING,
+    )
+    return intake
+
+
+def _name(file: IncomingFile) -> str:
+    return display_filename(file.filename) or "file"
+
+
+def _check(file: IncomingFile, *, study: Study | None) -> CheckedImage | CheckedDicom:
+    """The rules every file meets, whichever way it came in. Raises ImageRejected."""
+    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    if file.size > limit:
+        raise ImageRejected(f"The file is {file.size:,} bytes; the limit is {limit:,} bytes.")
+    data = file.read()
+    if len(data) > limit:
+        raise ImageRejected(f"The file is {len(data):,} bytes; the limit is {limit:,} bytes.")
+    if looks_like_dicom(data):
+        return dicom_check(data=data, filename=file.filename)
+    checked = image_check(data=data, filename=file.filename)
+    if study is None:
+        kind = checked.decoded.content_type.removeprefix("image/").upper()
+        raise ImageRejected(
+            f"This is a {kind} image: only DICOM files can be filed without a study, as their tags "
+            "name the patient and study. Upload it to its study instead."
+        )
+    return checked
+
+
+def _store(
+    checked: Sequence[CheckedImage | CheckedDicom],
+    names: Sequence[str],
+    *,
+    study: Study | None,
+    source: ImageSource | str,
+    uploaded_by: User | None,
+    stored: list[Intake],
+) -> list[Intake]:
+    """Store checked files: DICOM one instance at a time, PNG and JPEG all in one go.
+
+    Each verdict is appended to ``stored`` as soon as it is made, so a caller whose transaction
+    then fails knows which files to remove.
+    """
+    verdicts: dict[int, Intake] = {}
+    for index, item in enumerate(checked):
+        if isinstance(item, CheckedDicom):
+            try:
+                result = dicom_store(checked=item, source=source, uploaded_by=uploaded_by, study=study)
+            except ImageRejected as exc:
+                raise IntakeRejected(names[index], str(exc)) from exc
+            verdicts[index] = Intake(
+                filename=names[index],
+                image=result.image,
+                created=result.created,
+                followups=result.followups,
+                patient_created=result.patient_created,
+                study_created=result.study_created,
+            )
+            stored.append(verdicts[index])
+    pictures = [(index, item) for index, item in enumerate(checked) if isinstance(item, CheckedImage)]
+    if pictures:
+        results = images_store(study=study, images=[item for _, item in pictures], uploaded_by=uploaded_by)
+        for (index, _), result in zip(pictures, results, strict=True):
+            verdicts[index] = Intake(
+                filename=names[index], image=result.image, created=result.created, followups=result.followups
+            )
+            stored.append(verdicts[index])
+    return [verdicts[index] for index in range(len(checked))]
+
+
+def _each(file: IncomingFile, *, study: Study | None, source, uploaded_by) -> Intake:
+    name = _name(file)
+    stored: list[Intake] = []
+    try:
+        checked = _check(file, study=study)
+        # A savepoint per file: one file's failure never undoes or blocks the others.
+        with transaction.atomic():
+            [intake] = _store([checked], [name], study=study, source=source, uploaded_by=uploaded_by, stored=stored)
+    except ImageRejected as exc:
+        return Intake(filename=name, error=str(exc))
+    except DatabaseError:
+        raise  # an outage is not the file's fault, and the next file would meet it too
+    except Exception:
+        logger.exception("Intake of %r failed", name)
+        _discard(stored)
+        return Intake(filename=name, error=UNREADABLE, fault=True)
+    return intake
+
+
+def _all_or_nothing(files: Sequence[IncomingFile], *, study: Study | None, source, uploaded_by) -> list[Intake]:
+    names = [_name(file) for file in files]
+    # Every file is checked before any is stored, so a rejected one usually costs no storage at all.
+    checked = []
+    for file, name in zip(files, names, strict=True):
+        try:
+            checked.append(_check(file, study=study))
+        except ImageRejected as exc:
+            raise IntakeRejected(name, str(exc)) from exc
+    stored: list[Intake] = []
+    try:
+        with transaction.atomic():
+            return _store(checked, names, study=study, source=source, uploaded_by=uploaded_by, stored=stored)
+    except BaseException:
+        # The rows of the files stored before the failure are rolled back; their new files go too.
+        _discard(stored)
+        raise
+
+
+def _discard(stored: Sequence[Intake]) -> None:
+    try:
+        for intake in stored:
+            if intake.created:
+                blob_discard(StoredBlob(name=intake.image.file.name, created=True))
+    except DatabaseError:
+        # The database is gone too; the original error matters more than a leftover file.
+        logger.warning("Could not remove the files of a failed intake", exc_info=True)
