@@ -56,7 +56,7 @@ class ModelBroken(RuntimeError):
 def _configure_devices() -> None:
     global _devices_configured
     if not _devices_configured:
-        from inference.ml.serving import configure_devices
+        from inference.ml.serving import configure_devices  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
         configure_devices()
         _devices_configured = True
@@ -96,7 +96,7 @@ def keras_model_for(model: AIModel):
         if cached is not None:
             return cached
         _configure_devices()
-        from inference.ml.serving import load_model
+        from inference.ml.serving import load_model  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
         path = _local_weights(model)
         try:
@@ -114,7 +114,7 @@ def loaded_model_count() -> int:
 
 def _heatmap_png(heatmap: np.ndarray, *, width: int, height: int, resize: str) -> bytes:
     """The heatmap on the original image's grid (same aspect ratio) as an 8-bit PNG."""
-    from inference.ml.preprocessing import heatmap_to_uint8, resize_heatmap
+    from inference.ml.preprocessing import heatmap_to_uint8, resize_heatmap  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     resized = resize_heatmap(heatmap, (height, width), resize=resize)
     buffer = io.BytesIO()
@@ -168,7 +168,7 @@ def _model_inputs(
     A prediction's input is kept for a while; with ``reuse`` (the heatmap that follows) it is
     taken from there instead of decoding the image again.
     """
-    from inference.ml.preprocessing import to_model_input
+    from inference.ml.preprocessing import to_model_input  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     resize = (model.preprocessing or {}).get("resize", "stretch")
     failed = 0
@@ -202,7 +202,7 @@ def _model_inputs(
 
 
 def _run_claim(claim: Claim, outbox: Outbox) -> int:
-    from inference.ml.serving import predict_proba
+    from inference.ml.serving import predict_proba  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     model = claim.model
     try:
@@ -297,7 +297,7 @@ def warm_models(*, queues: list[str] | None = None) -> int:
     The first forward pass and the first Grad-CAM of a Keras model build kernels and graphs;
     doing both here keeps them out of the first upload's latency.
     """
-    from inference.ml.serving import predict_proba
+    from inference.ml.serving import predict_proba  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     models = AIModel.objects.active()
     if queues:

@@ -7,6 +7,7 @@ DICOM data sets, so only the DICOM files are sent through it.
 """
 
 import io
+import random
 from dataclasses import dataclass
 
 import pydicom
@@ -32,7 +33,8 @@ NO_STUDY = "only DICOM files can be filed without a study"
 
 
 def _picture(size: tuple[int, int], fmt: str) -> bytes:
-    noise = PILImage.frombytes("L", size, bytes(range(256)) * (size[0] * size[1] // 256))
+    # Random pixels, so the file is as large as its pixel count (PNG would squeeze a pattern).
+    noise = PILImage.frombytes("L", size, random.Random(7).randbytes(size[0] * size[1]))
     buffer = io.BytesIO()
     noise.save(buffer, format=fmt)
     return buffer.getvalue()
