@@ -15,7 +15,7 @@ from django.utils import timezone
 from imaging.models import Study
 from inference.ml import preprocessing as pp
 from inference.models import Review
-from inference.services import study_refresh_status
+from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory, StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 
