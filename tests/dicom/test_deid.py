@@ -33,8 +33,8 @@ from imaging.dicom.deid import (
 )
 from imaging.dicom.export import jpeg_without_metadata, png_without_metadata, study_export_stream
 from imaging.dicom.services import dicom_ingest
+from imaging.intake import image_upload
 from imaging.models import ImageSource
-from imaging.services import image_upload
 from tests.dicom.support import dataset_bytes, retagged
 from tests.factories import StudyFactory
 
