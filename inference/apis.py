@@ -15,8 +15,8 @@ from api.mixins import AuditedListApi, audit_api
 from api.schema import ErrorSerializer
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
-from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.serializers import StudyOutputSerializer
+from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
 from inference.models import AIModel, Prediction, PredictionStatus, Review, ReviewDecision
 from inference.selectors import studies_worklist

@@ -13,9 +13,9 @@ from django.views.decorators.cache import cache_control
 from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
-from imaging.dicom.sr import prediction_sr_bytes, sr_filename
 from imaging.models import Study
 from imaging.selectors import study_for_page
+from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.forms import ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
 from inference.selectors import studies_worklist, study_images

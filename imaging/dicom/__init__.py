@@ -1,3 +1,3 @@
-"""DICOM in and out: parsing, pixels, ingestion, structured reports and de-identification."""
+"""DICOM in and out: parsing, pixels, ingestion, export and de-identification (AI reports: inference.dicom_report)."""
 
 DICOM_CONTENT_TYPE = "application/dicom"

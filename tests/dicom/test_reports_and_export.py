@@ -7,10 +7,10 @@ import pytest
 from imaging.dicom.deid import pseudonym
 from imaging.dicom.export import study_export_stream
 from imaging.dicom.services import dicom_ingest
-from imaging.dicom.sr import COMPREHENSIVE_SR_STORAGE, DISCLAIMER, prediction_sr_bytes
 from imaging.intake import image_upload
 from imaging.models import ImageSource
 from inference.claims import prediction_record_success, predictions_claim
+from inference.dicom_report import COMPREHENSIVE_SR_STORAGE, DISCLAIMER, prediction_sr_bytes
 from inference.models import Prediction
 from tests.dicom.support import retagged, shipped_bytes
 from tests.factories import StudyFactory

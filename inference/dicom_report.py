@@ -13,6 +13,7 @@ from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
 from imaging.models import Image, Study
 from imaging.storage import blob_read
+from inference.models import Prediction, PredictionStatus, Review
 
 COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 # Concepts DICOM does not code (the product's own scheme, as PS3.16 allows with a 99 prefix).
@@ -110,8 +111,6 @@ def _patient_study_from_db(target: Dataset, study: Study) -> None:
 
 def prediction_sr_dataset(*, prediction) -> FileDataset:
     """A Comprehensive SR stating the model, its version, the label and the confidence of one AI result."""
-    from inference.models import PredictionStatus
-
     if prediction.status != PredictionStatus.SUCCEEDED:
         raise ValueError("Only a finished AI second opinion can be exported as a report.")
     image, model = prediction.image, prediction.model
@@ -212,9 +211,7 @@ def prediction_sr_dataset(*, prediction) -> FileDataset:
     return ds
 
 
-def _review(prediction):
-    from inference.models import Review
-
+def _review(prediction: Prediction) -> Review | None:
     return Review.objects.select_related("reviewer").filter(prediction_id=prediction.id).first()
 
 
