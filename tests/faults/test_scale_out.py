@@ -13,7 +13,9 @@ pytestmark = pytest.mark.worker
 
 def test_two_workers_share_the_queue_and_never_do_the_same_work(fault_stack):
     stack = fault_stack
-    small_batches = {"MEDPORTAL_BATCH_SIZE": "4", "MEDPORTAL_DRAIN_SECONDS": "1"}
+    # Nothing here waits for the sweeper, so the task time limit need not be short: a batch held at
+    # the gate is never cut off by it while the other worker, on a loaded machine, claims its own.
+    small_batches = {"MEDPORTAL_BATCH_SIZE": "4", "MEDPORTAL_DRAIN_SECONDS": "1", "MEDPORTAL_TASK_TIME_LIMIT": "60"}
     first = stack.worker("share-a", **small_batches)
     second = stack.worker("share-b", **small_batches)
     study = stack.api.create_study(patient=stack.patient, modality="DX")
