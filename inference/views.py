@@ -1,5 +1,7 @@
+import io
 import re
 
+import numpy as np
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -8,12 +10,15 @@ from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import cache_control
+from PIL import Image as PILImage
 
 from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.models import Study
+from imaging.pixels import image_pixels
 from imaging.selectors import study_for_page
 from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.forms import ReviewForm, WorklistFilterForm
@@ -251,3 +256,43 @@ def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
     response = HttpResponse(prediction_sr_bytes(prediction=prediction), content_type=DICOM_CONTENT_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{sr_filename(prediction)}"'
     return response
+
+
+@role_required(READERS)
+def study_report(request: HttpRequest, study_id) -> HttpResponse:
+    """The study as a printable report: patient, study, every image with and without its heatmap,
+    each AI second opinion with its confidence and model version, and the radiologist's review."""
+    try:
+        study = study_for_page(study_id=study_id)
+    except Study.DoesNotExist as exc:
+        raise Http404("No such study.") from exc
+    images = reading_order(study_images(study=study))
+    audit_page(request, obj=study, patient=study.patient_id, detail="study report")
+    context = {"study": study, "patient": study.patient, "images": images, "printed_at": timezone.now()}
+    return render(request, "inference/study_report.html", context)
+
+
+@cache_control(private=True, max_age=3600)
+@role_required(READERS)
+def prediction_overlay(request: HttpRequest, prediction_id) -> HttpResponse:
+    """The image with its Grad-CAM heatmap blended on in viridis, for the printed report."""
+    # OpenCV is loaded only by this page, not by every web process at start.
+    from inference.ml.preprocessing import overlay_heatmap
+
+    prediction = get_object_or_404(Prediction.objects.select_related("image__study"), id=prediction_id)
+    if not prediction.heatmap:
+        raise Http404("This AI result has no heatmap.")
+    pixels = image_pixels(prediction.image)
+    with default_storage.open(prediction.heatmap.name, "rb") as handle:
+        heat = PILImage.open(handle).convert("L").resize((pixels.shape[1], pixels.shape[0]))
+    blended = overlay_heatmap(pixels, np.asarray(heat, dtype=np.float32) / 255.0, alpha=0.45)
+    audit_page(
+        request,
+        obj=prediction.image,
+        patient=prediction.image.study.patient_id,
+        action=AuditAction.DOWNLOAD,
+        detail="heatmap overlay",
+    )
+    buffer = io.BytesIO()
+    PILImage.fromarray(blended).save(buffer, format="PNG")
+    return HttpResponse(buffer.getvalue(), content_type="image/png")

@@ -222,6 +222,25 @@ def test_radiologist_overrides_a_result_and_the_study_leaves_the_worklist(
     assert study.status == StudyStatus.REVIEWED
     assert Prediction.objects.get(id=prediction.id).status == PredictionStatus.SUCCEEDED
 
+    # The printed report: the record and both pictures, without the page's navigation and footer.
+    page.goto(f"/studies/{study.id}/report/")
+    page.emulate_media(media="print")
+    expect(page.locator(".site-header")).to_be_hidden()
+    expect(page.locator(".site-footer")).to_be_hidden()
+    expect(page.get_by_role("button", name="Print")).to_be_hidden()
+    report = page.locator("article.report")
+    expect(report).to_contain_text("Confidence 91.0%".lower())
+    expect(report).to_contain_text("v1.2.0")
+    expect(report).to_contain_text("AI second opinion — not a diagnosis")
+    expect(report).to_contain_text("Overlapping soft tissue, not consolidation.")
+    pictures = page.locator(".report__figures img")
+    expect(pictures).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.report__figures img')].every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    screenshot(page, "study-report-print")
+    page.emulate_media(media="screen")
+
 
 def test_staff_cannot_open_the_review_page(page, login, screenshot, browser_staff):
     study = StudyFactory(accession_number="ACC-FORBIDDEN")
