@@ -121,6 +121,7 @@ class Study(models.Model):
             models.Index(fields=["modality", "created_at"], name="study_modality_created"),
             models.Index(fields=["priority", "created_at"], name="study_priority_created"),
             models.Index(fields=["patient", "created_at"], name="study_patient_created"),
+            models.Index(fields=["study_date", "created_at"], name="study_date_created"),
             models.Index(Upper("accession_number"), name="study_accession_upper"),
             # The worklist: only the backlog, in triage order, however long the history.
             models.Index(

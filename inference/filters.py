@@ -1,4 +1,5 @@
 import django_filters
+from django.db.models import Exists, OuterRef
 
 from api.filters import UtcDateTimeRangeFilter
 from imaging.models import BodyPart, Modality, Priority, StudyStatus
@@ -19,7 +20,7 @@ class PredictionFilter(django_filters.FilterSet):
     model_name = django_filters.CharFilter(field_name="model__name")
     label = django_filters.CharFilter()
     is_abnormal = django_filters.BooleanFilter()
-    reviewed = django_filters.BooleanFilter(field_name="review", lookup_expr="isnull", exclude=True)
+    reviewed = django_filters.BooleanFilter(method="filter_reviewed", help_text="Whether a radiologist reviewed it.")
     queued = UtcDateTimeRangeFilter(field_name="queued_at", help_text="queued_after / queued_before (ISO 8601).")
     finished = UtcDateTimeRangeFilter(
         field_name="finished_at", help_text="finished_after / finished_before (ISO 8601)."
@@ -31,6 +32,13 @@ class PredictionFilter(django_filters.FilterSet):
     class Meta:
         model = Prediction
         fields = ("status",)
+
+    def filter_reviewed(self, queryset, name, value):
+        # (NOT) EXISTS rather than a LEFT JOIN … IS NULL: PostgreSQL then estimates how many rows
+        # are left and walks the list's index in order, instead of joining every unreviewed result
+        # before sorting them.
+        reviewed = Exists(Review.objects.filter(prediction=OuterRef("pk")))
+        return queryset.filter(reviewed if value else ~reviewed)
 
 
 class AIModelFilter(django_filters.FilterSet):

@@ -10,6 +10,7 @@ from imaging.selectors import patient_studies
 from patients.forms import PatientForm, PatientSearchForm
 from patients.models import Patient
 from patients.selectors import patient_list as patient_list_query
+from patients.selectors import patients_with_study_summary
 from patients.services import patient_create, patient_update
 from web.access import role_required
 from web.auditing import audit_page, audit_rows
@@ -22,6 +23,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     search = PatientSearchForm(request.GET)
     term = search.cleaned_data["q"] if search.is_valid() else ""
     page = Paginator(patient_list_query(search=term), PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = patients_with_study_summary(patients=list(page.object_list))
     audit_rows(request, items=[(patient, None) for patient in page.object_list], detail="list")
     return render(request, "patients/patient_list.html", {"search": search, "term": term, "page": page})
 

@@ -14,7 +14,7 @@ from imaging.models import Study
 from inference.models import Prediction, PredictionStatus, Review
 from inference.selectors import studies_worklist
 from patients.models import Patient
-from patients.selectors import patient_list
+from patients.selectors import patient_list, patients_with_study_summary
 from tests.api.helpers import make_aimodel, make_image, make_prediction
 from tests.factories import PatientFactory, StudyFactory, UserFactory
 
@@ -59,6 +59,7 @@ def test_choice_filters_return_each_matching_row_once(client_for_role):
 
     listed = _ids(client, "/api/v1/predictions/", status="succeeded", reviewed="false")
     assert len(listed) == len(set(listed)) == 11
+    assert _ids(client, "/api/v1/predictions/", reviewed="true") == [str(Review.objects.get().prediction_id)]
 
     listed = _ids(client, "/api/v1/worklist/", priority=[1, 2, 3], status=["ai_done", "received"])
     assert sorted(listed) == sorted(str(s.id) for s in studies if s.status in ("ai_done", "received"))
@@ -78,7 +79,7 @@ def test_image_counts_and_patient_summaries_are_per_row(client_for_role):
     assert rows[str(empty.id)]["image_count"] == 0
 
     other = PatientFactory()
-    summary = {p.id: p for p in patient_list()}
+    summary = {p.id: p for p in patients_with_study_summary(patients=list(patient_list()))}
     assert summary[patient.id].study_count == 2
     assert summary[patient.id].last_study_at == max(busy.created_at, empty.created_at)
     assert summary[other.id].study_count == 0
