@@ -56,7 +56,14 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
     if image.format not in ACCEPTED_FORMATS:
         raise ImageRejected(f"{image.format or 'This'} images are not accepted; upload PNG, JPEG or DICOM.")
     width, height = image.size
-    pixel_limit_check(width=width, height=height, max_pixels=max_pixels)
+    pixel_limit_check(
+        width=width,
+        height=height,
+        samples=len(image.getbands()),
+        frames=getattr(image, "n_frames", 1),
+        bytes_per_sample=_MODE_BYTES.get(image.mode, 1),
+        max_pixels=max_pixels,
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -67,8 +74,21 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
     return DecodedImage(content_type=content_type, extension=extension, width=width, height=height)
 
 
-def pixel_limit_check(*, width: int, height: int, max_pixels: int | None = None) -> None:
-    """The pixel rule every image meets, whatever its format, checked before its pixels are decoded."""
+def pixel_limit_check(
+    *,
+    width: int,
+    height: int,
+    samples: int = 1,
+    frames: int = 1,
+    bytes_per_sample: int = 1,
+    max_pixels: int | None = None,
+) -> None:
+    """The pixel rule every image meets, whatever its format, checked from its header before decoding.
+
+    A frame's pixel count (MEDPORTAL_MAX_IMAGE_PIXELS), and the decoded size, width x height x
+    samples x frames x bytes per sample (MEDPORTAL_MAX_PIXEL_BYTES), so that neither colour,
+    deep samples nor a thousand frames get around it.
+    """
     max_pixels = max_pixels or settings.MEDPORTAL_MAX_IMAGE_PIXELS
     if width < 1 or height < 1:
         raise ImageRejected("The image has no pixels.")
@@ -76,6 +96,17 @@ def pixel_limit_check(*, width: int, height: int, max_pixels: int | None = None)
         raise ImageRejected(
             f"The image is {width}×{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels."
         )
+    decoded = width * height * samples * frames * bytes_per_sample
+    budget = settings.MEDPORTAL_MAX_PIXEL_BYTES
+    if decoded > budget:
+        raise ImageRejected(
+            f"The image's pixel data is {decoded:,} bytes decoded ({width}×{height} pixels × {samples} samples × "
+            f"{frames} frames × {bytes_per_sample} bytes); the limit is {budget:,} bytes."
+        )
+
+
+# Bytes per sample of the Pillow modes that are not 8-bit.
+_MODE_BYTES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
 
 
 def load_pixels(data: bytes) -> np.ndarray:

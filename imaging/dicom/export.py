@@ -6,6 +6,7 @@ an original file), so a study of any size costs the memory of one instance, neve
 
 import io
 import struct
+import tempfile
 import zipfile
 from collections.abc import Iterator
 
@@ -113,12 +114,6 @@ def _copy_original(archive: zipfile.ZipFile, sink: _Sink, *, name: str, image: I
             yield from sink.drain()
 
 
-def _dicom_bytes(dataset) -> bytes:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _images(study: Study) -> list[Image]:
     # Read before the first byte is sent: the response streams after the view's transaction ended.
     return list(
@@ -162,11 +157,17 @@ def _deidentified_export(images: list[Image], manifest_head: list[str]) -> Itera
                 withheld.append(f"image {position:04d} ({modality}, instance {uid}): {risk}")
                 continue
             dataset_deidentify(dataset)
-            archive.writestr(
-                f"{dataset.get('SeriesInstanceUID', 'series')}/{dataset.SOPInstanceUID}.dcm", _dicom_bytes(dataset)
-            )
+            name = f"{dataset.get('SeriesInstanceUID', 'series')}/{dataset.SOPInstanceUID}.dcm"
+            with tempfile.TemporaryFile() as encoded, archive.open(name, "w") as target:
+                # pydicom seeks while writing, so it cannot write into the ZIP entry itself; a
+                # temporary file spares holding a second copy of the instance in memory.
+                dataset.save_as(encoded, enforce_file_format=True)
+                del dataset
+                encoded.seek(0)
+                while chunk := encoded.read(_CHUNK):
+                    target.write(chunk)
+                    yield from sink.drain()
             exported += 1
-            del dataset
             yield from sink.drain()
         lines = [
             *manifest_head,

@@ -19,7 +19,7 @@ from pydicom.uid import (
 )
 
 from imaging.models import BodyPart, Modality
-from imaging.validation import ImageRejected
+from imaging.validation import ImageRejected, pixel_limit_check
 from patients.models import Sex
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -252,14 +252,16 @@ def _instance(dataset: Dataset) -> DicomInstance:
     rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
     if rows < 1 or columns < 1:
         raise ImageRejected("The DICOM image has no pixels (Rows or Columns is zero).")
-    max_pixels = settings.MEDPORTAL_MAX_IMAGE_PIXELS
-    if rows * columns > max_pixels:
-        raise ImageRejected(
-            f"The image is {columns}×{rows} pixels ({rows * columns:,}); the limit is {max_pixels:,} pixels."
-        )
     frames = int(dataset.get("NumberOfFrames") or 1)
     if frames < 1:
         raise ImageRejected("The DICOM image says it has no frames.")
+    pixel_limit_check(
+        width=columns,
+        height=rows,
+        samples=int(dataset.get("SamplesPerPixel") or 1),
+        frames=frames,
+        bytes_per_sample=-(-int(dataset.get("BitsAllocated") or 8) // 8),
+    )
     name = dataset.get("PatientName")
     family = str(getattr(name, "family_name", "") or "").strip()
     given = " ".join(

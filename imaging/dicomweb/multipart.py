@@ -1,6 +1,7 @@
 """multipart/related bodies, as DICOMweb sends and expects them (RFC 2387)."""
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.utils.http import parse_header_parameters
@@ -52,11 +53,29 @@ def parse_multipart_related(body: bytes, content_type: str) -> tuple[str, list[P
     return params.get("type", "").strip('"'), parts
 
 
-def build_multipart_related(parts: list[tuple[str, bytes]], *, root_type: str) -> tuple[bytes, str]:
-    """A multipart/related body and its Content-Type header value."""
+def multipart_related_stream(
+    parts: Iterable[tuple[str, Iterable[bytes]]], *, root_type: str
+) -> tuple[Iterator[bytes], str]:
+    """A multipart/related body as a generator, and its Content-Type header value.
+
+    Each part is a content type and the chunks of its data, both taken only when the body is
+    read: a response built from this holds one chunk at a time, never the whole body.
+    """
     boundary = uuid.uuid4().hex
-    chunks = []
-    for content_type, data in parts:
-        chunks.append(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode("latin-1") + data + b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode("latin-1"))
-    return b"".join(chunks), f'multipart/related; type="{root_type}"; boundary={boundary}'
+
+    def body() -> Iterator[bytes]:
+        for content_type, chunks in parts:
+            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode("latin-1")
+            yield from chunks
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode("latin-1")
+
+    return body(), f'multipart/related; type="{root_type}"; boundary={boundary}'
+
+
+def build_multipart_related(parts: list[tuple[str, bytes]], *, root_type: str) -> tuple[bytes, str]:
+    """A multipart/related body in one piece (for small bodies, e.g. a client's STOW request)."""
+    body, content_type = multipart_related_stream(
+        ((part_type, (data,)) for part_type, data in parts), root_type=root_type
+    )
+    return b"".join(body), content_type

@@ -1,21 +1,62 @@
 """WADO-RS: retrieve the original instances, their metadata and their frames."""
 
-from django.http import HttpResponse
-from pydicom.encaps import generate_frames
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import HttpResponse, StreamingHttpResponse
+from pydicom import Dataset
+from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
 from imaging.dicomweb.base import DicomWebView
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
-from imaging.dicomweb.multipart import build_multipart_related
+from imaging.dicomweb.multipart import multipart_related_stream
 from imaging.dicomweb.selectors import dicom_instances, dicom_study_get
 from imaging.models import Image
 from imaging.storage import blob_read
 
+_CHUNK = 1024 * 1024
+
 
 def _part_type(image: Image) -> str:
     return f"{DICOM_CONTENT_TYPE}; transfer-syntax={image.transfer_syntax_uid}"
+
+
+def _file_chunks(name: str) -> Iterator[bytes]:
+    with default_storage.open(name, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+def frame_numbers(frames: str) -> list[int]:
+    """The requested frame numbers, in the order asked, each once; ValueError says what is wrong.
+
+    Checked before anything is read: a list longer than the cap is refused, whatever it repeats.
+    """
+    entries = frames.split(",")
+    limit = settings.MEDPORTAL_DICOMWEB_MAX_FRAMES
+    if len(entries) > limit:
+        raise ValueError(f"At most {limit} frame numbers can be asked for at once; ask in several requests.")
+    try:
+        numbers = [int(entry) for entry in entries]
+    except ValueError:
+        raise ValueError("Frame numbers must be integers.") from None
+    return list(dict.fromkeys(numbers))
+
+
+def _frame_parts(dataset: Dataset, numbers: list[int], number_of_frames: int) -> Iterator[tuple[str, list[bytes]]]:
+    # One frame is extracted or decoded as its part is sent.
+    syntax = dataset.file_meta.TransferSyntaxUID
+    for number in numbers:
+        if syntax.is_compressed:
+            frame = get_frame(dataset.PixelData, number - 1, number_of_frames=number_of_frames)
+            yield f"application/octet-stream; transfer-syntax={syntax}", [frame]
+        else:
+            array = pixel_array(dataset, index=number - 1, raw=True)
+            yield "application/octet-stream", [array.astype(array.dtype.newbyteorder("<")).tobytes()]
 
 
 class RetrieveApi(DicomWebView):
@@ -35,10 +76,11 @@ class RetrieveApi(DicomWebView):
                 status=406,
                 content_type="text/plain",
             )
-        body, content_type = build_multipart_related(
-            [(_part_type(image), blob_read(image.file.name)) for image in images], root_type=DICOM_CONTENT_TYPE
+        # Each instance is read from storage chunk by chunk as the response is sent.
+        body, content_type = multipart_related_stream(
+            ((_part_type(image), _file_chunks(image.file.name)) for image in images), root_type=DICOM_CONTENT_TYPE
         )
-        return HttpResponse(body, content_type=content_type)
+        return StreamingHttpResponse(body, content_type=content_type)
 
 
 class MetadataApi(DicomWebView):
@@ -67,20 +109,13 @@ class FramesApi(DicomWebView):
         if image is None:
             return HttpResponse("No such instance.", status=404, content_type="text/plain")
         try:
-            numbers = [int(number) for number in frames.split(",")]
-        except ValueError:
-            return HttpResponse("Frame numbers must be integers.", status=400, content_type="text/plain")
+            numbers = frame_numbers(frames)
+        except ValueError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain")
         if any(number < 1 or number > image.number_of_frames for number in numbers):
             return HttpResponse("No such frame.", status=404, content_type="text/plain")
         dataset = read_dataset(blob_read(image.file.name))
-        syntax = dataset.file_meta.TransferSyntaxUID
-        parts = []
-        if syntax.is_compressed:
-            encoded = list(generate_frames(dataset.PixelData, number_of_frames=image.number_of_frames))
-            parts = [(f"application/octet-stream; transfer-syntax={syntax}", encoded[n - 1]) for n in numbers]
-        else:
-            for number in numbers:
-                array = pixel_array(dataset, index=number - 1, raw=True)
-                parts.append(("application/octet-stream", array.astype(array.dtype.newbyteorder("<")).tobytes()))
-        body, content_type = build_multipart_related(parts, root_type="application/octet-stream")
-        return HttpResponse(body, content_type=content_type)
+        body, content_type = multipart_related_stream(
+            _frame_parts(dataset, numbers, image.number_of_frames), root_type="application/octet-stream"
+        )
+        return StreamingHttpResponse(body, content_type=content_type)

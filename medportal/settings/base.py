@@ -168,6 +168,8 @@ STORAGES = {
 # Uploads: limits enforced by imaging.validation before anything is stored.
 MEDPORTAL_MAX_UPLOAD_BYTES = env.int("MEDPORTAL_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
 MEDPORTAL_MAX_IMAGE_PIXELS = env.int("MEDPORTAL_MAX_IMAGE_PIXELS", default=40_000_000)
+# Decoded pixel data: rows x columns x samples x frames x bytes per sample (imaging.validation).
+MEDPORTAL_MAX_PIXEL_BYTES = env.int("MEDPORTAL_MAX_PIXEL_BYTES", default=512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
@@ -198,6 +200,8 @@ MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default
 MEDPORTAL_DEMO_ALLOWED = False
 # `manage.py flush` may empty the insert-only audit tables: the test settings only (see audit.protection).
 MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
+# WADO-RS: the most frame numbers one request may list (duplicates count, they are sent once).
+MEDPORTAL_DICOMWEB_MAX_FRAMES = env.int("MEDPORTAL_DICOMWEB_MAX_FRAMES", default=1000)
 # Keys the pseudonyms of de-identified exports (imaging.dicom.deid); each settings module sets it,
 # production from the environment with no default. Never SECRET_KEY.
 MEDPORTAL_DEID_KEY = ""

@@ -118,7 +118,7 @@ def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiolog
         HTTP_ACCEPT='multipart/related; type="application/dicom"',
     )
     assert retrieved.status_code == 200
-    root, parts = parse_multipart_related(retrieved.content, retrieved["Content-Type"])
+    root, parts = parse_multipart_related(b"".join(retrieved.streaming_content), retrieved["Content-Type"])
     assert root == "application/dicom"
     assert [part.data for part in parts] == [ct]
 
@@ -130,7 +130,7 @@ def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiolog
         f"/dicomweb/studies/{tags.StudyInstanceUID}/series/{tags.SeriesInstanceUID}"
         f"/instances/{tags.SOPInstanceUID}/frames/1"
     )
-    _, frame_parts = parse_multipart_related(frames.content, frames["Content-Type"])
+    _, frame_parts = parse_multipart_related(b"".join(frames.streaming_content), frames["Content-Type"])
     assert frame_parts[0].data == tags.pixel_array.astype("<i2").tobytes()
 
 
