@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import sessions  # noqa: F401  (stamps the log in time on the session)
+        # Connects the receiver that stamps the log in time, once every app is loaded (Django's place for receivers).
+        from accounts import sessions  # noqa: F401, PLC0415

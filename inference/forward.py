@@ -1,4 +1,10 @@
-"""The forward pass as the worker runs it (no Django here, so the benchmark can use it as is)."""
+"""The forward pass as the worker runs it (no Django here, so the benchmark can use it as is).
+
+The web process imports this module (through the tasks); Keras, TensorFlow and the model code
+(OpenCV) load only when a worker first needs them.
+"""
+
+import numpy as np
 
 
 class CompiledForward:
@@ -40,10 +46,10 @@ class CompiledGradcam:
     """
 
     def __init__(self, model, layer_name: str | None = None):
-        import keras
-        import tensorflow as tf
+        import keras  # noqa: PLC0415 - TensorFlow: workers only
+        import tensorflow as tf  # noqa: PLC0415 - TensorFlow: workers only
 
-        from inference.ml.serving import _score_head, find_gradcam_layer
+        from inference.ml.serving import _score_head, find_gradcam_layer  # noqa: PLC0415 - OpenCV: workers only
 
         self.model = model
         layer = model.get_layer(layer_name or find_gradcam_layer(model))
@@ -70,9 +76,7 @@ class CompiledGradcam:
         self._cam = cam
 
     def __call__(self, batch, class_indices):
-        import numpy as np
-
-        from inference.ml.serving import _check_batch
+        from inference.ml.serving import _check_batch  # noqa: PLC0415 - OpenCV: workers only
 
         batch = _check_batch(self.model, batch)
         n = len(batch)
@@ -87,14 +91,14 @@ class CompiledGradcam:
 
 def gradcam_for(model, layer_name: str | None = None):
     """A callable ``(batch, class_indices) -> heatmaps``: compiled, or eager for Sequential models."""
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow: workers only
 
     key = (id(model), layer_name or "")
     compiled = _gradcams.get(key)
     if compiled is not None and compiled.model is model:
         return compiled
     if isinstance(model, keras.Sequential):
-        from inference.ml.serving import gradcam
+        from inference.ml.serving import gradcam  # noqa: PLC0415 - OpenCV: workers only
 
         return lambda batch, classes: gradcam(model, batch, classes, layer_name=layer_name)
     compiled = _gradcams[key] = CompiledGradcam(model, layer_name)

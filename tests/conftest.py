@@ -3,10 +3,13 @@ import os
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.roles import Role
+from inference.services import aimodel_register, aimodels_register_shipped
 from tests.dicom.support import chest_radiograph_dataset, dataset_bytes
 from tests.factories import UserFactory
 from tests.support.workers import start_worker
@@ -25,7 +28,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"CI must run on PostgreSQL (DATABASE_URL); the database engine is {database}.")
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
         raise pytest.UsageError("CI must run on Redis (CELERY_BROKER_URL=redis://...).")
-    import redis
 
     try:
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=5).ping()
@@ -51,8 +53,6 @@ def require_datasets() -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Reads cached for a few seconds (queue status, agreement rates) start empty in every test."""
-    from django.core.cache import cache
-
     cache.clear()
     yield
 
@@ -97,7 +97,7 @@ def api_client() -> APIClient:
 
 def build_tiny_keras_model(path: Path, *, n_classes: int = 2, size: int = 16, channels: int = 1) -> Path:
     """A tiny random-weights CNN, saved as a real .keras file."""
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow takes seconds to load; only tests that need a model pay for it
 
     keras.utils.set_random_seed(7)
     inputs = keras.Input((size, size, channels))
@@ -139,16 +139,12 @@ def tiny_model_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_model(db, tiny_model_file):
     """A registered, active tiny model for CR/DX chest studies (no trained model needed)."""
-    from inference.services import aimodel_register
-
     return aimodel_register(weights_path=tiny_model_file, card=json.loads(json.dumps(tiny_card())))
 
 
 @pytest.fixture
 def shipped_models(db):
     """Every model shipped in inference/zoo, registered and active."""
-    from inference.services import aimodels_register_shipped
-
     models = aimodels_register_shipped()
     if not models:
         pytest.fail("No shipped models found in inference/zoo.")

@@ -5,6 +5,8 @@ import pytest
 from audit.models import AuditEvent
 from imaging.intake import image_upload
 from inference.models import AIModelStatus, Prediction, PredictionStatus
+from inference.services import aimodel_register
+from tests.conftest import tiny_card
 from tests.factories import PatientFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,9 +72,6 @@ def test_retire_action_stops_routing(admin_client_, tiny_model, sample_image_byt
 
 
 def test_rerun_past_images_on_a_new_version(admin_client_, tiny_model, tiny_model_file, sample_image_bytes):
-    from inference.services import aimodel_register
-    from tests.conftest import tiny_card
-
     image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
     new = aimodel_register(weights_path=tiny_model_file, card=tiny_card(version="0.0.2"))
     admin_client_.post("/admin/inference/aimodel/", {"action": "rerun_past_images", "_selected_action": [str(new.id)]})

@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from imaging.models import Study, StudyStatus
@@ -89,6 +90,4 @@ def test_register_patient_open_study_upload_and_get_the_ai_second_opinion(
 
 
 def _named(name: str, data: bytes):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     return SimpleUploadedFile(name, data, content_type="image/png")

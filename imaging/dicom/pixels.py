@@ -11,6 +11,8 @@ from pydicom import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 from pydicom.uid import UID
 
+from imaging.dicom.parsing import read_dataset
+
 # The percentiles of a robust window, when the file carries no VOI.
 _LOW_PERCENTILE, _HIGH_PERCENTILE = 0.5, 99.5
 
@@ -155,6 +157,4 @@ def frame_uint8(dataset: Dataset, index: int | None = None) -> np.ndarray:
 
 def dicom_pixels(data: bytes) -> np.ndarray:
     """The stored DICOM file's pixels, CNN- and display-ready."""
-    from imaging.dicom.parsing import read_dataset
-
     return frame_uint8(read_dataset(data))

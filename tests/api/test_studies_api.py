@@ -1,7 +1,9 @@
 import pytest
 
+from imaging.intake import image_upload
 from imaging.models import Study
 from tests.factories import PatientFactory, StudyFactory
+from tests.support.images import png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -51,9 +53,6 @@ def test_filters_by_modality_and_accession(client_for_role):
 
 
 def test_staff_corrects_a_study_and_routing_fields_are_frozen_once_images_exist(client_for_role, tiny_model):
-    from imaging.intake import image_upload
-    from tests.support.images import png_bytes
-
     study = StudyFactory(description="old")
     client = client_for_role("staff")
     response = client.patch(

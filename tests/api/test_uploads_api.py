@@ -1,4 +1,5 @@
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
 from imaging.models import Image, StudyStatus
@@ -10,8 +11,6 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(client, study, *files):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     parts = [SimpleUploadedFile(name, data, content_type="application/octet-stream") for name, data in files]
     return client.post(f"/api/v1/studies/{study.id}/images/", {"file": parts}, format="multipart")
 

@@ -1,10 +1,13 @@
 import pytest
+from django.contrib import admin as django_admin
 from django.db import DatabaseError, connection, transaction
 
+from audit.admin import AuditedAdminMixin
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient
 from audit.services import audit_record
+from patients.models import Patient
 from patients.services import patient_update
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -84,11 +87,6 @@ def test_patient_history_keeps_old_values_and_who_changed_them(client_for_role, 
 
 
 def test_admin_mixin_records_views_and_changes(rf):
-    from django.contrib import admin as django_admin
-
-    from audit.admin import AuditedAdminMixin
-    from patients.models import Patient
-
     class PatientAuditedAdmin(AuditedAdminMixin, django_admin.ModelAdmin):
         fields = ("mrn", "family_name")
 
@@ -114,8 +112,6 @@ def test_admin_mixin_records_views_and_changes(rf):
 
 
 def test_admin_browses_change_history_read_only(client):
-    from tests.factories import StudyFactory
-
     boss = UserFactory(username="boss", role="admin", is_superuser=True)
     client.force_login(boss)
     study = StudyFactory()

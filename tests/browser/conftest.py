@@ -33,7 +33,7 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def browser():
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional: without it the browser tests skip
     except ImportError:
         _unavailable("the playwright package is not installed")
     if not Path(CHROMIUM).exists():

@@ -3,6 +3,7 @@ import zipfile
 
 import pydicom
 import pytest
+from PIL import Image as PILImage
 
 from imaging.dicom.deid import pseudonym
 from imaging.dicom.export import study_export_stream
@@ -166,8 +167,6 @@ def test_plain_export_has_the_original_files(client, staff_user):
 
 @pytest.mark.django_db
 def test_render_view_gives_a_png_and_a_thumbnail(client, staff_user, chest_radiograph):
-    from PIL import Image as PILImage
-
     image = dicom_ingest(data=chest_radiograph(), source=ImageSource.UPLOAD).image
     client.force_login(staff_user)
     full = client.get(f"/images/{image.id}/render.png")

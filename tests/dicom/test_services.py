@@ -8,9 +8,11 @@ from pydicom.uid import generate_uid
 from imaging.dicom.services import dicom_ingest
 from imaging.intake import image_upload
 from imaging.models import BodyPart, Image, ImageSource, Modality, Study
+from imaging.pixels import image_pixels
 from imaging.storage import blob_read
 from imaging.validation import ImageRejected
 from inference.models import Prediction, PredictionStatus
+from inference.services import aimodel_register
 from patients.models import Patient
 from tests.conftest import tiny_card
 from tests.dicom.support import retagged, shipped_bytes, shipped_path
@@ -78,8 +80,6 @@ def test_truncated_file_is_rejected_and_nothing_is_stored():
 
 @pytest.mark.django_db
 def test_undecodable_compressed_instance_is_kept_and_not_analysed(tiny_model_file):
-    from inference.services import aimodel_register
-
     # A model that would read this study if the pixels could be decoded.
     aimodel_register(
         weights_path=tiny_model_file, card=tiny_card(name="tiny-other", modalities=["OT"], body_part="OTHER")
@@ -135,8 +135,6 @@ def test_study_ordered_by_accession_number_receives_its_images(chest_radiograph)
 
 @pytest.mark.django_db
 def test_dicom_image_pixels_for_the_worker(chest_radiograph):
-    from imaging.pixels import image_pixels
-
     image = dicom_ingest(data=chest_radiograph(), source=ImageSource.UPLOAD).image
     pixels = image_pixels(image)
     assert pixels.dtype.name == "uint8" and pixels.shape == (image.height, image.width)

@@ -1,7 +1,10 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+import imaging.services
 from imaging.models import Image, StudyStatus
 from imaging.services import image_check, images_store, study_create
 from inference.models import Prediction, PredictionStatus
@@ -47,9 +50,6 @@ class TestImagesStore:
         assert study.status == StudyStatus.AI_PENDING
 
     def test_statements_do_not_grow_with_the_number_of_images(self, tiny_model):
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
         def statements(count: int, offset: int) -> int:
             files = [image_check(data=png_bytes(color=offset + n)) for n in range(count)]
             with CaptureQueriesContext(connection) as queries:
@@ -66,8 +66,6 @@ class TestImagesStore:
         assert Image.objects.count() == 1 and Prediction.objects.count() == 1
 
     def test_a_concurrent_upload_of_the_same_bytes_wins_and_is_returned(self, tiny_model, monkeypatch):
-        import imaging.services
-
         study = StudyFactory()
         data = png_bytes(color=9)
         real_store = imaging.services.blob_store

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image
 
 from inference.models import AIModel, AIModelStatus
 from tests.conftest import require_datasets
@@ -17,8 +18,9 @@ PNEUMONIA = REPO_ROOT / "inference" / "zoo" / "cxr-pneumonia" / "model.keras"
 
 @pytest.fixture(scope="module")
 def h5_model(tmp_path_factory) -> Path:
-    import keras
-    from keras import layers
+    # TensorFlow takes seconds to load; only the tests that build this model pay for it.
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -148,7 +150,6 @@ def test_evaluate_model_file_prints_metrics_json(tmp_path):
 def test_evaluate_model_by_registered_name(h5_model, tmp_path):
     _register(h5_model, "1")
     folder = tmp_path / "images"
-    from PIL import Image
 
     for label in ("normal", "pneumonia"):
         (folder / label).mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 import uuid
 
+import numpy as np
 import pytest
 from django.core.files.storage import default_storage
 from django.test import override_settings
@@ -11,6 +12,8 @@ from imaging.intake import image_upload
 from imaging.models import StudyStatus
 from inference import runtime
 from inference.claims import prediction_record_success, predictions_claim
+from inference.forward import gradcam_for
+from inference.ml.serving import gradcam, load_model
 from inference.models import Prediction, PredictionStatus
 from tests.factories import StudyFactory
 
@@ -184,11 +187,6 @@ def test_warm_models_loads_each_active_model_of_the_queues(tiny_model):
 
 
 def test_compiled_gradcam_matches_the_reference_implementation(tiny_model_file):
-    import numpy as np
-
-    from inference.forward import gradcam_for
-    from inference.ml.serving import gradcam, load_model
-
     model = load_model(tiny_model_file)
     batch = np.random.default_rng(3).uniform(0, 255, size=(5, 16, 16, 1)).astype(np.float32)
     classes = [0, 1, 1, 0, 1]

@@ -3,6 +3,7 @@ import uuid
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.utils import timezone
 
@@ -69,8 +70,6 @@ def test_the_pace_is_measured_from_recent_batches_busy_time(tiny_model, sample_i
 
 
 def test_upload_response_and_prediction_show_the_expected_wait(tiny_model, api_client, staff_user, sample_image_bytes):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     api_client.force_authenticate(staff_user)
     study = StudyFactory()
     response = api_client.post(
@@ -92,8 +91,6 @@ def test_upload_response_and_prediction_show_the_expected_wait(tiny_model, api_c
 def test_over_the_limit_uploads_are_still_stored_and_told_the_wait(
     tiny_model, api_client, staff_user, sample_image_bytes
 ):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     api_client.force_authenticate(staff_user)
     study = StudyFactory()
     files = [SimpleUploadedFile(n, sample_image_bytes(n), content_type="image/png") for n in NAMES[:3]]

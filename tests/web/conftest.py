@@ -1,9 +1,14 @@
 """Helpers for the page tests: signed-in clients and AI results in every state."""
 
+import io
+
 import pytest
 from django.test import Client
 from django.utils import timezone
+from PIL import Image as PILImage
 
+from imaging.models import Image
+from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import AIModel, Prediction, PredictionStatus
 from tests.factories import PatientFactory, StudyFactory, UserFactory
 
@@ -63,13 +68,6 @@ def make_aimodel(**overrides) -> AIModel:
 
 def make_image(study, *, name: str = "image.png", sha: str | None = None, data: bytes | None = None):
     """An Image row whose file really exists in storage (tiny PNG unless ``data`` is given)."""
-    import io
-
-    from PIL import Image as PILImage
-
-    from imaging.models import Image
-    from imaging.storage import blob_store, content_name, sha256_hex
-
     if data is None:
         buffer = io.BytesIO()
         PILImage.new("L", (16, 12), color=(hash(name) % 200) + 20).save(buffer, format="PNG")

@@ -7,7 +7,7 @@ from inference.ml.architectures import GRADCAM_LAYER, build_model
 
 @pytest.fixture(scope="module")
 def small_model():
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow takes seconds to load; only these fixtures pay for it
 
     keras.utils.set_random_seed(0)
     return build_model(
@@ -24,8 +24,9 @@ def small_model():
 @pytest.fixture(scope="module")
 def foreign_model():
     """A plain Sequential CNN ending in Dense(softmax), as other teams might ship."""
-    import keras
-    from keras import layers
+    # TensorFlow takes seconds to load; only these fixtures pay for it.
+    import keras  # noqa: PLC0415
+    from keras import layers  # noqa: PLC0415
 
     keras.utils.set_random_seed(1)
     return keras.Sequential(
