@@ -24,6 +24,8 @@ class AuditInterface(models.TextChoices):
     API = "api", "API"
     UI = "ui", "Web pages"
     ADMIN = "admin", "Django admin"
+    DICOMWEB = "dicomweb", "DICOMweb"
+    DIMSE = "dimse", "DICOM network (C-STORE)"
     SYSTEM = "system", "System"
 
 

@@ -78,10 +78,11 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """The images-and-results fragment of the study page, which the page polls while AI is pending.
 
-    Not audited per poll: the page that polls recorded the read when it opened, and a row every
-    two seconds would bury the real events.
+    Audited like any read: the fragment can be fetched on its own, and a trail that trusts the page
+    to have recorded it would miss exactly those requests.
     """
-    study = get_object_or_404(Study.objects.only("id", "status"), id=study_id)
+    study = get_object_or_404(Study.objects.only("id", "status", "patient_id"), id=study_id)
+    audit_page(request, obj=study, patient=study.patient_id, detail="results")
     images = study_images(study=study)
     pending = images_pending(images)
     context = {"study": study, "images": images, "pending": pending, "queue": queue_status() if pending else None}
@@ -275,7 +276,9 @@ def _no_preview() -> HttpResponse:
 @_image_cache
 @role_required(READERS)
 def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
-    pixels = _pixels_or_none(get_object_or_404(Image, id=image_id))
+    image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
+    audit_page(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD, detail="thumbnail")
+    pixels = _pixels_or_none(image)
     return _no_preview() if pixels is None else _png_response(pixels, max_size=THUMBNAIL_SIZE)
 
 

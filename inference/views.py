@@ -231,9 +231,14 @@ def _has_review(prediction: Prediction) -> bool:
 @role_required(READERS)
 def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
     """The Grad-CAM heatmap as stored: 8-bit grayscale PNG at the image's size; the page colours it."""
-    prediction = get_object_or_404(Prediction.objects.only("id", "heatmap"), id=prediction_id)
+    prediction = get_object_or_404(
+        Prediction.objects.select_related("image__study"),
+        id=prediction_id,
+    )
     if not prediction.heatmap:
         raise Http404("This AI result has no heatmap.")
+    patient_id = prediction.image.study.patient_id
+    audit_page(request, obj=prediction, patient=patient_id, action=AuditAction.DOWNLOAD, detail="heatmap")
     with default_storage.open(prediction.heatmap.name, "rb") as handle:
         return HttpResponse(handle.read(), content_type="image/png")
 

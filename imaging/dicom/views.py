@@ -41,9 +41,8 @@ class ImageRenderApi(APIView):
             size = max(min(int(request.query_params.get("size") or 0), MAX_RENDER_SIZE), 0)
         except ValueError:
             size = 0
-        if not size:
-            # The full image (the review viewer) is recorded like any download; thumbnails are not.
-            _audit_download(request, obj=image, patient_id=image.study.patient_id)
+        # Every size is recorded: a "thumbnail" may be asked for at full resolution.
+        _audit_download(request, obj=image, patient_id=image.study.patient_id, detail=f"render {size}" if size else "")
         response = HttpResponse(image_display_png(image, max_size=size or None), content_type="image/png")
         # An image's content never changes after upload.
         response["Cache-Control"] = "private, max-age=86400"

@@ -1,11 +1,16 @@
 """What every DICOMweb view shares: authentication and roles as for the API, DICOM JSON out."""
 
+from collections.abc import Iterable
+
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from audit.models import AuditAction, AuditInterface
+from audit.services import audit_record_many
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicomweb.dicom_json import DICOM_JSON
+from imaging.models import Image, Study
 
 
 class DicomJsonRenderer(JSONRenderer):
@@ -27,3 +32,18 @@ class DicomWebView(APIView):
     renderer_classes = [DicomJsonRenderer]
     parser_classes: list = []
     content_negotiation_class = FirstRenderer
+
+
+def audit_dicomweb(request, *, action: AuditAction, records: Iterable[Study | Image], detail: str) -> None:
+    """Record what a DICOMweb request returned or stored: one row per study or instance, one INSERT."""
+    items = [
+        (record, record.patient_id if isinstance(record, Study) else record.study.patient_id) for record in records
+    ]
+    audit_record_many(
+        actor=request.user,
+        action=action,
+        items=items,
+        interface=AuditInterface.DICOMWEB,
+        request=request,
+        detail=detail,
+    )

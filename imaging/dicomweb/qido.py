@@ -3,7 +3,8 @@
 from django.http import HttpResponse
 from pydicom.datadict import tag_for_keyword
 
-from imaging.dicomweb.base import DicomWebView
+from audit.models import AuditAction
+from imaging.dicomweb.base import DicomWebView, audit_dicomweb
 from imaging.dicomweb.dicom_json import dicom_json_response, instance_json, series_json, study_json
 from imaging.dicomweb.selectors import (
     dicom_instance_header,
@@ -57,6 +58,7 @@ class StudySearchApi(DicomWebView):
         page = list(studies[offset : offset + limit])
         if not page:
             return HttpResponse(status=204)
+        audit_dicomweb(request, action=AuditAction.READ, records=page, detail="QIDO-RS studies")
         return dicom_json_response(
             [
                 study_json(request, study, series_count=study.series_count, instance_count=study.instance_count)
@@ -85,7 +87,10 @@ class SeriesSearchApi(DicomWebView):
             result.append(
                 series_json(request, study_uid=study_uid, series_uid=series_uid, header=header, instance_count=row["n"])
             )
-        return dicom_json_response(result) if result else HttpResponse(status=204)
+        if not result:
+            return HttpResponse(status=204)
+        audit_dicomweb(request, action=AuditAction.READ, records=[study], detail="QIDO-RS series")
+        return dicom_json_response(result)
 
 
 class InstanceSearchApi(DicomWebView):
@@ -99,8 +104,13 @@ class InstanceSearchApi(DicomWebView):
             study=study, series_uid=series_uid, instance_uid=_query_value(request, "SOPInstanceUID") or None
         )
         limit, offset = _limit_offset(request)
-        result = [
-            instance_json(request, study_uid=study_uid, image=image, header=dicom_instance_header(image=image))
-            for image in images[offset : offset + limit]
-        ]
-        return dicom_json_response(result) if result else HttpResponse(status=204)
+        page = list(images[offset : offset + limit])
+        if not page:
+            return HttpResponse(status=204)
+        audit_dicomweb(request, action=AuditAction.READ, records=page, detail="QIDO-RS instances")
+        return dicom_json_response(
+            [
+                instance_json(request, study_uid=study_uid, image=image, header=dicom_instance_header(image=image))
+                for image in page
+            ]
+        )

@@ -11,9 +11,10 @@ from django.http import HttpResponse
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
+from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
-from imaging.dicomweb.base import DicomWebView
+from imaging.dicomweb.base import DicomWebView, audit_dicomweb
 from imaging.dicomweb.dicom_json import (
     dicom_json_response,
     dicomweb_url,
@@ -63,15 +64,17 @@ class StowRsApi(DicomWebView):
             return HttpResponse("The request has no instances.", status=400, content_type="text/plain")
 
         stored, failed = Sequence(), Sequence()
+        stored_images = []
         for part in parts:
             media_type = part.content_type.split(";")[0].strip().lower()
             if media_type and media_type != DICOM_CONTENT_TYPE:
                 failed.append(_failure(part.data, FAILURE_CANNOT_UNDERSTAND, f"Unsupported part type {media_type}."))
                 continue
-            reason = self._store_one(request, part.data, study_uid, stored)
+            reason = self._store_one(request, part.data, study_uid, stored, stored_images)
             if reason is not None:
                 failed.append(reason)
 
+        audit_dicomweb(request, action=AuditAction.CREATE, records=stored_images, detail="STOW-RS")
         response = Dataset()
         if study_uid:
             response.RetrieveURL = dicomweb_url(request, "study", study_uid=study_uid)
@@ -85,7 +88,9 @@ class StowRsApi(DicomWebView):
         status = 200 if not failed else (202 if stored else 409)
         return dicom_json_response(response.to_json_dict(), status=status)
 
-    def _store_one(self, request, data: bytes, study_uid: str | None, stored: Sequence) -> Dataset | None:
+    def _store_one(
+        self, request, data: bytes, study_uid: str | None, stored: Sequence, stored_images: list
+    ) -> Dataset | None:
         """Take in one instance on its own; return its failure item, or None once stored."""
         if study_uid and _study_uid_of(data) not in (None, study_uid):
             return _failure(data, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
@@ -101,6 +106,7 @@ class StowRsApi(DicomWebView):
         if not intake.stored:
             return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.error)
         stored.append(stored_instance_item(request, intake.image))
+        stored_images.append(intake.image)
         return None
 
 

@@ -2,6 +2,7 @@ import pydicom
 import pytest
 from pydicom import Dataset
 
+from audit.models import AuditAction, AuditEvent, AuditInterface
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
 from imaging.models import Image, ImageSource
 from tests.dicom.support import shipped_bytes, shipped_path
@@ -137,3 +138,32 @@ def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiolog
 @pytest.mark.django_db
 def test_dicomweb_needs_authentication(api_client):
     assert api_client.get("/dicomweb/studies").status_code in (401, 403)
+
+
+@pytest.mark.django_db
+def test_every_dicomweb_service_writes_its_audit_rows(staff_client, radiologist_user, api_client):
+    ct = shipped_bytes("CT_small.dcm")
+    stow(staff_client, [ct])
+    tags = pydicom.dcmread(shipped_path("CT_small.dcm"))
+    image = Image.objects.get(sop_instance_uid=tags.SOPInstanceUID)
+    stored = AuditEvent.objects.get(interface=AuditInterface.DICOMWEB, action=AuditAction.CREATE)
+    assert (stored.object_id, stored.patient_id) == (str(image.id), image.study.patient_id)
+
+    api_client.force_authenticate(radiologist_user)
+    study = f"/dicomweb/studies/{tags.StudyInstanceUID}"
+    instance = f"{study}/series/{tags.SeriesInstanceUID}/instances/{tags.SOPInstanceUID}"
+    calls = [
+        ("/dicomweb/studies?PatientID=*", "QIDO-RS studies", AuditAction.READ, "imaging.study"),
+        (f"{study}/series", "QIDO-RS series", AuditAction.READ, "imaging.study"),
+        (f"{study}/instances", "QIDO-RS instances", AuditAction.READ, "imaging.image"),
+        (study, "WADO-RS instances", AuditAction.DOWNLOAD, "imaging.image"),
+        (f"{study}/metadata", "WADO-RS metadata", AuditAction.READ, "imaging.image"),
+        (f"{instance}/frames/1", "WADO-RS frames", AuditAction.DOWNLOAD, "imaging.image"),
+    ]
+    for url, detail, action, object_type in calls:
+        before = AuditEvent.objects.count()
+        assert api_client.get(url).status_code == 200, url
+        [event] = AuditEvent.objects.order_by("-id")[: AuditEvent.objects.count() - before]
+        assert (event.detail, event.action, event.object_type) == (detail, action, object_type), url
+        assert event.interface == AuditInterface.DICOMWEB and event.actor == radiologist_user
+        assert event.patient_id == image.study.patient_id and event.path == url.split("?")[0]
