@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from audit.admin import AuditedAdminMixin
 from imaging.models import Image
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review
 from inference.services import aimodel_activate, aimodel_retire, predictions_rerun
@@ -64,9 +65,10 @@ class ReviewInline(admin.StackedInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """AI outputs are read-only; failed ones can be queued again."""
 
+    audit_patient = staticmethod(lambda prediction: prediction.image.study.patient_id)
     list_display = ("id", "model", "status", "label", "confidence", "attempts", "queued_at", "finished_at", "study")
     list_filter = ("status", "model__name", "is_abnormal")
     search_fields = ("image__study__accession_number", "image__study__patient__mrn", "label", "error")
@@ -96,12 +98,18 @@ class PredictionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """A radiologist's review is part of the record: read-only here, and never deleted."""
+
+    audit_patient = staticmethod(lambda review: review.prediction.image.study.patient_id)
     list_display = ("prediction", "decision", "final_label", "reviewer", "reviewed_at")
     list_filter = ("decision", "prediction__model__name")
     search_fields = ("prediction__image__study__accession_number", "final_label", "comment", "reviewer__username")
-    list_select_related = ("prediction__model", "reviewer")
+    list_select_related = ("prediction__model", "prediction__image__study", "reviewer")
     readonly_fields = ("prediction", "decision", "final_label", "comment", "reviewer", "reviewed_at")
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the study would stay "reviewed" with the radiologist's decision gone

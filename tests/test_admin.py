@@ -83,3 +83,106 @@ def test_opening_a_patient_in_the_admin_is_audited(admin_client_, admin_user):
     admin_client_.get(f"/admin/patients/patient/{patient.id}/change/")
     event = AuditEvent.objects.get(patient_id=patient.id)
     assert event.actor == admin_user and event.interface == "admin"
+
+
+def _reaches_patient(model, seen=()) -> bool:
+    """Whether the model's rows are patient data: the Patient itself or anything with a foreign key to it."""
+    if model._meta.label_lower == "patients.patient":
+        return True
+    targets = [f.related_model for f in model._meta.fields if f.many_to_one or f.one_to_one]
+    return any(target not in seen and _reaches_patient(target, (*seen, model)) for target in targets)
+
+
+# Admin pages deliberately left without audit rows, and why.
+NOT_AUDITED = {
+    "audit.auditevent": "the trail itself: ids, no names, administrators only",
+}
+
+
+def test_every_admin_of_patient_data_is_audited():
+    from django.contrib import admin
+
+    from audit.admin import AuditedAdminMixin
+
+    patient_data = [model for model in admin.site._registry if _reaches_patient(model)]
+    assert {"patients.patient", "imaging.study", "inference.review"} <= {m._meta.label_lower for m in patient_data}
+    for model in patient_data:
+        if model._meta.label_lower not in NOT_AUDITED:
+            assert isinstance(admin.site._registry[model], AuditedAdminMixin), model._meta.label_lower
+
+
+@pytest.fixture
+def review(prediction, admin_user):
+    from inference.models import Review, ReviewDecision
+
+    return Review.objects.create(
+        prediction=prediction, decision=ReviewDecision.AGREE, final_label="normal", reviewer=admin_user
+    )
+
+
+def test_every_admin_view_of_patient_data_writes_its_audit_rows(admin_client_, admin_user, review):
+    prediction = review.prediction
+    image = prediction.image
+    study = image.study
+    records = {
+        "patients/patient": study.patient,
+        "imaging/study": study,
+        "imaging/image": image,
+        "inference/prediction": prediction,
+        "inference/review": review,
+    }
+    for path, obj in records.items():
+        base = f"/admin/{path}/"
+        views = [
+            (base, "read", "list", 1),
+            (f"{base}?q={study.patient.mrn if obj is study.patient else study.accession_number}", "read", "search", 1),
+            (f"{base}{obj.pk}/change/", "read", "", 1),
+            (f"{base}{obj.pk}/history/", "read", "history", 1),
+        ]
+        if path in ("patients/patient", "imaging/study", "imaging/image"):  # AI outputs are never deleted
+            views.append((f"{base}{obj.pk}/delete/", "read", "delete confirmation", 1))
+        for url, action, detail, rows in views:
+            before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+            assert admin_client_.get(url).status_code == 200, url
+            new = list(AuditEvent.objects.filter(id__gt=before))
+            assert new and (rows is None or len(new) == rows), url
+            for event in new:
+                assert (event.action, event.detail, event.interface) == (action, detail, "admin"), url
+                assert event.actor == admin_user and event.ip_address, url
+            assert str(obj.pk) in {event.object_id for event in new}, url
+            if path != "patients/patient":
+                assert {event.patient_id for event in new} == {study.patient_id}, url
+
+
+def test_admin_actions_and_deletes_are_audited(admin_client_, prediction):
+    study = prediction.image.study
+    admin_client_.post("/admin/imaging/study/", {"action": "rerun_ai", "_selected_action": [str(study.id)]})
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.detail, event.object_id) == ("update", "action rerun_ai", str(study.id))
+
+    other = StudyFactory()
+    admin_client_.post("/admin/imaging/study/", {"action": "delete_selected", "_selected_action": [str(other.id)]})
+    assert AuditEvent.objects.latest("id").detail == "delete confirmation"
+    admin_client_.post(
+        "/admin/imaging/study/", {"action": "delete_selected", "_selected_action": [str(other.id)], "post": "yes"}
+    )
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.object_id, event.patient_id) == ("delete", str(other.id), other.patient_id)
+
+    third = StudyFactory()
+    admin_client_.post(f"/admin/imaging/study/{third.id}/delete/", {"post": "yes"})
+    event = AuditEvent.objects.latest("id")
+    assert (event.action, event.object_id) == ("delete", str(third.id))
+
+
+def test_reviews_cannot_be_deleted_in_the_admin_or_the_api(admin_client_, admin_user, review, api_client):
+    from inference.models import Review
+
+    assert admin_client_.get(f"/admin/inference/review/{review.id}/delete/").status_code == 403
+    admin_client_.post(f"/admin/inference/review/{review.id}/delete/", {"post": "yes"})
+    admin_client_.post(
+        "/admin/inference/review/", {"action": "delete_selected", "_selected_action": [str(review.id)], "post": "yes"}
+    )
+    api_client.force_authenticate(admin_user)
+    assert api_client.delete(f"/api/v1/reviews/{review.id}/").status_code in (403, 405)
+    assert Review.objects.filter(id=review.id).exists()
