@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import list_class_folder, load_npz, read_image
-from .metrics import classification_report
+from .metrics import (
+    bootstrap_intervals,
+    classification_report,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
 from .preprocessing import to_model_batch
 
 
@@ -15,26 +20,42 @@ class EvaluationError(ValueError):
     """Data and model do not fit together (labels, shapes, missing split)."""
 
 
+def read_file_list(path: str | Path) -> list[str]:
+    """``<class>/<file>`` paths, one a line (blank lines and ``#`` comments ignored)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
 def load_labelled_images(
-    data_path: str | Path, labels: list[str], *, split: str = "test"
+    data_path: str | Path, labels: list[str], *, split: str = "test", files: list[str] | None = None
 ) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray]:
     """Images and label indices in the model's label order.
 
     npz: ``<split>_images``/``<split>_labels`` with integer labels that must index
     ``labels``. Directory: one sub-folder per class whose names must be the model's
-    labels (any subset, in any order; they are mapped by name).
+    labels (any subset, in any order; they are mapped by name). ``files`` keeps only
+    those ``<class>/<file>`` paths of a directory (e.g. a card's validation files).
     """
     data_path = Path(data_path)
     if not data_path.exists():
         raise EvaluationError(f"{data_path} does not exist")
     if data_path.is_dir():
         folders, entries = list_class_folder(data_path)
+        if files is not None:
+            wanted = {Path(f).as_posix() for f in files}
+            entries = [(p, i) for p, i in entries if p.relative_to(data_path).as_posix() in wanted]
+            found = {p.relative_to(data_path).as_posix() for p, _ in entries}
+            missing = sorted(wanted - found)
+            if missing:
+                raise EvaluationError(f"{len(missing)} listed files are not in {data_path}, e.g. {missing[0]}")
         unknown = [f for f in folders if f not in labels]
         if unknown:
             raise EvaluationError(f"class folders {unknown} are not labels of this model ({labels})")
         images = [read_image(path) for path, _ in entries]
         y = np.array([labels.index(folders[i]) for _, i in entries], dtype=np.int64)
         return images, y
+    if files is not None:
+        raise EvaluationError("a file list needs a directory of class sub-folders, not an npz file")
     try:
         data = load_npz(data_path, split)
     except KeyError as exc:
@@ -49,8 +70,18 @@ def load_labelled_images(
     return images, data.labels
 
 
-def evaluate(model, card: dict, data_path: str | Path, *, split: str = "test") -> dict:
-    """Accuracy, balanced accuracy, macro AUC, n and per-class sensitivity/specificity."""
+def evaluate(
+    model,
+    card: dict,
+    data_path: str | Path,
+    *,
+    split: str = "test",
+    files: list[str] | None = None,
+    bootstrap: int = 0,
+) -> dict:
+    """Accuracy, balanced accuracy, macro AUC, n, per-class sensitivity/specificity, 15-bin
+    ECE, log-loss and the confusion matrix (rows true, columns predicted, in label order),
+    all after the card's temperature; ``bootstrap`` > 0 adds 95 % percentile intervals."""
     from .serving import model_input_shape, model_output_width, predict_proba
 
     labels = list(card["labels"])
@@ -62,7 +93,7 @@ def evaluate(model, card: dict, data_path: str | Path, *, split: str = "test") -
     expected = model_input_shape(model)
     if any(e is not None and e != g for e, g in zip(expected, (height, width_px, channels), strict=True)):
         raise EvaluationError(f"the card says input {height}x{width_px}x{channels} but the model expects {expected}")
-    images, y = load_labelled_images(data_path, labels, split=split)
+    images, y = load_labelled_images(data_path, labels, split=split, files=files)
     if len(y) == 0:
         raise EvaluationError(f"no labelled images found in {data_path}")
     batch = to_model_batch(
@@ -73,10 +104,16 @@ def evaluate(model, card: dict, data_path: str | Path, *, split: str = "test") -
     )
     proba = predict_proba(model, batch, temperature=float(card.get("temperature") or 1.0))
     report = classification_report(y, proba, labels)
-    return {
+    result = {
         "accuracy": report["accuracy"],
         "balanced_accuracy": report["balanced_accuracy"],
         "macro_auc": report["macro_auc"],
+        "ece": round(expected_calibration_error(y, proba), 6),
+        "log_loss": round(negative_log_likelihood(y, proba), 6),
         "n": report["n"],
         "per_class": report["per_class"],
+        "confusion_matrix": report["confusion_matrix"],
     }
+    if bootstrap:
+        result["ci95"] = bootstrap_intervals(y, proba, n_resamples=bootstrap)
+    return result

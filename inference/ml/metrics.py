@@ -123,3 +123,40 @@ def classification_report(y_true: Sequence[int], proba: np.ndarray, labels: Sequ
         "confusion_matrix": cm.tolist(),
         "n": int(len(y_true)),
     }
+
+
+BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_auc", "ece")
+
+
+def bootstrap_intervals(
+    y_true: Sequence[int], proba: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals (resampling images with replacement) for the headline metrics.
+
+    With a few hundred validation images these intervals are several points wide; they
+    say how far apart two models must be before the difference means anything.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    proba = np.asarray(proba, dtype=np.float64)
+    n_classes = proba.shape[1]
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in BOOTSTRAP_METRICS}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        y, p = y_true[idx], proba[idx]
+        pred = p.argmax(axis=1)
+        draws["accuracy"].append(accuracy(y, pred))
+        draws["balanced_accuracy"].append(balanced_accuracy(y, pred, n_classes))
+        draws["macro_auc"].append(macro_auc(y, p))
+        draws["ece"].append(expected_calibration_error(y, p))
+    tail = (1.0 - level) / 2.0 * 100.0
+    out: dict[str, list[float] | None] = {}
+    for key, values in draws.items():
+        values_arr = np.asarray(values, dtype=np.float64)
+        values_arr = values_arr[~np.isnan(values_arr)]
+        out[key] = (
+            [round(float(np.percentile(values_arr, tail)), 4), round(float(np.percentile(values_arr, 100 - tail)), 4)]
+            if len(values_arr)
+            else None
+        )
+    return out

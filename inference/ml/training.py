@@ -25,6 +25,7 @@ from . import cards
 from .calibration import fit_temperature
 from .datasets import ImageSet, load_class_folder, load_npz, stratified_limit, stratified_split
 from .metrics import (
+    bootstrap_intervals,
     classification_report,
     expected_calibration_error,
     negative_log_likelihood,
@@ -54,6 +55,7 @@ class PreparedData:
     validation_method: str
     data_path: Path
     validation_files: list[str] | None = None
+    calibration: ImageSet | None = None  # held out of train to fit the temperature
 
 
 def _model_batch(images, recipe: Recipe) -> np.ndarray:
@@ -122,14 +124,20 @@ def load_data(
     if limit:
         train = train.subset(stratified_limit(train.labels, limit, seed=seed))
         val = val.subset(stratified_limit(val.labels, limit, seed=seed))
-    if recipe.layout == "npz":
-        train.images = _model_batch(train.images, recipe)
-        val.images = _model_batch(val.images, recipe)
-    else:
-        # Folder images went through to_model_input while loading.
-        train.images = np.asarray(train.images, dtype=np.float32)
-        val.images = np.asarray(val.images, dtype=np.float32)
-    return PreparedData(train, val, method, data_path, validation_files)
+    calibration = None
+    if recipe.calibration_fraction:
+        # A different seed from the validation carve-out, so the two never coincide.
+        keep, held = stratified_split(train.labels, fraction=recipe.calibration_fraction, seed=seed + 1)
+        calibration, train = train.subset(held), train.subset(keep)
+        method = method.replace("early stopping and temperature fitting", "reporting only")
+    sets = [s for s in (train, val, calibration) if s is not None]
+    for part in sets:
+        if recipe.layout == "npz":
+            part.images = _model_batch(part.images, recipe)
+        else:
+            # Folder images went through to_model_input while loading.
+            part.images = np.asarray(part.images, dtype=np.float32)
+    return PreparedData(train, val, method, data_path, validation_files, calibration)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None:
@@ -140,6 +148,28 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None
         return None
     weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
     return {i: round(float(w), 4) for i, w in enumerate(weights)}
+
+
+def refuse_overwrite(output_dir: Path, recipe: Recipe) -> None:
+    """Trained weights are never replaced: ``output_dir`` must not hold a model yet.
+
+    A new version is trained into a fresh directory (with the recipe's version bumped),
+    reviewed, then copied into the zoo and registered; the registry keeps the old one.
+    """
+    card_path = output_dir / cards.CARD_FILENAME
+    if not (output_dir / cards.MODEL_FILENAME).exists() and not card_path.exists():
+        return
+    held = "a trained model"
+    if card_path.exists():
+        try:
+            existing = json.loads(card_path.read_text())
+            held = f"{existing.get('name')} {existing.get('version')}"
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{output_dir} already holds {held}; train {recipe.name} {recipe.version} into an empty --output "
+        "(bump the recipe's version for a new model)"
+    )
 
 
 def set_seeds(seed: int) -> None:
@@ -160,11 +190,16 @@ def train_recipe(
     limit: int | None = None,
     seed: int | None = None,
     verbose: int = 2,
+    time_budget_s: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    command: str | None = None,
 ) -> dict:
     """Train, calibrate and evaluate a recipe; writes ``model.keras`` + ``card.json``.
 
     Returns the card. ``epochs``/``limit`` shrink the run for tests; the card records
-    the values actually used.
+    the values actually used. Refuses to write over a model of the same name and
+    version. With ``time_budget_s`` a weight-averaged recipe compresses its learning-rate
+    schedule so that it always completes (and stops) within the budget.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -172,6 +207,7 @@ def train_recipe(
 
     from .architectures import GRADCAM_LAYER, build_model
     from .augment import build_augmentation
+    from .averaging import Checkpoint, ProgressSchedule, WeightAverage
     from .serving import raw_proba
 
     if isinstance(recipe, str):
@@ -180,6 +216,7 @@ def train_recipe(
         recipe = replace(recipe, epochs=int(epochs))
     seed = recipe.seed if seed is None else int(seed)
     output_dir = Path(output_dir)
+    refuse_overwrite(output_dir, recipe)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
@@ -207,31 +244,45 @@ def train_recipe(
     steps_per_epoch = max(1, int(np.ceil(len(train) / recipe.batch_size)))
     warmup = min(recipe.warmup_epochs, max(recipe.epochs - 1, 0)) * steps_per_epoch
     total = recipe.epochs * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=recipe.learning_rate / 10.0,
-        decay_steps=max(total - warmup, 1),
-        alpha=0.01,
-        warmup_target=recipe.learning_rate,
-        warmup_steps=warmup,
-    )
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+    weights = class_weights(train.labels, n_classes) if recipe.class_weighting == "auto" else None
+    callbacks: list = []
+    averager = None
+    if recipe.ema_momentum:
+        # Fixed schedule: the learning rate follows a callback (so a time budget can
+        # compress it) and the averaged weights of the last step become the model.
+        optimizer = keras.optimizers.AdamW(learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay)
+        scheduler = ProgressSchedule(
+            peak=recipe.learning_rate, total_steps=total, warmup_steps=warmup, time_budget_s=time_budget_s
+        )
+        averager = WeightAverage(model, momentum=recipe.ema_momentum)
+        callbacks += [scheduler, averager]
+        if checkpoint_dir:
+            callbacks.append(Checkpoint(model, averager, Path(checkpoint_dir)))
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=recipe.learning_rate / 10.0,
+            decay_steps=max(total - warmup, 1),
+            alpha=0.01,
+            warmup_target=recipe.learning_rate,
+            warmup_steps=warmup,
+        )
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+        callbacks.append(
+            # Only from mid-schedule on: small, noisy validation sets otherwise stop training
+            # (and pick weights) while the learning rate is still at its peak.
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=recipe.patience,
+                restore_best_weights=True,
+                start_from_epoch=recipe.epochs // 2,
+            )
+        )
     # Decaying batch-norm scales/shifts and biases only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     trainer.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
-    )
-    weights = class_weights(train.labels, n_classes) if recipe.class_weighting == "auto" else None
-    stopper = (
-        # Only from mid-schedule on: small, noisy validation sets otherwise stop training
-        # (and pick weights) while the learning rate is still near its peak.
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=recipe.patience,
-            restore_best_weights=True,
-            start_from_epoch=recipe.epochs // 2,
-        )
     )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((train.images, train.labels))
@@ -242,26 +293,37 @@ def train_recipe(
     val_ds = tf.data.Dataset.from_tensor_slices((val.images, val.labels)).batch(256)
     history = trainer.fit(
         train_ds,
-        validation_data=val_ds,
+        # A weight-averaged run picks nothing on validation; its per-epoch figures are
+        # left out so that nothing can be tuned on them.
+        validation_data=None if averager else val_ds,
         epochs=recipe.epochs,
         class_weight=weights,
-        callbacks=[stopper],
+        callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         verbose=verbose,
     )
     fit_seconds = time.perf_counter() - started
 
-    val_losses = history.history.get("val_loss", [])
-    best_epoch = int(stopper.best_epoch) + 1 if stopper.best_weights is not None else len(val_losses)
+    epochs_run = len(history.history.get("loss", []))
+    if averager is not None:
+        averager.apply()
+        best_epoch = epochs_run
+    else:
+        stopper = callbacks[0]
+        best_epoch = int(stopper.best_epoch) + 1 if stopper.best_weights is not None else epochs_run
 
     proba = raw_proba(model, val.images)
-    temperature = fit_temperature(proba, val.labels)
+    if data.calibration is not None:
+        temperature = fit_temperature(raw_proba(model, data.calibration.images), data.calibration.labels)
+    else:
+        temperature = fit_temperature(proba, val.labels)
     calibrated = _apply_t(proba, temperature)
     report = classification_report(val.labels, calibrated, list(recipe.labels))
     report["ece_before"] = round(expected_calibration_error(val.labels, proba), 6)
     report["ece_after"] = round(expected_calibration_error(val.labels, calibrated), 6)
     report["nll_before"] = round(negative_log_likelihood(val.labels, proba), 6)
     report["nll_after"] = round(negative_log_likelihood(val.labels, calibrated), 6)
+    report["ci95"] = bootstrap_intervals(val.labels, calibrated, n_resamples=1000)
 
     model_path = output_dir / cards.MODEL_FILENAME
     model.save(model_path)
@@ -277,11 +339,14 @@ def train_recipe(
         seed=seed,
         gradcam_layer=GRADCAM_LAYER if _has_layer(model, GRADCAM_LAYER) else None,
         training={
-            "epochs_run": len(val_losses),
+            "epochs_run": epochs_run,
             "best_epoch": best_epoch,
             "class_weights": weights,
             "fit_seconds": round(fit_seconds, 1),
             "limit": limit,
+            **({"time_budget_s": time_budget_s} if time_budget_s else {}),
+            **({"final_progress": round(scheduler.progress, 4)} if averager else {}),
+            **({"command": command} if command else {}),
         },
     )
     cards.write_card(card, output_dir)
@@ -321,12 +386,22 @@ def build_card(
         "source": recipe.source,
         "licence": recipe.licence,
         "citation": recipe.citation,
-        "splits": {"train": len(data.train), "val": len(data.val)},
+        "splits": {
+            "train": len(data.train),
+            "val": len(data.val),
+            **({"calibration": len(data.calibration)} if data.calibration is not None else {}),
+        },
         "class_counts": {
             "train": dict(zip(recipe.labels, data.train.class_counts(), strict=True)),
             "val": dict(zip(recipe.labels, data.val.class_counts(), strict=True)),
         },
         "validation_method": data.validation_method,
+        "temperature_fitted_on": (
+            f"{len(data.calibration)} training images held out of training "
+            f"({recipe.calibration_fraction:.0%} per class, stratified_split seed {seed + 1})"
+            if data.calibration is not None
+            else "the validation split"
+        ),
     }
     if data.validation_files is not None:
         dataset["validation_files"] = data.validation_files
@@ -376,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--time-budget-min", type=float, help="Finish the schedule within this many minutes.")
+    parser.add_argument("--checkpoint-dir", help="Save the averaged model and a progress line after each epoch.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     card = train_recipe(
@@ -386,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         limit=args.limit,
         seed=args.seed,
+        time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
+        checkpoint_dir=args.checkpoint_dir,
+        command="python -m inference.ml.training " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
     summary = {k: v for k, v in card["metrics"]["validation"].items() if k != "per_class"}
     sys.stdout.write(json.dumps({"name": card["name"], "temperature": card["temperature"], **summary}) + "\n")

@@ -178,3 +178,50 @@ def test_train_model_command_tiny_run(tmp_path):
     summary = json.loads(out.getvalue())
     assert summary["name"] == "us-breast" and summary["n"] > 0
     assert (tmp_path / "model.keras").exists() and (tmp_path / "card.json").exists()
+
+
+def test_evaluate_model_reports_calibration_confusion_and_takes_a_file_list(tmp_path):
+    from PIL import Image
+
+    from inference.ml import metrics
+    from inference.ml.serving import load_bundle
+
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(1)
+    for label in ("normal", "pneumonia"):
+        (folder / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(folder / label / f"{i}.png")
+    listed = ["normal/0.png", "normal/3.png", "pneumonia/1.png", "pneumonia/5.png", "pneumonia/2.png"]
+    file_list = tmp_path / "val.txt"
+    file_list.write_text("# validation subset\n" + "\n".join(listed) + "\n\n")
+
+    result = _evaluate(str(PNEUMONIA), "--data", str(folder), "--files", str(file_list), "--bootstrap", "200")
+
+    assert result["n"] == 5
+    cm = np.array(result["confusion_matrix"])
+    assert cm.shape == (2, 2) and cm.sum() == 5 and cm[0].sum() == 2 and cm[1].sum() == 3
+    # The same figures, computed independently from the served probabilities.
+    bundle = load_bundle(PNEUMONIA)
+    images = [np.asarray(Image.open(folder / f)) for f in listed]
+    proba = bundle.predict(images)
+    y = np.array([0, 0, 1, 1, 1])
+    assert result["ece"] == pytest.approx(metrics.expected_calibration_error(y, proba), abs=1e-5)
+    assert result["log_loss"] == pytest.approx(metrics.negative_log_likelihood(y, proba), abs=1e-5)
+    lo, hi = result["ci95"]["accuracy"]
+    assert 0.0 <= lo <= result["accuracy"] <= hi <= 1.0
+
+    file_list.write_text("normal/0.png\nnormal/missing.png\n")
+    with pytest.raises(CommandError, match="not in"):
+        _evaluate(str(PNEUMONIA), "--data", str(folder), "--files", str(file_list))
+
+
+def test_train_model_never_overwrites_a_trained_version(tmp_path):
+    from inference.ml.recipes import get_recipe
+
+    recipe = get_recipe("us-breast")
+    (tmp_path / "card.json").write_text(json.dumps({"name": recipe.name, "version": recipe.version}))
+    (tmp_path / "model.keras").write_bytes(b"shipped weights")
+    with pytest.raises(CommandError, match="already holds"):
+        call_command("train_model", "us-breast", "--output", str(tmp_path), "--epochs", "1", "--limit", "8")
+    assert (tmp_path / "model.keras").read_bytes() == b"shipped weights"

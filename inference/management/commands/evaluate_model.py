@@ -19,13 +19,24 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, help="An npz file or a directory of class sub-folders.")
         parser.add_argument("--split", default="test", help="npz key prefix to evaluate (default: test).")
         parser.add_argument("--version", help="A specific registered version.")
+        parser.add_argument(
+            "--files",
+            help="Text file listing <class>/<file> paths under --data, one a line: evaluate only those "
+            "(e.g. a validation subset carved from a training folder).",
+        )
+        parser.add_argument(
+            "--bootstrap", type=int, default=0, help="Add 95%% bootstrap intervals from this many resamples."
+        )
 
     def handle(self, *args, **options) -> None:
-        from inference.ml.evaluation import EvaluationError, evaluate
+        from inference.ml.evaluation import EvaluationError, evaluate, read_file_list
 
         model, card = self._resolve(options["model"], options["version"])
         try:
-            result = evaluate(model, card, options["data"], split=options["split"])
+            files = read_file_list(options["files"]) if options["files"] else None
+            result = evaluate(
+                model, card, options["data"], split=options["split"], files=files, bootstrap=options["bootstrap"]
+            )
         except (EvaluationError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         result = {"model": card["name"], "version": card.get("version"), "split": options["split"], **result}

@@ -14,10 +14,17 @@ class Command(BaseCommand):
         parser.add_argument("recipe", choices=sorted(RECIPES))
         parser.add_argument("--datasets-root", help="Folder holding the data sets (default ../shared/datasets).")
         parser.add_argument("--data", help="Path to this recipe's npz file or class-folder root, overriding the root.")
-        parser.add_argument("--output", help="Output directory (default: the model zoo folder of the recipe).")
+        parser.add_argument(
+            "--output",
+            help="Output directory; must not hold a model yet (default: the model zoo folder of the recipe).",
+        )
         parser.add_argument("--epochs", type=int, help="Override the recipe's epoch count.")
         parser.add_argument("--limit", type=int, help="Train on at most N images per split (smoke runs).")
         parser.add_argument("--seed", type=int)
+        parser.add_argument(
+            "--time-budget-min", type=float, help="Weight-averaged recipes: finish the schedule within this time."
+        )
+        parser.add_argument("--checkpoint-dir", help="Save the averaged model and a progress line after each epoch.")
         parser.add_argument(
             "--register", action="store_true", help="Register the trained version and route studies to it."
         )
@@ -36,6 +43,9 @@ class Command(BaseCommand):
                 limit=options["limit"],
                 seed=options["seed"],
                 verbose=2 if options["verbosity"] > 1 else 0,
+                time_budget_s=options["time_budget_min"] * 60 if options["time_budget_min"] else None,
+                checkpoint_dir=options["checkpoint_dir"],
+                command=_command_line(options),
             )
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise CommandError(str(exc)) from exc
@@ -57,3 +67,12 @@ class Command(BaseCommand):
             model = aimodel_register(weights_path=output / "model.keras", card=card, activate=True)
             summary["registered"] = str(model)
         self.stdout.write(json.dumps(summary))
+
+
+def _command_line(options: dict) -> str:
+    """The command as it could be typed again, for the model card."""
+    parts = ["python manage.py train_model", options["recipe"]]
+    for key in ("datasets_root", "data", "output", "epochs", "limit", "seed", "time_budget_min", "checkpoint_dir"):
+        if options.get(key) is not None:
+            parts.append(f"--{key.replace('_', '-')} {options[key]}")
+    return " ".join(parts)

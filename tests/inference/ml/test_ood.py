@@ -1,0 +1,176 @@
+"""The input check: distances, threshold, storage, statistics and the Keras feature path."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.ml import ood
+
+
+def _clusters(rng, n, centres, scale=1.0):
+    labels = rng.integers(0, len(centres), n)
+    return np.abs(np.asarray(centres)[labels] + rng.normal(0, scale, (n, len(centres[0])))), labels
+
+
+def _batch(rng, n):
+    """Model-input-like images with ordinary contrast (the pixel rule passes them)."""
+    return rng.uniform(40, 200, (n, 8, 8, 1)).astype(np.float32)
+
+
+def _fitted(rng):
+    centres = [[4.0] * 6, [9.0, 1.0, 9.0, 1.0, 9.0, 1.0]]
+    train_f, train_y = _clusters(rng, 600, centres)
+    val_f, _ = _clusters(rng, 300, centres)
+    check = ood.fit_check([train_f, train_f[:, :3]], train_y, [val_f, val_f[:, :3]], _batch(rng, 300))
+    return check, centres, val_f
+
+
+def test_gaussian_distance_is_small_near_a_class_mean_and_large_far_away():
+    rng = np.random.default_rng(0)
+    x, labels = _clusters(rng, 500, [[0.0, 0.0], [10.0, 10.0]], scale=0.5)
+    g = ood.Gaussian.fit(x, labels)
+    near = g.distance(np.array([[0.2, 0.1], [10.1, 9.8]]))
+    far = g.distance(np.array([[5.0, 5.0], [30.0, -3.0]]))
+    assert near.max() < 2.0
+    assert far.min() > 20.0
+
+
+def test_gaussian_survives_dead_and_duplicated_features():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (40, 3))
+    x = np.c_[x, np.zeros(40), x[:, 0]]  # a dead unit and an exact copy: singular covariance
+    g = ood.Gaussian.fit(x)
+    assert np.isfinite(g.distance(x)).all()
+    assert g.distance(np.array([[0, 0, 0, 5.0, 0]]))[0] > g.distance(x).max()
+
+
+def test_check_refuses_outliers_and_few_of_its_own_validation_images():
+    rng = np.random.default_rng(2)
+    check, centres, val_f = _fitted(rng)
+    fresh, _ = _clusters(rng, 1000, centres)
+    assert check.refuse([fresh, fresh[:, :3]], _batch(rng, 1000)).mean() < 0.01
+    odd = rng.uniform(20, 40, (50, 6))  # far from both classes
+    assert check.refuse([odd, odd[:, :3]], _batch(rng, 50)).all()
+    # Normal last layer, odd first layer: the largest layer distance decides.
+    odd_early = np.c_[rng.uniform(20, 40, (50, 3)), fresh[:50, 3:]]
+    assert check.refuse([odd_early, odd_early[:, :3]], _batch(rng, 50)).all()
+    # In-distribution features but a blank or a saturated image: refused outright.
+    blank = np.full((2, 8, 8, 1), 90.0, np.float32)
+    saturated = np.full((2, 8, 8, 1), 254.0, np.float32)
+    saturated[:, 0, 0] = 10.0
+    assert check.refuse([fresh[:4], fresh[:4, :3]], np.concatenate([blank, saturated])).all()
+
+    report = ood.check_report(
+        check,
+        check.scores([val_f, val_f[:, :3]], _batch(rng, 300)),
+        {
+            "odd": check.scores([odd, odd[:, :3]], _batch(rng, 50)),
+            "same kind": check.scores([fresh[:50], fresh[:50, :3]], _batch(rng, 50)),
+        },
+        not_pooled=("same kind",),
+    )
+    assert report["auroc"] == 1.0 and report["other_n"] == 50
+    assert report["per_source"]["odd"]["refused"] == 1.0
+    assert report["per_source"]["same kind"]["pooled"] is False
+    assert report["own_validation_refused"] < 0.01
+
+
+def test_pixel_statistics_outside_the_training_range_are_refused():
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[:16, :16]
+    smooth = [(120 + 40 * np.sin(xx / rng.uniform(3, 6) + rng.uniform(0, 3))).reshape(16, 16, 1) for _ in range(80)]
+    train_batch = np.stack(smooth).astype(np.float32)
+    check, centres, val_f = _fitted(rng)
+    check.pixel_range = ood.statistics_range(train_batch)
+    fresh, _ = _clusters(rng, 2, centres)
+    assert not check.pixel_outliers(train_batch).any()
+    noise = rng.uniform(0, 255, (2, 16, 16, 1)).astype(np.float32)
+    assert check.pixel_outliers(noise).all()
+    # Features close to a class do not save an image whose pixels are unlike any training image.
+    assert check.refuse([fresh, fresh[:, :3]], noise).all()
+    assert not check.refuse([fresh, fresh[:, :3]], train_batch[:2]).any()
+
+
+def test_check_round_trips_through_its_file_and_pins_its_hash(tmp_path):
+    rng = np.random.default_rng(3)
+    check, centres, _ = _fitted(rng)
+    check.pixel_range = ood.statistics_range(rng.uniform(40, 200, (30, 8, 8, 1)))
+    digest = check.save(tmp_path / "ood.npz")
+    loaded = ood.InputCheck.load(tmp_path / "ood.npz", sha256=digest)
+    probe, _ = _clusters(rng, 20, centres)
+    batch = _batch(rng, 20)
+    assert np.allclose(
+        loaded.scores([probe, probe[:, :3]], batch), check.scores([probe, probe[:, :3]], batch), rtol=1e-4
+    )
+    assert loaded.threshold == check.threshold
+    assert np.array_equal(loaded.pixel_range, check.pixel_range)
+    with pytest.raises(ValueError, match="sha256"):
+        ood.InputCheck.load(tmp_path / "ood.npz", sha256="0" * 64)
+
+
+def test_input_statistics_separate_blank_noise_and_anatomy_like_images():
+    rng = np.random.default_rng(4)
+    blank = np.zeros((1, 32, 32, 1), np.float32)
+    noise = rng.uniform(0, 255, (1, 32, 32, 1)).astype(np.float32)
+    yy, xx = np.mgrid[:32, :32]
+    smooth = (128 + 60 * np.sin(xx / 6.0) * np.cos(yy / 7.0)).reshape(1, 32, 32, 1).astype(np.float32)
+    stats = ood.input_statistics(np.concatenate([blank, noise, smooth]))
+    assert stats.shape == (3, 10)
+    assert stats[0, 1] == 0.0 and stats[0, 2] == 1.0  # no contrast, every pixel dark
+    hf = stats[:, 5]
+    assert hf[1] > 5 * hf[2]  # noise has far more high-frequency energy per unit contrast
+    assert ood.input_statistics(np.zeros((2, 8, 8, 3))).shape == (2, 14)
+
+
+def test_synthetic_images_are_deterministic_and_of_each_kind():
+    for kind in ood.SYNTHETIC_KINDS:
+        a = ood.synthetic_images(kind, 3, seed=7, size=40)
+        b = ood.synthetic_images(kind, 3, seed=7, size=40)
+        assert len(a) == 3
+        assert all(x.shape == (40, 40, 3) and x.dtype == np.uint8 for x in a)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert ood.synthetic_images("blank", 1, seed=0)[0].std() == 0
+    assert ood.synthetic_images("saturated", 4, seed=0)[0].mean() > 240
+    with pytest.raises(ValueError):
+        ood.synthetic_images("cats", 1)
+
+
+def test_feature_model_pools_every_stage_of_a_medportal_network():
+    from inference.ml.architectures import build_model
+
+    model = build_model(
+        "resnet", input_shape=(24, 24, 1), num_classes=3, stem_filters=4, widths=(4, 8), blocks=(2, 1), dropout=0.0
+    )
+    assert ood.feature_layers(model) == ["s0b1_out", "s1b0_out"]
+    twin = ood.feature_model(model)
+    batch = np.random.default_rng(5).uniform(0, 255, (5, 24, 24, 1)).astype(np.float32)
+    proba, feats = ood.features_and_proba(twin, batch, batch_size=2)
+    assert proba.shape == (5, 3)
+    assert np.allclose(proba, np.asarray(model(batch)), atol=1e-5)
+    assert [f.shape for f in feats] == [(5, 8), (5, 16)]  # mean and std per channel
+
+    # The worker's single pass: probabilities and the refusal from the same forward pass.
+    labels = np.array([0, 1, 2, 0, 1])
+    check = ood.fit_check(feats, labels, feats, batch)
+    blank = np.full((1, 24, 24, 1), 128.0, np.float32)
+    proba_again, refused = ood.assess(twin, check, np.concatenate([batch, blank]))
+    assert np.allclose(proba_again[:5], proba, atol=1e-6)
+    assert refused.tolist() == [False] * 5 + [True]
+
+
+def test_build_input_check_on_a_tiny_real_model(tmp_path, datasets_root):
+    from inference.ml import ood_build, training
+
+    training.train_recipe("us-breast", output_dir=tmp_path, datasets_root=datasets_root, epochs=1, limit=40, verbose=0)
+    outside = ood_build.OutsideImages(datasets_root, per_dataset=4, per_kind=2)
+    entry = ood_build.build_input_check(tmp_path, datasets_root=datasets_root, outside=outside, limit=40)
+
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["input_check"] == entry
+    loaded = ood.InputCheck.load(tmp_path / ood.OOD_FILENAME, sha256=entry["sha256"])
+    assert loaded.threshold == pytest.approx(entry["threshold"], rel=1e-5)
+    assert "dataset:breastmnist" not in entry["per_source"]
+    assert entry["not_pooled"] == []  # no other breast ultrasound data set
+    assert {"dataset:pneumoniamnist", "synthetic:uniform_noise"} <= set(entry["per_source"])
+    assert 0.0 <= entry["auroc"] <= 1.0
