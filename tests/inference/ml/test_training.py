@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from inference.ml import cards, serving, training
 from inference.ml.recipes import RECIPES
@@ -51,3 +52,39 @@ def test_tiny_real_training_run(tmp_path, datasets_root):
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
     maps = bundle.heatmaps(images, proba.argmax(1))
     assert maps[0].shape == (64, 80) and maps[1].shape == (30, 30)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor():
+    from inference.ml.averaging import cosine_lr
+
+    assert cosine_lr(0.0, peak=1.0, warmup=0.1) == pytest.approx(0.1)
+    assert cosine_lr(0.1, peak=1.0, warmup=0.1) == pytest.approx(1.0)
+    assert cosine_lr(0.55, peak=1.0, warmup=0.1) == pytest.approx(0.505)
+    assert cosine_lr(1.0, peak=1.0, warmup=0.1) == pytest.approx(0.01)
+    assert cosine_lr(3.0, peak=1.0, warmup=0.1) == pytest.approx(0.01)
+
+
+def test_weight_averaged_run_holds_out_a_calibration_part_and_keeps_the_averaged_weights(tmp_path, datasets_root):
+    from dataclasses import replace
+
+    from inference.ml.recipes import get_recipe
+
+    recipe = replace(get_recipe("us-breast"), ema_momentum=0.9, calibration_fraction=0.2, epochs=2, patience=0)
+    card = training.train_recipe(
+        recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0, checkpoint_dir=tmp_path / "ck"
+    )
+    splits = card["dataset"]["splits"]
+    assert splits["calibration"] > 0 and splits["train"] + splits["calibration"] <= 40
+    assert "training images held out" in card["dataset"]["temperature_fitted_on"]
+    assert card["recipe"]["ema_momentum"] == 0.9
+    assert card["recipe"]["training"]["final_progress"] == 1.0
+    assert card["metrics"]["validation"]["ci95"]["accuracy"][0] <= card["metrics"]["validation"]["accuracy"]
+    lines = (tmp_path / "ck" / "progress.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # The saved network is the averaged one: the last checkpoint holds the same weights.
+    saved = serving.load_model(tmp_path / "model.keras").get_weights()
+    checkpoint = serving.load_model(tmp_path / "ck" / "ema.keras").get_weights()
+    assert all(np.allclose(a, b) for a, b in zip(saved, checkpoint, strict=True))
+    # And a second run into the same directory is refused rather than replacing it.
+    with pytest.raises(ValueError, match="already holds"):
+        training.train_recipe(recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0)
