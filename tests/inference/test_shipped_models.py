@@ -60,3 +60,29 @@ def test_evaluate_model_reproduces_the_card(directory, tmp_path):
     for label, figures in expected["per_class"].items():
         assert result["per_class"][label]["sensitivity"] == pytest.approx(figures["sensitivity"], abs=2e-3)
         assert result["per_class"][label]["specificity"] == pytest.approx(figures["specificity"], abs=2e-3)
+
+
+@pytest.fixture(scope="module")
+def outside_images():
+    from inference.ml.ood_build import OutsideImages
+
+    return OutsideImages(require_datasets())
+
+
+@pytest.mark.parametrize("directory", MODEL_DIRS, ids=[d.name for d in MODEL_DIRS])
+def test_input_check_reproduces_the_card(directory, outside_images):
+    """The shipped input check (pinned by sha256) gives the card's AUROC and refusal rates again."""
+    from inference.ml.ood_build import remeasure_input_check
+
+    card = json.loads((directory / "card.json").read_text())
+    expected = card["input_check"]
+    result = remeasure_input_check(directory, datasets_root=require_datasets(), outside=outside_images)
+
+    assert result["own_validation_n"] == card["dataset"]["splits"]["val"]
+    for key in ("auroc", "own_validation_refused", "other_refused"):
+        assert result[key] == pytest.approx(expected[key], abs=2e-3), key
+    assert result["per_source"].keys() == expected["per_source"].keys()
+    for source, figures in expected["per_source"].items():
+        assert result["per_source"][source]["auroc"] == pytest.approx(figures["auroc"], abs=2e-3), source
+    # The bar for every model: under 1% of its own validation images refused.
+    assert expected["own_validation_refused"] < 0.01
