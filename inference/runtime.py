@@ -21,6 +21,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from imaging.pixels import image_pixels
+from imaging.storage import content_name
 from inference.claims import (
     Claim,
     prediction_record_failure,
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[str, object] = {}  # weights sha256 -> loaded keras model
+_checks: dict[tuple[str, str], tuple] = {}  # (check sha256, weights sha256) -> (InputCheck, compiled feature model)
 # The model input of each image just predicted, kept for its heatmap, which usually follows in the
 # same process moments later: decoding a large PNG costs far more than the forward pass.
 _recent_inputs: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -64,22 +66,26 @@ def _configure_devices() -> None:
 
 def _local_weights(model: AIModel) -> Path:
     """A local copy of the weights, fetched through the storage API and checked against the sha256."""
+    return _local_copy(model, name=model.weights.name, sha256=model.weights_sha256, what="weights")
+
+
+def _local_copy(model: AIModel, *, name: str, sha256: str, what: str) -> Path:
     cache_dir = Path(settings.MEDPORTAL_MODEL_CACHE_DIR)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    suffix = Path(model.weights.name).suffix or ".keras"
-    path = cache_dir / f"{model.weights_sha256}{suffix}"
+    suffix = Path(name).suffix or ".keras"
+    path = cache_dir / f"{sha256}{suffix}"
     if path.exists():
         return path
     try:
-        with default_storage.open(model.weights.name, "rb") as handle:
+        with default_storage.open(name, "rb") as handle:
             data = handle.read()
     except FileNotFoundError as exc:
-        raise ModelBroken(f"The weights file {model.weights.name} is missing from storage.") from exc
+        raise ModelBroken(f"The {what} file {name} is missing from storage.") from exc
     except OSError as exc:
-        raise ModelUnavailable(f"Could not read the weights of {model}: {exc}") from exc
+        raise ModelUnavailable(f"Could not read the {what} of {model}: {exc}") from exc
     digest = hashlib.sha256(data).hexdigest()
-    if digest != model.weights_sha256:
-        raise ModelBroken(f"The weights of {model} do not match their registered sha256 (got {digest[:12]}…).")
+    if digest != sha256:
+        raise ModelBroken(f"The {what} of {model} do not match their registered sha256 (got {digest[:12]}…).")
     partial = path.with_suffix(f".{os.getpid()}.partial")
     partial.write_bytes(data)
     partial.replace(path)  # atomic: another process never sees half a file
@@ -106,6 +112,35 @@ def keras_model_for(model: AIModel):
         _models[model.weights_sha256] = loaded
         logger.info("Loaded %s (%s) into worker %s", model, model.weights_sha256[:12], os.getpid())
         return loaded
+
+
+def input_check_for(model: AIModel, keras_model):
+    """(input check, compiled feature model) when the model's card declares a check, else None.
+
+    The check's file was stored beside the weights at registration, under its sha256.
+    """
+    entry = (model.card or {}).get("input_check")
+    if not entry:
+        return None
+    key = (entry["sha256"], model.weights_sha256)
+    cached = _checks.get(key)
+    if cached is None:
+        from inference.ml.ood import InputCheck, feature_model  # noqa: PLC0415 - TensorFlow: workers only
+
+        path = _local_copy(
+            model, name=content_name("models", entry["sha256"], ".npz"), sha256=entry["sha256"], what="input check"
+        )
+        try:
+            check = InputCheck.load(path, sha256=entry["sha256"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelBroken(f"The input check of {model} could not be read: {exc}") from exc
+        cached = _checks[key] = (check, forward_for(feature_model(keras_model)))
+    return cached
+
+
+def unfamiliar_reason(model: AIModel) -> str:
+    kind = ((model.card or {}).get("input_check") or {}).get("image_kind") or model.display_name
+    return f"Not run: this image does not look like the {kind} images this model was trained on, so no label was given."
 
 
 def loaded_model_count() -> int:
@@ -202,6 +237,8 @@ def _model_inputs(
 
 
 def _run_claim(claim: Claim, outbox: Outbox) -> int:
+    from inference.ml.calibration import apply_temperature  # noqa: PLC0415 - workers only
+    from inference.ml.ood import assess  # noqa: PLC0415 - workers only
     from inference.ml.serving import predict_proba  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     model = claim.model
@@ -221,7 +258,30 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
 
     started = time.perf_counter()
     try:
-        probabilities = np.asarray(predict_proba(forward_for(keras_model), batch, temperature=model.temperature))
+        checked = input_check_for(model, keras_model)
+    except ModelUnavailable as exc:
+        outbox.predictions += predictions_release(predictions=ready, token=claim.token, reason=str(exc))
+        raise
+    except ModelBroken as exc:
+        for prediction in ready:
+            finished += prediction_record_failure(prediction=prediction, token=claim.token, reason=str(exc))
+        return finished
+    try:
+        if checked is None:
+            probabilities = np.asarray(predict_proba(forward_for(keras_model), batch, temperature=model.temperature))
+        else:
+            # One forward pass gives the probabilities and the features the check reads.
+            raw, refused = assess(checked[1], checked[0], batch)
+            probabilities = apply_temperature(raw, model.temperature)
+            for prediction in [p for p, out in zip(ready, refused, strict=True) if out]:
+                finished += prediction_record_failure(
+                    prediction=prediction, token=claim.token, reason=unfamiliar_reason(model)
+                )
+            keep = ~refused
+            ready = [p for p, ok in zip(ready, keep, strict=True) if ok]
+            probabilities = probabilities[keep]
+            if not ready:
+                return finished
     except Exception as exc:
         for prediction in ready:
             finished += prediction_record_failure(
@@ -313,6 +373,14 @@ def warm_models(*, queues: list[str] | None = None) -> int:
         for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
             batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
             predict_proba(forward_for(keras_model), batch, temperature=model.temperature)
+        try:
+            checked = input_check_for(model, keras_model)
+        except (ModelUnavailable, ModelBroken):
+            logger.warning("Could not load the input check of %s", model, exc_info=True)
+            checked = None
+        if checked is not None:
+            for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
+                checked[1](batch[:size])
         try:
             heatmaps = gradcam_for(keras_model, model.gradcam_layer or None)
             for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):

@@ -57,6 +57,7 @@ def aimodel_register(*, weights_path: Path, card: dict, activate: bool = True, q
     labels = list(_card_value(card, "labels"))
     height, width = (int(v) for v in _card_value(card, "input_size"))
     blob = blob_store(data=data, name=content_name("models", sha256, weights_path.suffix or ".keras"))
+    _store_input_check(weights_path=weights_path, card=card)
     model = AIModel(
         name=name,
         version=version,
@@ -88,6 +89,21 @@ def aimodel_register(*, weights_path: Path, card: dict, activate: bool = True, q
 
 
 @transaction.atomic
+def _store_input_check(*, weights_path: Path, card: dict) -> None:
+    """Store the card's input check (the file beside the weights) under its sha256, where the worker looks."""
+    entry = card.get("input_check")
+    if not entry:
+        return
+    path = weights_path.with_name(entry["file"])
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ValidationError(f"The card names an input check {entry['file']} but none is beside the weights.") from exc
+    if sha256_hex(data) != entry["sha256"]:
+        raise ValidationError(f"The input check {path.name} does not match the sha256 in the card.")
+    blob_store(data=data, name=content_name("models", entry["sha256"], ".npz"))
+
+
 def aimodel_activate(*, model: AIModel) -> AIModel:
     """Route new studies to this version; other versions of the same model are retired."""
     now = timezone.now()
