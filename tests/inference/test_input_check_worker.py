@@ -6,13 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from PIL import Image as PILImage
 
 from imaging.intake import image_upload
 from inference import runtime
 from inference.ml import ood
 from inference.ml.preprocessing import to_model_batch
+from inference.ml.serving import load_model
 from inference.models import PredictionStatus
+from inference.services import aimodel_register
 from tests.conftest import tiny_card
 from tests.factories import StudyFactory
 
@@ -38,9 +41,6 @@ def _chest_like(rng, n):
 @pytest.fixture
 def checked_model(tmp_path, tiny_model_file):
     """The tiny chest model registered with an input check fitted on chest-like images."""
-    from inference.ml.serving import load_model
-    from inference.services import aimodel_register
-
     rng = np.random.default_rng(0)
     keras_model = load_model(tiny_model_file)
     twin = ood.feature_model(keras_model)
@@ -77,10 +77,6 @@ def test_an_image_unlike_the_training_images_gets_no_label(checked_model):
 
 
 def test_a_card_naming_a_missing_check_is_refused_at_registration(tmp_path, tiny_model_file):
-    from django.core.exceptions import ValidationError
-
-    from inference.services import aimodel_register
-
     shutil.copy(tiny_model_file, tmp_path / "model.keras")
     card = tiny_card(name="tiny-unchecked", input_check={"file": "ood.npz", "sha256": "0" * 64})
     with pytest.raises(ValidationError, match="input check"):

@@ -9,6 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from inference.ml import metrics
+from inference.ml.recipes import get_recipe
+from inference.ml.serving import load_bundle
 from inference.models import AIModel, AIModelStatus
 from tests.conftest import require_datasets
 
@@ -181,11 +184,6 @@ def test_train_model_command_tiny_run(tmp_path):
 
 
 def test_evaluate_model_reports_calibration_confusion_and_takes_a_file_list(tmp_path):
-    from PIL import Image
-
-    from inference.ml import metrics
-    from inference.ml.serving import load_bundle
-
     folder = tmp_path / "images"
     rng = np.random.default_rng(1)
     for label in ("normal", "pneumonia"):
@@ -217,8 +215,6 @@ def test_evaluate_model_reports_calibration_confusion_and_takes_a_file_list(tmp_
 
 
 def test_train_model_never_overwrites_a_trained_version(tmp_path):
-    from inference.ml.recipes import get_recipe
-
     recipe = get_recipe("us-breast")
     (tmp_path / "card.json").write_text(json.dumps({"name": recipe.name, "version": recipe.version}))
     (tmp_path / "model.keras").write_bytes(b"shipped weights")
