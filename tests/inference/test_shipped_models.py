@@ -50,13 +50,24 @@ def test_evaluate_model_reproduces_the_card(directory, tmp_path):
     data, extra = validation_data(card, datasets, tmp_path)
     stdout = io.StringIO()
 
-    call_command("evaluate_model", str(directory / "model.keras"), "--data", str(data), *extra, stdout=stdout)
+    call_command(
+        "evaluate_model",
+        str(directory / "model.keras"),
+        "--data",
+        str(data),
+        *extra,
+        "--bootstrap",
+        "1000",
+        stdout=stdout,
+    )
 
     result = json.loads(stdout.getvalue())
     expected = card["metrics"]["validation"]
     assert result["n"] == expected["n"] == card["dataset"]["splits"]["val"]
     for key in ("accuracy", "balanced_accuracy", "macro_auc"):
         assert result[key] == pytest.approx(expected[key], abs=2e-3), key
+    for key, interval in expected["ci95"].items():
+        assert result["ci95"][key] == pytest.approx(interval, abs=5e-3), key
     for label, figures in expected["per_class"].items():
         assert result["per_class"][label]["sensitivity"] == pytest.approx(figures["sensitivity"], abs=2e-3)
         assert result["per_class"][label]["specificity"] == pytest.approx(figures["specificity"], abs=2e-3)
