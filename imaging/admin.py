@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.admin import AuditedAdminMixin
-from imaging.models import Image, Study
+from imaging.models import STUDY_IDENTITY_FIELDS, Image, Study
 from inference.models import Prediction
 
 
@@ -47,6 +47,13 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [ImageInline]
     actions = ["rerun_ai"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if obj is not None and obj.images.exists():
+            # Study.clean refuses it as well; read-only says so before anyone tries.
+            return (*fields, *STUDY_IDENTITY_FIELDS)
+        return fields
 
     @admin.action(description="Re-run AI on every image of the selected studies")
     def rerun_ai(self, request, queryset) -> None:

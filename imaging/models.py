@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Upper
@@ -71,6 +72,12 @@ class StudyQuerySet(models.QuerySet):
             Image.objects.filter(study=OuterRef("pk")).order_by().values("study").annotate(n=Count("pk")).values("n")
         )
         return self.annotate(image_count=Coalesce(Subquery(images), 0))
+
+
+# What a study is: whose it is, and what the AI models are chosen by. Once images are filed under
+# it, changing any of these would put the images (and their AI opinions) under the wrong patient
+# or next to opinions from models that were never meant for them. Create a new study instead.
+STUDY_IDENTITY_FIELDS = ("patient", "modality", "body_part", "procedure", "study_instance_uid")
 
 
 class Study(models.Model):
@@ -146,6 +153,23 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return f"{self.accession_number} {self.get_modality_display()} {self.get_body_part_display()}"
+
+    def clean(self) -> None:
+        """Refuse a change of identity once images exist, whoever asks (services, forms, the admin)."""
+        super().clean()
+        if self._state.adding or not self.images.exists():
+            return
+        columns = [Study._meta.get_field(name).attname for name in STUDY_IDENTITY_FIELDS]
+        stored = Study.objects.filter(pk=self.pk).values(*columns).first() or {}
+        changed = [
+            name
+            for name, column in zip(STUDY_IDENTITY_FIELDS, columns, strict=True)
+            if column in stored and stored[column] != getattr(self, column)
+        ]
+        if changed:
+            raise ValidationError(
+                dict.fromkeys(changed, "Cannot change once images are filed under this study; create a new study.")
+            )
 
 
 class ImageSource(models.TextChoices):

@@ -186,3 +186,28 @@ def test_reviews_cannot_be_deleted_in_the_admin_or_the_api(admin_client_, admin_
     api_client.force_authenticate(admin_user)
     assert api_client.delete(f"/api/v1/reviews/{review.id}/").status_code in (403, 405)
     assert Review.objects.filter(id=review.id).exists()
+
+
+def test_a_study_with_images_keeps_its_patient_and_modality_in_the_admin(admin_client_, prediction):
+    from django.core.exceptions import ValidationError
+
+    study = prediction.image.study
+    other = PatientFactory()
+    page = admin_client_.get(f"/admin/imaging/study/{study.id}/change/").content.decode()
+    assert 'name="patient"' not in page and 'name="modality"' not in page and 'name="accession_number"' in page
+    admin_client_.post(
+        f"/admin/imaging/study/{study.id}/change/",
+        {"patient": str(other.id), "modality": "CT", "accession_number": study.accession_number, "priority": 2},
+    )
+    study.refresh_from_db()
+    assert study.patient_id != other.id and study.modality != "CT"
+
+    study.patient = other
+    with pytest.raises(ValidationError) as refused:
+        study.full_clean()
+    assert "patient" in refused.value.message_dict
+
+    empty = StudyFactory()
+    assert 'name="patient"' in admin_client_.get(f"/admin/imaging/study/{empty.id}/change/").content.decode()
+    empty.patient = other
+    empty.full_clean()
