@@ -56,3 +56,23 @@ class ReviewForm(forms.Form):
             elif data["final_label"] == self.ai_label:
                 self.add_error("final_label", "That is the AI's label; choose another label to override, or Agree.")
         return data
+
+
+class AmendReviewForm(ReviewForm):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason for the amendment",
+        error_messages={"required": "Give the reason for the amendment."},
+        help_text="Kept with the earlier decision in the review's history and the audit trail.",
+    )
+
+    def __init__(self, *args, review, **kwargs):
+        prediction = review.prediction
+        super().__init__(
+            *args,
+            labels=list(prediction.model.labels),
+            ai_label=prediction.label,
+            initial={"decision": review.decision, "final_label": review.final_label, "comment": review.comment},
+            prefix="amend",
+            **kwargs,
+        )

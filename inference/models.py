@@ -179,3 +179,27 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_decision_display()}: {self.final_label}"
+
+
+class ReviewAmendment(models.Model):
+    """An earlier state of a review that its radiologist corrected, with the reason. The review
+    holds the current decision; its amendments, oldest first, hold every decision it replaced."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    review = models.ForeignKey(Review, on_delete=models.PROTECT, related_name="amendments")
+    previous_decision = models.CharField(max_length=16, choices=ReviewDecision.choices)
+    previous_final_label = models.CharField(max_length=128)
+    previous_comment = models.TextField(blank=True)
+    previous_reviewed_at = models.DateTimeField(help_text="When the replaced decision was made.")
+    reason = models.TextField(help_text="Why the radiologist corrected the review.")
+    amended_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amended_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["amended_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="review_amendment_reason_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Was {self.get_previous_decision_display()}: {self.previous_final_label}"

@@ -19,7 +19,15 @@ from accounts.roles import Role
 from imaging.models import Image, Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.dispatch import predictions_send_on_commit
-from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
+from inference.models import (
+    AIModel,
+    AIModelStatus,
+    Prediction,
+    PredictionStatus,
+    Review,
+    ReviewAmendment,
+    ReviewDecision,
+)
 from inference.selectors import aimodels_for_study
 from inference.study_status import study_refresh_status
 
@@ -246,6 +254,23 @@ def _reset_to_queued(prediction: Prediction, *, attempts: int | None = None) -> 
 # --- Reviews --------------------------------------------------------------------------------
 
 
+def _final_label(*, prediction: Prediction, decision: ReviewDecision | str, final_label: str) -> str:
+    """The final label a decision stands for, or why it cannot stand."""
+    final_label = (final_label or "").strip()
+    if decision == ReviewDecision.AGREE:
+        final_label = final_label or prediction.label
+        if final_label != prediction.label:
+            raise ValidationError({"final_label": "To give another label, choose Override."})
+    elif decision == ReviewDecision.OVERRIDE:
+        if not final_label:
+            raise ValidationError({"final_label": "An override needs the final label."})
+        if final_label == prediction.label:
+            raise ValidationError({"final_label": "That is the AI's label; choose Agree instead."})
+    if final_label not in prediction.model.labels:
+        raise ValidationError({"final_label": f"Choose one of: {', '.join(prediction.model.labels)}."})
+    return final_label
+
+
 @transaction.atomic
 def review_create(
     *,
@@ -262,18 +287,7 @@ def review_create(
         raise ValidationError("Only a finished AI second opinion can be reviewed.")
     if Review.objects.filter(prediction=prediction).exists():
         raise ValidationError("This AI second opinion has already been reviewed.")
-    final_label = (final_label or "").strip()
-    if decision == ReviewDecision.AGREE:
-        final_label = final_label or prediction.label
-        if final_label != prediction.label:
-            raise ValidationError({"final_label": "To give another label, choose Override."})
-    elif decision == ReviewDecision.OVERRIDE:
-        if not final_label:
-            raise ValidationError({"final_label": "An override needs the final label."})
-        if final_label == prediction.label:
-            raise ValidationError({"final_label": "That is the AI's label; choose Agree instead."})
-    if final_label not in prediction.model.labels:
-        raise ValidationError({"final_label": f"Choose one of: {', '.join(prediction.model.labels)}."})
+    final_label = _final_label(prediction=prediction, decision=decision, final_label=final_label)
     review = Review(
         prediction=prediction,
         reviewer=reviewer,
@@ -284,4 +298,44 @@ def review_create(
     review.full_clean()
     review.save()
     study_refresh_status(study_id=prediction.image.study_id)
+    return review
+
+
+@transaction.atomic
+def review_amend(
+    *,
+    review: Review,
+    user: User,
+    decision: ReviewDecision | str,
+    final_label: str = "",
+    comment: str = "",
+    reason: str,
+) -> Review:
+    """A radiologist corrects their own review. The decision it replaces is kept as an amendment,
+    with the reason, so the history shows every decision and who changed it when and why."""
+    review = Review.objects.select_for_update().select_related("prediction__model").get(id=review.id)
+    if review.reviewer_id != user.id or not user.has_role(Role.RADIOLOGIST):
+        raise PermissionError("Only the radiologist who made a review can amend it.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Give the reason for the amendment."})
+    final_label = _final_label(prediction=review.prediction, decision=decision, final_label=final_label)
+    comment = (comment or "").strip()
+    if (review.decision, review.final_label, review.comment) == (decision, final_label, comment):
+        raise ValidationError("Nothing changed: change the decision, the label or the comment to amend.")
+    last = review.amendments.order_by("-amended_at").first()
+    ReviewAmendment.objects.create(
+        review=review,
+        previous_decision=review.decision,
+        previous_final_label=review.final_label,
+        previous_comment=review.comment,
+        previous_reviewed_at=last.amended_at if last else review.reviewed_at,
+        reason=reason,
+        amended_by=user,
+    )
+    review.decision = decision
+    review.final_label = final_label
+    review.comment = comment
+    review.full_clean()
+    review.save(update_fields=["decision", "final_label", "comment"])
     return review

@@ -21,10 +21,10 @@ from imaging.models import Study
 from imaging.pixels import image_pixels
 from imaging.selectors import study_for_page
 from inference.dicom_report import prediction_sr_bytes, sr_filename
-from inference.forms import ReviewForm, WorklistFilterForm
+from inference.forms import AmendReviewForm, ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
 from inference.selectors import studies_worklist, study_images
-from inference.services import review_create
+from inference.services import review_amend, review_create
 from web.access import RoleDenied, role_required
 from web.auditing import audit_page, audit_rows
 from web.charts import hbar_chart
@@ -144,6 +144,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         current_image = images[0]
 
     form = None
+    amend_form = None
     if current is not None and not _has_review(current):
         form = ReviewForm(request.POST or None, labels=list(current.model.labels), ai_label=current.label)
         if request.method == "POST" and form.is_valid():
@@ -170,6 +171,38 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                 if _wants_json(request):
                     return JsonResponse({"ok": True, "next": following, "message": message})
                 return redirect(following)
+    elif request.method == "POST" and "amend" in request.POST and current is not None:
+        amend_form = AmendReviewForm(request.POST, review=current.review)
+        if amend_form.is_valid():
+            try:
+                amended = review_amend(
+                    review=current.review,
+                    user=request.user,
+                    decision=amend_form.cleaned_data["decision"],
+                    final_label=amend_form.cleaned_data["final_label"],
+                    comment=amend_form.cleaned_data["comment"],
+                    reason=amend_form.cleaned_data["reason"],
+                )
+            except PermissionError as exc:
+                raise RoleDenied((Role.RADIOLOGIST,)) from exc
+            except ValidationError as exc:
+                amend_form.add_error(None, exc)
+            else:
+                reason = amend_form.cleaned_data["reason"]
+                audit_page(
+                    request,
+                    obj=amended,
+                    patient=study.patient_id,
+                    action=AuditAction.UPDATE,
+                    detail=f"review amended: {reason}"[:255],
+                )
+                messages.success(
+                    request,
+                    f"Review amended: {amended.get_decision_display().lower()}, final label {amended.final_label}.",
+                )
+                page_query = query.copy()
+                page_query["prediction"] = str(current.id)
+                return redirect(_with_query(reverse("pages:review", args=[study.id]), page_query))
     elif request.method == "POST":
         messages.info(request, "This AI second opinion has already been reviewed.")
         following = _next_after_review(study=study, query=query)
@@ -177,6 +210,11 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
             return JsonResponse({"ok": True, "next": following, "message": "Already reviewed."})
         return redirect(following)
 
+    history = []
+    if current is not None and _has_review(current):
+        history = list(current.review.amendments.select_related("amended_by"))
+        if amend_form is None and current.review.reviewer_id == request.user.id:
+            amend_form = AmendReviewForm(review=current.review)
     audit_page(request, obj=study, patient=study.patient_id)
     chart = None
     if current is not None and current.probabilities:
@@ -216,6 +254,8 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         "worklist_query": query.urlencode(),
         "worklist_url": _with_query(reverse("pages:worklist"), query),
         "window_presets": WINDOW_PRESETS,
+        "amend_form": amend_form,
+        "history": history,
     }
     return render(request, "inference/review.html", context)
 
