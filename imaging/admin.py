@@ -2,7 +2,6 @@ from django.contrib import admin
 
 from audit.admin import AuditedAdminMixin
 from imaging.models import STUDY_IDENTITY_FIELDS, Image, Study
-from inference.models import Prediction
 
 
 class ImageInline(admin.TabularInline):
@@ -15,21 +14,6 @@ class ImageInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # images arrive through the upload service, which validates and queues AI
-
-
-class PredictionInline(admin.TabularInline):
-    """AI outputs are read-only: they are what a model version said, not something to edit."""
-
-    model = Prediction
-    fk_name = "image"
-    extra = 0
-    fields = ("model", "status", "label", "confidence", "error", "attempts", "finished_at")
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Study)
@@ -46,7 +30,6 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("id", "status", "ai_completed_at", "created_at", "updated_at", "created_by")
     date_hierarchy = "created_at"
     inlines = [ImageInline]
-    actions = ["rerun_ai"]
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
@@ -54,14 +37,6 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
             # Study.clean refuses it as well; read-only says so before anyone tries.
             return (*fields, *STUDY_IDENTITY_FIELDS)
         return fields
-
-    @admin.action(description="Re-run AI on every image of the selected studies")
-    def rerun_ai(self, request, queryset) -> None:
-        from inference.services import predictions_rerun
-
-        images = Image.objects.filter(study__in=queryset, analysable=True).select_related("study")
-        queued = predictions_rerun(images=images)
-        self.message_user(request, f"Queued {len(queued)} AI second opinion(s).")
 
 
 @admin.register(Image)
@@ -72,7 +47,6 @@ class ImageAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("study__accession_number", "study__patient__mrn", "original_filename", "sha256")
     list_select_related = ("study",)
     readonly_fields = [f.name for f in Image._meta.fields]
-    inlines = [PredictionInline]
 
     def has_add_permission(self, request) -> bool:
         return False

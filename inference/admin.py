@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
 from audit.admin import AuditedAdminMixin
-from imaging.models import Image
+from imaging.admin import ImageAdmin, StudyAdmin
+from imaging.models import Image, Study
 from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review
 from inference.services import aimodel_activate, aimodel_retire, predictions_rerun
 
@@ -113,3 +114,41 @@ class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the study would stay "reviewed" with the radiologist's decision gone
+
+
+# The imaging admin pages know nothing of AI; inference registers them again with its results and
+# actions added.
+
+
+class PredictionInline(admin.TabularInline):
+    """AI outputs are read-only: they are what a model version said, not something to edit."""
+
+    model = Prediction
+    fk_name = "image"
+    extra = 0
+    fields = ("model", "status", "label", "confidence", "error", "attempts", "finished_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class StudyWithAIAdmin(StudyAdmin):
+    actions = [*StudyAdmin.actions, "rerun_ai"]
+
+    @admin.action(description="Re-run AI on every image of the selected studies")
+    def rerun_ai(self, request, queryset) -> None:
+        images = Image.objects.filter(study__in=queryset, analysable=True).select_related("study")
+        queued = predictions_rerun(images=images)
+        self.message_user(request, f"Queued {len(queued)} AI second opinion(s).")
+
+
+class ImageWithAIAdmin(ImageAdmin):
+    inlines = [*ImageAdmin.inlines, PredictionInline]
+
+
+for _model, _model_admin in ((Study, StudyWithAIAdmin), (Image, ImageWithAIAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)

@@ -1,8 +1,11 @@
 from django.urls import path
 
-from inference import apis
+from inference import apis, study_apis
 
 urlpatterns = [
+    path("studies/<uuid:study_id>/images/", study_apis.StudyImagesApi.as_view(), name="study-images"),
+    path("studies/<uuid:study_id>/rerun/", study_apis.StudyRerunApi.as_view(), name="study-rerun"),
+    path("images/<uuid:image_id>/rerun/", study_apis.ImageRerunApi.as_view(), name="image-rerun"),
     path("predictions/", apis.PredictionListApi.as_view(), name="prediction-list"),
     path("predictions/<uuid:prediction_id>/", apis.PredictionDetailApi.as_view(), name="prediction-detail"),
     path("predictions/<uuid:prediction_id>/heatmap/", apis.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),

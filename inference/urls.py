@@ -1,8 +1,12 @@
 from django.urls import path
 
-from inference import views
+from inference import study_views, views
 
 urlpatterns = [
+    path("dicom/import/", study_views.dicom_import, name="dicom-import"),
+    path("studies/<uuid:study_id>/", study_views.study_detail, name="study-detail"),
+    path("studies/<uuid:study_id>/results/", study_views.study_results, name="study-results"),
+    path("studies/<uuid:study_id>/upload/", study_views.study_upload, name="study-upload"),
     path("worklist/", views.worklist, name="worklist"),
     path("review/<uuid:study_id>/", views.review, name="review"),
     path("predictions/<uuid:prediction_id>/heatmap.png", views.prediction_heatmap, name="prediction-heatmap"),
