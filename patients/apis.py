@@ -4,7 +4,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import READERS, STAFF
+from accounts.policy import Act, Resource, allowed_roles
 from api.mixins import AuditedListApi, audit_api
 from audit.models import AuditAction
 from patients.filters import PatientFilter
@@ -19,9 +19,12 @@ class PatientOutputSerializer(serializers.ModelSerializer):
 
 
 class PatientListApi(AuditedListApi):
-    """Patients. Staff register them; every clinical role reads them."""
+    """Patients. Staff register and search them (accounts.policy says why radiologists do not)."""
 
-    required_roles = {"GET": READERS, "POST": STAFF}
+    required_roles = {
+        "GET": allowed_roles(Resource.PATIENT, Act.SEARCH),
+        "POST": allowed_roles(Resource.PATIENT, Act.WRITE),
+    }
     serializer_class = PatientOutputSerializer
     filterset_class = PatientFilter
     queryset = Patient.objects.all()
@@ -55,7 +58,10 @@ class PatientListApi(AuditedListApi):
 
 
 class PatientDetailApi(APIView):
-    required_roles = {"GET": READERS, "PATCH": STAFF}
+    required_roles = {
+        "GET": allowed_roles(Resource.PATIENT, Act.READ),
+        "PATCH": allowed_roles(Resource.PATIENT, Act.WRITE),
+    }
 
     class InputSerializer(serializers.Serializer):
         mrn = serializers.CharField(max_length=64, required=False)

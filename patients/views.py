@@ -4,7 +4,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.roles import READERS, STAFF
+from accounts.policy import Act, Resource, allowed_roles
 from audit.models import AuditAction
 from imaging.selectors import patient_studies
 from patients.forms import PatientForm, PatientSearchForm
@@ -18,7 +18,7 @@ from web.auditing import audit_page, audit_rows
 PAGE_SIZE = 25
 
 
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.PATIENT, Act.SEARCH))
 def patient_list(request: HttpRequest) -> HttpResponse:
     search = PatientSearchForm(request.GET)
     term = search.cleaned_data["q"] if search.is_valid() else ""
@@ -28,7 +28,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/patient_list.html", {"search": search, "term": term, "page": page})
 
 
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.PATIENT, Act.WRITE))
 def patient_create_view(request: HttpRequest) -> HttpResponse:
     form = PatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -43,7 +43,7 @@ def patient_create_view(request: HttpRequest) -> HttpResponse:
     return render(request, "patients/patient_form.html", {"form": form, "patient": None})
 
 
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.PATIENT, Act.WRITE))
 def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     # The form validates a copy, so a refused edit never leaves the page showing half-applied values.
@@ -61,7 +61,7 @@ def patient_edit(request: HttpRequest, patient_id) -> HttpResponse:
     return render(request, "patients/patient_form.html", {"form": form, "patient": patient})
 
 
-@role_required(READERS)
+@role_required(allowed_roles(Resource.PATIENT, Act.READ))
 def patient_detail(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     studies = patient_studies(patient=patient)

@@ -2,7 +2,9 @@
 
 from django.http import HttpResponse
 from pydicom.datadict import tag_for_keyword
+from rest_framework.exceptions import PermissionDenied
 
+from accounts.policy import Act, Resource, may
 from audit.models import AuditAction
 from imaging.dicomweb.base import DicomWebView, audit_dicomweb
 from imaging.dicomweb.dicom_json import dicom_json_response, instance_json, series_json, study_json
@@ -45,6 +47,11 @@ class StudySearchApi(DicomWebView):
     """GET /dicomweb/studies: QIDO-RS study search."""
 
     def get(self, request):
+        if (_query_value(request, "PatientID") or _query_value(request, "PatientName")) and not may(
+            request.user, Resource.PATIENT, Act.SEARCH
+        ):
+            # Matching on the patient is a patient search, which accounts.policy keeps for staff.
+            raise PermissionDenied("Searching by patient is for staff.")
         studies = dicom_study_search(
             study_uids=_query_list(request, "StudyInstanceUID"),
             patient_id=_query_value(request, "PatientID"),

@@ -18,7 +18,7 @@ ADMIN = ("admin",)
 # (method, path template, roles allowed). Allowed requests may still fail validation (400) or find
 # nothing (404); what matters here is that they pass the role check.
 MATRIX = [
-    ("get", "/api/v1/patients/", ALL),
+    ("get", "/api/v1/patients/", STAFF),  # a patient search: staff only (accounts.policy)
     ("post", "/api/v1/patients/", STAFF),
     ("get", "/api/v1/patients/{patient}/", ALL),
     ("patch", "/api/v1/patients/{patient}/", STAFF),

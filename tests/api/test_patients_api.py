@@ -57,10 +57,16 @@ def test_only_staff_and_admins_register_patients(client_for_role, role, expected
 
 
 @pytest.mark.parametrize(("role", "expected"), [("anonymous", 401), ("roleless", 403), ("radiologist", 200)])
-def test_reading_patients_needs_a_clinical_role(client_for_role, role, expected):
+def test_reading_a_patient_needs_a_clinical_role(client_for_role, role, expected):
     patient = PatientFactory()
-    assert client_for_role(role).get("/api/v1/patients/").status_code == expected
     assert client_for_role(role).get(f"/api/v1/patients/{patient.id}/").status_code == expected
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [("anonymous", 401), ("roleless", 403), ("radiologist", 403), ("staff", 200)]
+)
+def test_searching_patients_is_for_staff(client_for_role, role, expected):
+    assert client_for_role(role).get("/api/v1/patients/").status_code == expected
 
 
 def test_reading_one_patient_writes_exactly_one_audit_row(client_for_role, user_for_role):

@@ -94,12 +94,16 @@ def test_stow_refuses_a_body_that_is_not_multipart(staff_client):
 
 
 @pytest.mark.django_db
-def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiologist_user, api_client):
+def test_qido_finds_studies_and_wado_returns_the_original(staff_client, staff_user, radiologist_user, api_client):
     ct = shipped_bytes("CT_small.dcm")
     stow(staff_client, [ct, shipped_bytes("MR_small.dcm")])
     tags = pydicom.dcmread(shipped_path("CT_small.dcm"))
     api_client.force_authenticate(radiologist_user)
 
+    # Matching on the patient is a patient search, for staff only (accounts.policy).
+    assert api_client.get("/dicomweb/studies", {"PatientID": tags.PatientID}).status_code == 403
+    assert api_client.get("/dicomweb/studies", {"PatientName": "*"}).status_code == 403
+    api_client.force_authenticate(staff_user)
     found = api_client.get("/dicomweb/studies", {"PatientID": tags.PatientID}, HTTP_ACCEPT="application/dicom+json")
     assert found.status_code == 200
     studies = [Dataset.from_json(item) for item in found.json()]
@@ -107,6 +111,7 @@ def test_qido_finds_studies_and_wado_returns_the_original(staff_client, radiolog
     assert studies[0].NumberOfStudyRelatedInstances == 1
     assert studies[0].ModalitiesInStudy == "CT"
     assert api_client.get("/dicomweb/studies", {"PatientID": "nobody"}).status_code == 204
+    api_client.force_authenticate(radiologist_user)
 
     instances = api_client.get(f"/dicomweb/studies/{tags.StudyInstanceUID}/instances").json()
     assert Dataset.from_json(instances[0]).SOPInstanceUID == tags.SOPInstanceUID
@@ -153,7 +158,12 @@ def test_every_dicomweb_service_writes_its_audit_rows(staff_client, radiologist_
     study = f"/dicomweb/studies/{tags.StudyInstanceUID}"
     instance = f"{study}/series/{tags.SeriesInstanceUID}/instances/{tags.SOPInstanceUID}"
     calls = [
-        ("/dicomweb/studies?PatientID=*", "QIDO-RS studies", AuditAction.READ, "imaging.study"),
+        (
+            f"/dicomweb/studies?StudyInstanceUID={tags.StudyInstanceUID}",
+            "QIDO-RS studies",
+            AuditAction.READ,
+            "imaging.study",
+        ),
         (f"{study}/series", "QIDO-RS series", AuditAction.READ, "imaging.study"),
         (f"{study}/instances", "QIDO-RS instances", AuditAction.READ, "imaging.image"),
         (study, "WADO-RS instances", AuditAction.DOWNLOAD, "imaging.image"),

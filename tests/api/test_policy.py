@@ -1,0 +1,53 @@
+"""The pages, the API and DICOMweb answer each role as accounts.policy says, and agree with each other."""
+
+import pytest
+
+from accounts.policy import Act, Resource, allowed_roles
+from accounts.roles import Role
+from tests.factories import StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("staff", "radiologist", "admin")
+
+
+def _allowed(status: int) -> bool:
+    assert status != 500
+    return status not in (302, 401, 403)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_interface_follows_the_policy(client_for_role, role):
+    client = client_for_role(role)
+    study = StudyFactory()
+    patient = study.patient
+    doors = {
+        (Resource.PATIENT, Act.SEARCH): [
+            client.get("/patients/?q=a"),
+            client.get("/api/v1/patients/?search=a"),
+            client.get("/dicomweb/studies?PatientID=*"),
+            client.get("/dicomweb/studies?PatientName=a*"),
+        ],
+        (Resource.PATIENT, Act.READ): [
+            client.get(f"/patients/{patient.id}/"),
+            client.get(f"/api/v1/patients/{patient.id}/"),
+        ],
+        (Resource.PATIENT, Act.WRITE): [
+            client.get("/patients/new/"),
+            client.post("/api/v1/patients/", {}, format="json"),
+        ],
+        (Resource.STUDY, Act.READ): [
+            client.get(f"/studies/{study.id}/"),
+            client.get(f"/api/v1/studies/{study.id}/"),
+        ],
+    }
+    for (resource, act), responses in doors.items():
+        expected = Role(role) in allowed_roles(resource, act) or role == "admin"
+        answers = [_allowed(response.status_code) for response in responses]
+        assert answers == [expected] * len(answers), (resource, act, [r.status_code for r in responses])
+
+
+def test_nobody_may_delete_reviews_or_audit_records():
+    assert allowed_roles(Resource.REVIEW, Act.DELETE) == ()
+    assert allowed_roles(Resource.AUDIT, Act.DELETE) == ()
+    assert allowed_roles(Resource.AUDIT, Act.WRITE) == ()
