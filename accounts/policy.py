@@ -1,4 +1,6 @@
-"""Who may do what with patient data: the one table the pages, the API, DICOMweb and the admin consult.
+"""Who may do what with patient data: the one table the pages, the API and DICOMweb consult.
+
+The Django admin is for administrators, who hold every role; reviews and audit records are read-only there too.
 
 A patient search (the list of patients, filtered by name, MRN or birth date, and QIDO-RS matching on
 PatientID or PatientName) is for staff only: registering patients and finding the right record is

@@ -30,6 +30,7 @@ ORIGIN = "http://testserver"
 API_ROOT = f"{ORIGIN}/api/v1/"
 WALK_ROLES = ("staff", "radiologist", "admin")
 ADMIN_ONLY_PREFIXES = ("/api/v1/audit-events/",)
+STAFF_ONLY = ("/api/v1/patients/",)  # a patient search (accounts.policy)
 
 
 def token_client(user) -> APIClient:
@@ -118,6 +119,7 @@ def test_every_url_in_every_api_answer_works_for_a_token_client(records, user_fo
         path.format(**records)
         for path in get_operations()
         if role == "admin" or not path.startswith(ADMIN_ONLY_PREFIXES)
+        if role != "radiologist" or path not in STAFF_ONLY
     ]
     assert any("{" in path for path in get_operations()), "expected detail endpoints in the schema"
     seen: set[str] = set()
