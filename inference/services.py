@@ -96,7 +96,6 @@ def aimodel_register(*, weights_path: Path, card: dict, activate: bool = True, q
     return model
 
 
-@transaction.atomic
 def _store_input_check(*, weights_path: Path, card: dict) -> None:
     """Store the card's input check (the file beside the weights) under its sha256, where the worker looks."""
     entry = card.get("input_check")
@@ -112,6 +111,7 @@ def _store_input_check(*, weights_path: Path, card: dict) -> None:
     blob_store(data=data, name=content_name("models", entry["sha256"], ".npz"))
 
 
+@transaction.atomic
 def aimodel_activate(*, model: AIModel) -> AIModel:
     """Route new studies to this version; other versions of the same model are retired."""
     now = timezone.now()

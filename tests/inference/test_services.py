@@ -49,6 +49,20 @@ class TestRegistry:
         prediction.refresh_from_db()
         assert prediction.model_id == old.id
 
+    def test_activation_is_all_or_nothing(self, tiny_model_file, monkeypatch):
+        """Retiring the other versions and activating this one commit together, or not at all."""
+        active = register(tiny_model_file, version="1.0.0")
+        candidate = aimodel_register(weights_path=tiny_model_file, card=tiny_card(version="2.0.0"), activate=False)
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("database went away mid-activation")
+
+        monkeypatch.setattr(AIModel, "save", fail)
+        with pytest.raises(RuntimeError):
+            aimodel_activate(model=candidate)
+        active.refresh_from_db()
+        assert active.status == AIModelStatus.ACTIVE, "the old version was retired with no active one in its place"
+
     def test_the_card_must_name_what_routing_needs(self, tiny_model_file):
         card = tiny_card()
         del card["body_part"]
