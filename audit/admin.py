@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.contrib.admin import helpers
 
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient, HistoricalStudy
+from audit.services import audit_record_many
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -40,8 +42,6 @@ class AuditedAdminMixin:
         return patient_of(obj) if patient_of is not None else None
 
     def _audit_many(self, request, objs, action, detail: str = "") -> None:
-        from audit.services import audit_record_many
-
         audit_record_many(
             actor=request.user,
             action=action,
@@ -66,8 +66,6 @@ class AuditedAdminMixin:
         return response
 
     def response_action(self, request, queryset):
-        from django.contrib.admin import helpers
-
         name = request.POST.get("action", "")
         if request.POST.get("select_across") == "1":
             targets = list(queryset)

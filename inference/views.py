@@ -322,7 +322,7 @@ def study_report(request: HttpRequest, study_id) -> HttpResponse:
 def prediction_overlay(request: HttpRequest, prediction_id) -> HttpResponse:
     """The image with its Grad-CAM heatmap blended on in viridis, for the printed report."""
     # OpenCV is loaded only by this page, not by every web process at start.
-    from inference.ml.preprocessing import overlay_heatmap
+    from inference.ml.preprocessing import overlay_heatmap  # noqa: PLC0415
 
     prediction = get_object_or_404(Prediction.objects.select_related("image__study"), id=prediction_id)
     if not prediction.heatmap:

@@ -1,10 +1,13 @@
 """The Django admin as administrators use it: pages render, AI outputs are read-only, actions work."""
 
 import pytest
+from django.contrib import admin
+from django.core.exceptions import ValidationError
 
+from audit.admin import AuditedAdminMixin
 from audit.models import AuditEvent
 from imaging.intake import image_upload
-from inference.models import AIModelStatus, Prediction, PredictionStatus
+from inference.models import AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
 from inference.services import aimodel_register
 from tests.conftest import tiny_card
 from tests.factories import PatientFactory, StudyFactory
@@ -100,10 +103,6 @@ NOT_AUDITED = {
 
 
 def test_every_admin_of_patient_data_is_audited():
-    from django.contrib import admin
-
-    from audit.admin import AuditedAdminMixin
-
     patient_data = [model for model in admin.site._registry if _reaches_patient(model)]
     assert {"patients.patient", "imaging.study", "inference.review"} <= {m._meta.label_lower for m in patient_data}
     for model in patient_data:
@@ -113,8 +112,6 @@ def test_every_admin_of_patient_data_is_audited():
 
 @pytest.fixture
 def review(prediction, admin_user):
-    from inference.models import Review, ReviewDecision
-
     return Review.objects.create(
         prediction=prediction, decision=ReviewDecision.AGREE, final_label="normal", reviewer=admin_user
     )
@@ -176,8 +173,6 @@ def test_admin_actions_and_deletes_are_audited(admin_client_, prediction):
 
 
 def test_reviews_cannot_be_deleted_in_the_admin_or_the_api(admin_client_, admin_user, review, api_client):
-    from inference.models import Review
-
     assert admin_client_.get(f"/admin/inference/review/{review.id}/delete/").status_code == 403
     admin_client_.post(f"/admin/inference/review/{review.id}/delete/", {"post": "yes"})
     admin_client_.post(
@@ -189,8 +184,6 @@ def test_reviews_cannot_be_deleted_in_the_admin_or_the_api(admin_client_, admin_
 
 
 def test_a_study_with_images_keeps_its_patient_and_modality_in_the_admin(admin_client_, prediction):
-    from django.core.exceptions import ValidationError
-
     study = prediction.image.study
     other = PatientFactory()
     page = admin_client_.get(f"/admin/imaging/study/{study.id}/change/").content.decode()

@@ -10,16 +10,16 @@ import json
 import sys
 
 import django
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from bench.scale.endpoints import ENDPOINTS, LIST_PAGE_SIZES, fill, is_api_list, with_page_size
 
 
 def main() -> None:
     django.setup()
-    from django.conf import settings
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    from bench.scale.endpoints import ENDPOINTS, LIST_PAGE_SIZES, fill, is_api_list, with_page_size
 
     spec = json.loads(sys.stdin.read())
     results = {}

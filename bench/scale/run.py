@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg2
+
 from bench.scale.endpoints import ENDPOINTS, fill
 from stack import PYTHON, REPO_ROOT
 from stack.processes import app_env, make_root, manage, start_gunicorn
@@ -32,8 +34,6 @@ TARGET_P95_MS = 50.0
 
 def admin_sql(url: str, statement: str) -> None:
     """CREATE/DROP DATABASE, which cannot run inside a transaction."""
-    import psycopg2
-
     connection = psycopg2.connect(url, connect_timeout=5)
     connection.autocommit = True
     try:

@@ -17,6 +17,13 @@ import uuid
 from pathlib import Path
 
 import django
+import numpy as np
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection, transaction
+from PIL import Image as PilImage
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 # At scale 1: the size of a mid-size radiology department after a few years.
 PATIENTS = 50_000
@@ -87,10 +94,6 @@ def _types_cte() -> str:
 
 def dicom_file() -> bytes:
     """One small, valid DICOM file; every seeded DICOM image points at it (storage is content-addressed)."""
-    import numpy as np
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -113,23 +116,18 @@ def dicom_file() -> bytes:
 
 
 def png_file() -> bytes:
-    from PIL import Image as PilImage
-
     buffer = io.BytesIO()
     PilImage.new("L", (64, 64), 128).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def seed(scale: int) -> dict:
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.db import connection, transaction
-
-    from accounts.roles import Role
-    from accounts.services import user_create
-    from imaging.storage import blob_store, content_name, sha256_hex
-    from inference.models import AIModel
-    from tokens.services import api_token_create
+    # The apps' models can be imported only once main() has set Django up.
+    from accounts.roles import Role  # noqa: PLC0415
+    from accounts.services import user_create  # noqa: PLC0415
+    from imaging.storage import blob_store, content_name, sha256_hex  # noqa: PLC0415
+    from inference.models import AIModel  # noqa: PLC0415
+    from tokens.services import api_token_create  # noqa: PLC0415
 
     timings: dict[str, float] = {}
     patients, studies, audit_rows, reviews = PATIENTS * scale, STUDIES * scale, AUDIT_EVENTS * scale, REVIEWS * scale

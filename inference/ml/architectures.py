@@ -60,8 +60,8 @@ def build_resnet(
     depthwise-separable ones (cheaper at higher resolutions). ``head_filters`` adds a
     1x1 conv before pooling, whose activation is the Grad-CAM target layer.
     """
-    import keras
-    from keras import layers
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+    from keras import layers  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     if len(widths) != len(blocks):
         raise ValueError("widths and blocks must have the same length")

@@ -93,8 +93,8 @@ def resolve(spec: str | dict | None) -> dict:
 
 def build_augmentation(spec: str | dict | None, *, seed: int = 0):
     """A ``keras.Sequential`` of random layers (identity at inference), or None."""
-    import keras
-    from keras import layers
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+    from keras import layers  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     params = resolve(spec)
     if not params:

@@ -14,6 +14,7 @@ from .metrics import (
     negative_log_likelihood,
 )
 from .preprocessing import to_model_batch
+from .serving import model_input_shape, model_output_width, predict_proba
 
 
 class EvaluationError(ValueError):
@@ -82,8 +83,6 @@ def evaluate(
     """Accuracy, balanced accuracy, macro AUC, n, per-class sensitivity/specificity, 15-bin
     ECE, log-loss and the confusion matrix (rows true, columns predicted, in label order),
     all after the card's temperature; ``bootstrap`` > 0 adds 95 % percentile intervals."""
-    from .serving import model_input_shape, model_output_width, predict_proba
-
     labels = list(card["labels"])
     width = model_output_width(model)
     if width != len(labels):

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .metrics import binary_auc
@@ -289,8 +290,6 @@ def check_report(
 
 
 def _smooth_field(rng: np.random.Generator, size: int, channels: int, cells: int) -> np.ndarray:
-    import cv2
-
     coarse = rng.uniform(0, 255, (cells, cells, channels)).astype(np.float32)
     field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     return field.reshape(size, size, channels)
@@ -304,8 +303,6 @@ def synthetic_images(kind: str, n: int, *, seed: int = 0, size: int = 128) -> li
     ``photo_like`` (smooth colour fields with hard-edged shapes and texture, a stand-in
     for everyday photographs, which these machines do not hold).
     """
-    import cv2
-
     rng = np.random.default_rng(seed)
     images = []
     for i in range(n):
@@ -366,7 +363,7 @@ def feature_layers(model) -> list[str]:
 
 def feature_model(model):
     """A Keras model giving the probabilities and every feature layer in one forward pass."""
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     outputs = [model.get_layer(name).output for name in feature_layers(model)]
     return keras.Model(model.inputs, [model.outputs[0], *outputs])

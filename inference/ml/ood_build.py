@@ -34,6 +34,8 @@ from .ood import (
 )
 from .preprocessing import to_model_batch
 from .recipes import RECIPES, Recipe, get_recipe
+from .serving import load_bundle
+from .training import default_datasets_root
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +170,6 @@ def build_input_check(
     Returns the card's new ``input_check`` entry. ``limit`` caps the images per split
     (smoke tests).
     """
-    from .serving import load_bundle
-    from .training import default_datasets_root
-
     model_dir = Path(model_dir)
     datasets_root = Path(datasets_root) if datasets_root else default_datasets_root()
     bundle = load_bundle(model_dir)
@@ -245,8 +244,6 @@ def measure_input_check(check, twin, val_batch: np.ndarray, recipe: Recipe, outs
 
 def remeasure_input_check(model_dir: str | Path, *, datasets_root: str | Path, outside: OutsideImages) -> dict:
     """Measure the shipped check (sha256-pinned by the card) again, without refitting it."""
-    from .serving import load_bundle
-
     model_dir = Path(model_dir)
     bundle = load_bundle(model_dir)
     entry = bundle.card["input_check"]
@@ -265,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from .training import default_datasets_root
 
     root = Path(args.datasets_root) if args.datasets_root else default_datasets_root()
     outside = OutsideImages(root)

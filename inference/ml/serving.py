@@ -24,7 +24,7 @@ PREDICT_BATCH_SIZE = 64
 
 def _tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     return tf
 
@@ -49,7 +49,7 @@ def configure_devices() -> str:
 def load_model(path: str | Path):
     """Load a Keras model saved as ``.keras`` or as legacy Keras HDF5 ``.h5``, uncompiled."""
     _tf()
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     path = Path(path)
     if not path.exists():
@@ -140,7 +140,7 @@ def _score_head(model):
 
 def _sequential_forward(model, inputs, target, kind):
     """Forward through a Sequential model: (target layer output, logits or probabilities)."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     x, features = inputs, None
     last = model.layers[-1]
@@ -172,7 +172,7 @@ def gradcam(
     gradient at once. A map that is all zero means no positive evidence was found.
     """
     tf = _tf()
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     batch = _check_batch(model, batch)
     n = len(batch)

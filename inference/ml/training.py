@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from . import cards
-from .calibration import fit_temperature
+from .architectures import BN_MOMENTUM, GRADCAM_LAYER, build_model
+from .augment import build_augmentation
+from .calibration import apply_temperature, fit_temperature
 from .datasets import ImageSet, load_class_folder, load_npz, stratified_limit, stratified_split
 from .metrics import (
     bootstrap_intervals,
@@ -32,6 +34,7 @@ from .metrics import (
 )
 from .preprocessing import to_model_batch, to_model_input
 from .recipes import Recipe, get_recipe
+from .serving import raw_proba
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +176,7 @@ def refuse_overwrite(output_dir: Path, recipe: Recipe) -> None:
 
 
 def set_seeds(seed: int) -> None:
-    import keras
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     random.seed(seed)
     np.random.seed(seed)
@@ -202,13 +205,10 @@ def train_recipe(
     schedule so that it always completes (and stops) within the budget.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
-    from .architectures import GRADCAM_LAYER, build_model
-    from .augment import build_augmentation
-    from .averaging import Checkpoint, ProgressSchedule, WeightAverage
-    from .serving import raw_proba
+    from .averaging import Checkpoint, ProgressSchedule, WeightAverage  # noqa: PLC0415 - imports Keras at its top
 
     if isinstance(recipe, str):
         recipe = get_recipe(recipe)
@@ -354,8 +354,6 @@ def train_recipe(
 
 
 def _apply_t(proba: np.ndarray, temperature: float) -> np.ndarray:
-    from .calibration import apply_temperature
-
     return apply_temperature(proba, temperature)
 
 
@@ -375,10 +373,8 @@ def build_card(
     gradcam_layer: str | None,
     training: dict,
 ) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from .architectures import BN_MOMENTUM
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
     dataset = {
         "name": recipe.dataset_name,

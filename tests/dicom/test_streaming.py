@@ -14,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from imaging.dicom.parsing import dicom_parse
 from imaging.dicom.services import dicom_ingest
 from imaging.dicomweb.multipart import parse_multipart_related
-from imaging.models import ImageSource
+from imaging.models import ImageSource, Study
 from imaging.validation import ImageRejected, decode_image, pixel_limit_check
 from tests.dicom.support import dataset_bytes
 
@@ -191,8 +191,6 @@ def test_a_dicom_header_claiming_gigabytes_is_refused_without_decoding(settings)
 
 
 def test_an_export_zip_is_a_valid_archive_when_read_back(db, client, staff_user, multiframe):
-    from imaging.models import Study
-
     client.force_login(staff_user)
     study = Study.objects.get()
     archive = zipfile.ZipFile(io.BytesIO(b"".join(client.get(f"/studies/{study.id}/export.zip").streaming_content)))

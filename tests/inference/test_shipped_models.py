@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from inference.ml.ood_build import OutsideImages, remeasure_input_check
 from inference.services import shipped_model_dirs
 from tests.conftest import require_datasets
 
@@ -75,16 +76,12 @@ def test_evaluate_model_reproduces_the_card(directory, tmp_path):
 
 @pytest.fixture(scope="module")
 def outside_images():
-    from inference.ml.ood_build import OutsideImages
-
     return OutsideImages(require_datasets())
 
 
 @pytest.mark.parametrize("directory", MODEL_DIRS, ids=[d.name for d in MODEL_DIRS])
 def test_input_check_reproduces_the_card(directory, outside_images):
     """The shipped input check (pinned by sha256) gives the card's AUROC and refusal rates again."""
-    from inference.ml.ood_build import remeasure_input_check
-
     card = json.loads((directory / "card.json").read_text())
     expected = card["input_check"]
     result = remeasure_input_check(directory, datasets_root=require_datasets(), outside=outside_images)

@@ -4,6 +4,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.ml.ood_build import OutsideImages, build_input_check
+from inference.ml.training import default_datasets_root
+
 
 class Command(BaseCommand):
     help = (
@@ -19,9 +22,6 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="At most N images per split (smoke runs).")
 
     def handle(self, *args, **options) -> None:
-        from inference.ml.ood_build import OutsideImages, build_input_check
-        from inference.ml.training import default_datasets_root
-
         zoo = Path(settings.MEDPORTAL_MODEL_ZOO)
         refs = options["models"] or sorted(p.parent.name for p in zoo.glob("*/card.json"))
         root = Path(options["datasets_root"]) if options["datasets_root"] else default_datasets_root()

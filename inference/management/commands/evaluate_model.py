@@ -3,6 +3,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.ml.cards import CardError, read_card
+from inference.ml.evaluation import EvaluationError, evaluate, read_file_list
+from inference.ml.serving import load_model
+from inference.models import AIModel
+from inference.runtime import ModelBroken, ModelUnavailable, keras_model_for
+
 
 class Command(BaseCommand):
     help = (
@@ -29,8 +35,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        from inference.ml.evaluation import EvaluationError, evaluate, read_file_list
-
         model, card = self._resolve(options["model"], options["version"])
         try:
             files = read_file_list(options["files"]) if options["files"] else None
@@ -45,17 +49,11 @@ class Command(BaseCommand):
     def _resolve(self, ref: str, version: str | None):
         path = Path(ref)
         if path.suffix in (".keras", ".h5", ".hdf5") or path.exists():
-            from inference.ml.cards import CardError, read_card
-            from inference.ml.serving import load_model
-
             try:
                 card = read_card(path)
                 return load_model(path if path.is_file() else path / "model.keras"), card
             except (CardError, FileNotFoundError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc
-        from inference.models import AIModel
-        from inference.runtime import ModelBroken, ModelUnavailable, keras_model_for
-
         versions = AIModel.objects.filter(name=ref)
         if version:
             versions = versions.filter(version=version)

@@ -4,6 +4,9 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.ml.serving import find_gradcam_layer, load_model, model_input_shape, model_output_width
+from inference.services import aimodel_register
+
 
 class Command(BaseCommand):
     help = (
@@ -34,9 +37,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-activate", action="store_true", help="Register without routing studies to it.")
 
     def handle(self, *args, **options) -> None:
-        from inference.ml.serving import find_gradcam_layer, load_model, model_input_shape, model_output_width
-        from inference.services import aimodel_register
-
         path = Path(options["path"])
         if path.suffix not in (".keras", ".h5", ".hdf5"):
             raise CommandError("The model must be a .keras or .h5 file.")

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.ml.recipes import RECIPES
+from inference.ml.training import train_recipe
+from inference.services import aimodel_register
 
 
 class Command(BaseCommand):
@@ -30,8 +32,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        from inference.ml.training import train_recipe
-
         output = Path(options["output"] or Path(settings.MEDPORTAL_MODEL_ZOO) / options["recipe"])
         try:
             card = train_recipe(
@@ -62,8 +62,6 @@ class Command(BaseCommand):
             },
         }
         if options["register"]:
-            from inference.services import aimodel_register
-
             model = aimodel_register(weights_path=output / "model.keras", card=card, activate=True)
             summary["registered"] = str(model)
         self.stdout.write(json.dumps(summary))

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from inference.ml import ood
+from inference.ml import ood, ood_build, training
+from inference.ml.architectures import build_model
 
 
 def _clusters(rng, n, centres, scale=1.0):
@@ -137,8 +138,6 @@ def test_synthetic_images_are_deterministic_and_of_each_kind():
 
 
 def test_feature_model_pools_every_stage_of_a_medportal_network():
-    from inference.ml.architectures import build_model
-
     model = build_model(
         "resnet", input_shape=(24, 24, 1), num_classes=3, stem_filters=4, widths=(4, 8), blocks=(2, 1), dropout=0.0
     )
@@ -160,8 +159,6 @@ def test_feature_model_pools_every_stage_of_a_medportal_network():
 
 
 def test_build_input_check_on_a_tiny_real_model(tmp_path, datasets_root):
-    from inference.ml import ood_build, training
-
     training.train_recipe("us-breast", output_dir=tmp_path, datasets_root=datasets_root, epochs=1, limit=40, verbose=0)
     outside = ood_build.OutsideImages(datasets_root, per_dataset=4, per_kind=2)
     entry = ood_build.build_input_check(tmp_path, datasets_root=datasets_root, outside=outside, limit=40)

@@ -1,12 +1,13 @@
 """A real, tiny training run on the shared PneumoniaMNIST data (skipped when absent)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from inference.ml import cards, serving, training
-from inference.ml.recipes import RECIPES
+from inference.ml.recipes import RECIPES, get_recipe
 
 
 def test_recipes_route_with_the_agreed_codes():
@@ -55,7 +56,7 @@ def test_tiny_real_training_run(tmp_path, datasets_root):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_its_floor():
-    from inference.ml.averaging import cosine_lr
+    from inference.ml.averaging import cosine_lr  # noqa: PLC0415 - imports Keras: only this test pays for it
 
     assert cosine_lr(0.0, peak=1.0, warmup=0.1) == pytest.approx(0.1)
     assert cosine_lr(0.1, peak=1.0, warmup=0.1) == pytest.approx(1.0)
@@ -65,10 +66,6 @@ def test_cosine_schedule_warms_up_then_decays_to_its_floor():
 
 
 def test_weight_averaged_run_holds_out_a_calibration_part_and_keeps_the_averaged_weights(tmp_path, datasets_root):
-    from dataclasses import replace
-
-    from inference.ml.recipes import get_recipe
-
     recipe = replace(get_recipe("us-breast"), ema_momentum=0.9, calibration_fraction=0.2, epochs=2, patience=0)
     card = training.train_recipe(
         recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0, checkpoint_dir=tmp_path / "ck"
