@@ -67,6 +67,7 @@ def audit_record(
     request=None,
     detail: str = "",
     username: str = "",
+    address: str | None = None,
 ) -> AuditEvent:
     """Record that ``actor`` did ``action`` on ``obj`` (patient data of ``patient``) through ``interface``.
 
@@ -77,7 +78,9 @@ def audit_record(
     - ``interface``: AuditInterface — API, UI, ADMIN or SYSTEM.
     - ``request``: the HttpRequest (or DRF Request), for the IP address, user agent, method and path.
     - ``detail``: short free text, e.g. "list" or "rerun"; never put names or MRNs here.
-    - ``username``: who it was when there is no signed-in ``actor``, e.g. the name typed at a failed log in.
+    - ``username``: who it was when there is no signed-in ``actor``, e.g. the name typed at a failed log in,
+      or the calling AE title of a DICOM peer.
+    - ``address``: the peer's IP address when there is no ``request`` (a DICOM association).
 
     Call it inside the request's transaction: a write that rolls back leaves no audit row claiming it
     happened. Example from a page::
@@ -93,7 +96,7 @@ def audit_record(
         interface=interface,
         request=request,
         detail=detail,
-        facts=_request_facts(request),
+        facts=_request_facts(request) if request is not None else {"ip_address": address},
         username=username,
     )
     event.save()

@@ -11,6 +11,8 @@ from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from audit.models import AuditAction, AuditInterface
+from audit.services import audit_record
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 
@@ -55,6 +57,20 @@ def handle_store(event) -> Dataset:
     if not intake.stored:
         logger.warning("C-STORE from %s refused: %s", calling, intake.error)
         return _status(STATUS_CANNOT_UNDERSTAND, intake.error)
+    if intake.created:
+        # Who sent it is the peer: its AE title and address stand where a user would.
+        close_old_connections()
+        audit_record(
+            actor=None,
+            action=AuditAction.CREATE,
+            obj=intake.image,
+            patient=intake.image.study.patient_id,
+            interface=AuditInterface.DIMSE,
+            detail="C-STORE",
+            username=calling,
+            address=event.assoc.requestor.address,
+        )
+        close_old_connections()
     logger.info(
         "C-STORE from %s: %s %s",
         calling,
@@ -68,6 +84,23 @@ def handle_echo(event) -> int:
     return STATUS_SUCCESS
 
 
+def handle_rejected(event) -> None:
+    """Record an association refused (unknown calling or called AE title) with the peer's AE title and address."""
+    requestor = event.assoc.requestor
+    close_old_connections()
+    try:
+        audit_record(
+            actor=None,
+            action=AuditAction.LOGIN_FAILED,
+            interface=AuditInterface.DIMSE,
+            detail=f"association rejected, called {event.assoc.acceptor.ae_title}"[:255],
+            username=requestor.ae_title,
+            address=requestor.address,
+        )
+    finally:
+        close_old_connections()
+
+
 def build_ae(config: ReceiverConfig) -> AE:
     ae = AE(ae_title=config.ae_title)
     # The common storage SOP classes, in any transfer syntax: the file is stored as sent and
@@ -77,6 +110,8 @@ def build_ae(config: ReceiverConfig) -> AE:
     ae.add_supported_context(Verification)
     if config.allowed_calling_ae_titles:
         ae.require_calling_aet = list(config.allowed_calling_ae_titles)
+    # A peer must call this receiver by its AE title, not by any name.
+    ae.require_called_aet = True
     ae.maximum_pdu_size = 0
     return ae
 
@@ -84,6 +119,6 @@ def build_ae(config: ReceiverConfig) -> AE:
 def receiver_start(config: ReceiverConfig, *, block: bool = False):
     """Start listening. Non-blocking: returns the server, whose ``shutdown()`` stops it."""
     ae = build_ae(config)
-    handlers = [(evt.EVT_C_STORE, handle_store), (evt.EVT_C_ECHO, handle_echo)]
+    handlers = [(evt.EVT_C_STORE, handle_store), (evt.EVT_C_ECHO, handle_echo), (evt.EVT_REJECTED, handle_rejected)]
     logger.info("DICOM receiver %s listening on %s:%s", config.ae_title, config.host, config.port)
     return ae.start_server((config.host, config.port), block=block, evt_handlers=handlers)

@@ -9,6 +9,7 @@ import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
+from audit.models import AuditEvent
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.models import Image, ImageSource
 from inference.models import Prediction, PredictionStatus
@@ -112,3 +113,29 @@ def test_c_stored_chest_radiograph_gets_an_ai_second_opinion(receiver, tiny_mode
     assert prediction.model_id == tiny_model.id
     assert prediction.label in tiny_model.labels
     assert 0.0 <= prediction.confidence <= 1.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_c_store_is_audited_with_the_peer_and_unknown_peers_are_refused_and_recorded():
+    server = receiver_start(
+        ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0, allowed_calling_ae_titles=("MODALITY1",))
+    )
+    port = server.server_address[1]
+    try:
+        assert send(port, [pydicom.dcmread(shipped_path("CT_small.dcm"))]) == [0x0000]
+        image = Image.objects.get()
+        stored = AuditEvent.objects.get(interface="dimse", action="create")
+        assert (stored.actor_username, stored.ip_address, stored.object_id) == ("MODALITY1", "127.0.0.1", str(image.id))
+        assert stored.patient_id == image.study.patient_id and stored.actor is None
+
+        stranger = AE(ae_title="STRANGER")
+        stranger.add_requested_context(Verification)
+        assert not stranger.associate("127.0.0.1", port, ae_title="MEDPORTAL").is_established
+        wrong_name = AE(ae_title="MODALITY1")
+        wrong_name.add_requested_context(Verification)
+        assert not wrong_name.associate("127.0.0.1", port, ae_title="ANYTHING").is_established
+        wait_for(lambda: AuditEvent.objects.filter(action="login_failed").count() == 2, timeout=5)
+        refused = set(AuditEvent.objects.filter(action="login_failed").values_list("actor_username", "ip_address"))
+        assert refused == {("STRANGER", "127.0.0.1"), ("MODALITY1", "127.0.0.1")}
+    finally:
+        server.shutdown()
