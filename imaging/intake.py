@@ -22,7 +22,7 @@ from imaging.dicom.services import CheckedDicom, dicom_check, dicom_store
 from imaging.models import Image, ImageSource, Study
 from imaging.services import CheckedImage, image_check, images_store
 from imaging.storage import StoredBlob, blob_discard, display_filename
-from imaging.validation import ImageRejected
+from imaging.validation import IdentityConflict, ImageRejected
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class Intake:
     patient_created: bool = False
     study_created: bool = False
     error: str = ""
+    # What a network peer may be told (never names another patient's record); "" when as ``error``.
+    peer_error: str = ""
     fault: bool = False  # the failure was ours, not the file's: sending it again may work
 
     @property
@@ -187,7 +189,9 @@ def _each(file: IncomingFile, *, study: Study | None, source, uploaded_by) -> In
         with transaction.atomic():
             [intake] = _store([checked], [name], study=study, source=source, uploaded_by=uploaded_by, stored=stored)
     except ImageRejected as exc:
-        return Intake(filename=name, error=str(exc))
+        conflict = isinstance(exc, IdentityConflict) or isinstance(exc.__cause__, IdentityConflict)
+        peer_error = IdentityConflict.PEER_MESSAGE if conflict else ""
+        return Intake(filename=name, error=str(exc), peer_error=peer_error)
     except DatabaseError:
         raise  # an outage is not the file's fault, and the next file would meet it too
     except Exception:

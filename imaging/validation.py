@@ -17,6 +17,16 @@ class ImageRejected(ValueError):
     """The upload is not an image we can accept; the message is shown to the user."""
 
 
+class IdentityConflict(ImageRejected):
+    """The file's patient or study does not match the record it would go into.
+
+    The message names the existing record, for signed-in staff; a network peer is told only
+    ``PEER_MESSAGE``, which reveals nothing about other patients or studies.
+    """
+
+    PEER_MESSAGE = "Patient or study does not match the archive; nothing stored."
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     content_type: str

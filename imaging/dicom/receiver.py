@@ -56,7 +56,7 @@ def handle_store(event) -> Dataset:
         return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
     if not intake.stored:
         logger.warning("C-STORE from %s refused: %s", calling, intake.error)
-        return _status(STATUS_CANNOT_UNDERSTAND, intake.error)
+        return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error or intake.error)
     if intake.created:
         # Who sent it is the peer: its AE title and address stand where a user would.
         close_old_connections()

@@ -19,7 +19,7 @@ from imaging.models import Image, ImageSource, Study
 from imaging.services import study_create
 from imaging.signals import images_stored_send
 from imaging.storage import blob_discard, blob_store, content_name, display_filename, sha256_hex
-from imaging.validation import ImageRejected, pixel_limit_check
+from imaging.validation import IdentityConflict, ImageRejected, pixel_limit_check
 from patients.models import Patient
 from patients.services import patient_create
 
@@ -92,7 +92,7 @@ def _generated_accession(study_instance_uid: str) -> str:
 
 def _check_same_patient(study: Study, patient: Patient, instance: DicomInstance) -> None:
     if study.patient_id != patient.id:
-        raise ImageRejected(
+        raise IdentityConflict(
             f"Study {study.accession_number} belongs to patient {study.patient.mrn}, "
             f"but this DICOM file names patient {instance.patient_id}; nothing was stored."
         )
@@ -103,13 +103,13 @@ def _adopt_uid(study: Study, instance: DicomInstance) -> Study:
     if study.study_instance_uid == instance.study_instance_uid:
         return study
     if study.study_instance_uid:
-        raise ImageRejected(
+        raise IdentityConflict(
             f"Study {study.accession_number} has Study Instance UID {study.study_instance_uid}, "
             f"but this DICOM file belongs to study {instance.study_instance_uid}; nothing was stored."
         )
     other = Study.objects.filter(study_instance_uid=instance.study_instance_uid).first()
     if other is not None:
-        raise ImageRejected(
+        raise IdentityConflict(
             f"This DICOM file belongs to study {other.accession_number}, not to {study.accession_number}."
         )
     study.study_instance_uid = instance.study_instance_uid

@@ -12,9 +12,10 @@ from pynetdicom.sop_class import Verification
 from audit.models import AuditEvent
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.models import Image, ImageSource
+from imaging.validation import IdentityConflict
 from inference.models import Prediction, PredictionStatus
 from stack import REPO_ROOT
-from tests.dicom.support import free_port, shipped_path
+from tests.dicom.support import free_port, retagged, shipped_path
 from tests.support.workers import wait_for
 
 
@@ -139,3 +140,21 @@ def test_c_store_is_audited_with_the_peer_and_unknown_peers_are_refused_and_reco
         assert refused == {("STRANGER", "127.0.0.1"), ("MODALITY1", "127.0.0.1")}
     finally:
         server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_patient_conflict_is_refused_without_naming_the_other_patient(receiver):
+    ct = pydicom.dcmread(shipped_path("CT_small.dcm"))
+    assert send(receiver, [ct]) == [0x0000]
+    impostor = pydicom.dcmread(io.BytesIO(retagged("CT_small.dcm", PatientID="SOMEONE-ELSE", SOPInstanceUID="1.2.3.4")))
+    scu = AE(ae_title="MODALITY1")
+    scu.requested_contexts = StoragePresentationContexts[:100]
+    assoc = scu.associate("127.0.0.1", receiver, ae_title="MEDPORTAL")
+    try:
+        status = assoc.send_c_store(impostor)
+    finally:
+        assoc.release()
+    assert status.Status == 0xC000
+    assert status.ErrorComment == IdentityConflict.PEER_MESSAGE
+    assert ct.PatientID not in status.ErrorComment
+    assert Image.objects.count() == 1
