@@ -16,6 +16,7 @@ from inference.services import (
 from inference.study_status import study_refresh_status
 from tests.conftest import build_tiny_keras_model, tiny_card
 from tests.factories import StudyFactory, UserFactory
+from tests.support.predictions import succeed
 
 pytestmark = pytest.mark.django_db
 
@@ -97,16 +98,6 @@ class TestRouting:
         aimodel_activate(model=tiny_model)
         image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-2.png")).image
         assert image.predictions.count() == 1
-
-
-def succeed(prediction, label="pneumonia", confidence=0.8):
-    labels = prediction.model.labels
-    probabilities = {lab: (confidence if lab == label else (1 - confidence) / (len(labels) - 1)) for lab in labels}
-    Prediction.objects.filter(id=prediction.id).update(
-        status=PredictionStatus.SUCCEEDED, label=label, confidence=confidence, probabilities=probabilities
-    )
-    prediction.refresh_from_db()
-    return prediction
 
 
 class TestReview:

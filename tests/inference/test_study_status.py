@@ -6,22 +6,13 @@ from django.test.utils import CaptureQueriesContext
 
 from imaging.intake import image_upload
 from imaging.models import Study, StudyStatus
-from inference.models import Prediction, PredictionStatus, ReviewDecision
+from inference.models import ReviewDecision
 from inference.services import review_create
 from inference.study_status import studies_refresh_after_batch, studies_refresh_status
 from tests.factories import StudyFactory
+from tests.support.predictions import succeed
 
 pytestmark = pytest.mark.django_db
-
-
-def succeed(prediction, label="pneumonia", confidence=0.8):
-    labels = prediction.model.labels
-    probabilities = {lab: (confidence if lab == label else (1 - confidence) / (len(labels) - 1)) for lab in labels}
-    Prediction.objects.filter(id=prediction.id).update(
-        status=PredictionStatus.SUCCEEDED, label=label, confidence=confidence, probabilities=probabilities
-    )
-    prediction.refresh_from_db()
-    return prediction
 
 
 class TestRefresh:

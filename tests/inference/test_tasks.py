@@ -12,18 +12,9 @@ from inference.claims import predictions_claim
 from inference.models import Prediction, PredictionStatus
 from inference.tasks import sweep
 from tests.factories import StudyFactory
+from tests.support.predictions import succeed
 
 pytestmark = pytest.mark.django_db
-
-
-def succeed(prediction, label="pneumonia", confidence=0.8):
-    labels = prediction.model.labels
-    probabilities = {lab: (confidence if lab == label else (1 - confidence) / (len(labels) - 1)) for lab in labels}
-    Prediction.objects.filter(id=prediction.id).update(
-        status=PredictionStatus.SUCCEEDED, label=label, confidence=confidence, probabilities=probabilities
-    )
-    prediction.refresh_from_db()
-    return prediction
 
 
 class TestSweeper:
