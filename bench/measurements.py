@@ -26,12 +26,13 @@ from stack import PYTHON, REPO_ROOT
 
 SAMPLES = REPO_ROOT / "samples"
 # Which sample image a model's study would carry (first match on the model's name).
+# Each model is measured on a real image of the kind it reads (its input check refuses others).
 SAMPLE_FOR = [
     ("cxr", "cxr-normal-1.png"),
     ("us-breast", "us-breast-benign-1.png"),
     ("fundus", "fundus-grade0-1.png"),
-    ("malaria", "malaria-uninfected-1.png"),
-    ("smear", "smear-lymphocyte-1.jpg"),
+    ("smear-malaria", "malaria-uninfected-1.png"),
+    ("smear-cell-type", "smear-lymphocyte-1.jpg"),
     ("derm", "derm-nv-1.jpg"),
 ]
 
@@ -59,7 +60,8 @@ def sample_image(card: dict) -> Path:
     for prefix, name in SAMPLE_FOR:
         if card["name"].startswith(prefix) and (SAMPLES / name).exists():
             return SAMPLES / name
-    return SAMPLES / "cxr-normal-1.png"
+    # Another kind of image would be refused by the model's input check and measure nothing.
+    raise SystemExit(f"No sample image of the kind {card['name']} reads in {SAMPLES}; add one to measure it.")
 
 
 def distinct_images(source: Path, count: int) -> list[bytes]:
