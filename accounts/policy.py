@@ -55,3 +55,9 @@ def allowed_roles(resource: Resource, act: Act) -> tuple[Role, ...]:
 
 def may(user, resource: Resource, act: Act) -> bool:
     return bool(user and user.is_authenticated) and any(user.has_role(role) for role in allowed_roles(resource, act))
+
+
+def may_amend_review(user, review) -> bool:
+    """A review is the radiologist's own signed decision: only the radiologist who made it corrects it,
+    never a colleague, and never an administrator on their behalf (they hold every role, not the authorship)."""
+    return may(user, Resource.REVIEW, Act.WRITE) and review.reviewer_id == user.id

@@ -2,6 +2,7 @@ from django import forms
 
 from imaging.models import Modality, StudyStatus
 from inference.models import ReviewDecision
+from inference.services import SAME_LABEL_OVERRIDE
 
 WORKLIST_STATUSES = {
     # The worklist's own view of a study's state; the default is what radiologists act on.
@@ -54,7 +55,7 @@ class ReviewForm(forms.Form):
             if not data.get("final_label"):
                 self.add_error("final_label", "Choose the label you read: an override needs one.")
             elif data["final_label"] == self.ai_label:
-                self.add_error("final_label", "That is the AI's label; choose another label to override, or Agree.")
+                self.add_error("final_label", SAME_LABEL_OVERRIDE)
         return data
 
 
@@ -62,7 +63,7 @@ class AmendReviewForm(ReviewForm):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
         label="Reason for the amendment",
-        error_messages={"required": "Give the reason for the amendment."},
+        error_messages={"required": "Give a reason for the amendment."},
         help_text="Kept with the earlier decision in the review's history and the audit trail.",
     )
 

@@ -6,7 +6,9 @@ refreshed only through ``inference.study_status``; tasks are sent only by ``infe
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -15,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.policy import may_amend_review
 from accounts.roles import Role
 from imaging.models import Image, Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
@@ -254,6 +257,9 @@ def _reset_to_queued(prediction: Prediction, *, attempts: int | None = None) -> 
 # --- Reviews --------------------------------------------------------------------------------
 
 
+SAME_LABEL_OVERRIDE = "Choose a different label than the AI's to override, or choose Agree."
+
+
 def _final_label(*, prediction: Prediction, decision: ReviewDecision | str, final_label: str) -> str:
     """The final label a decision stands for, or why it cannot stand."""
     final_label = (final_label or "").strip()
@@ -265,7 +271,7 @@ def _final_label(*, prediction: Prediction, decision: ReviewDecision | str, fina
         if not final_label:
             raise ValidationError({"final_label": "An override needs the final label."})
         if final_label == prediction.label:
-            raise ValidationError({"final_label": "That is the AI's label; choose Agree instead."})
+            raise ValidationError({"final_label": SAME_LABEL_OVERRIDE})
     if final_label not in prediction.model.labels:
         raise ValidationError({"final_label": f"Choose one of: {', '.join(prediction.model.labels)}."})
     return final_label
@@ -314,11 +320,11 @@ def review_amend(
     """A radiologist corrects their own review. The decision it replaces is kept as an amendment,
     with the reason, so the history shows every decision and who changed it when and why."""
     review = Review.objects.select_for_update().select_related("prediction__model").get(id=review.id)
-    if review.reviewer_id != user.id or not user.has_role(Role.RADIOLOGIST):
+    if not may_amend_review(user, review):
         raise PermissionError("Only the radiologist who made a review can amend it.")
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": "Give the reason for the amendment."})
+        raise ValidationError({"reason": "Give a reason for the amendment."})
     final_label = _final_label(prediction=review.prediction, decision=decision, final_label=final_label)
     comment = (comment or "").strip()
     if (review.decision, review.final_label, review.comment) == (decision, final_label, comment):
@@ -339,3 +345,58 @@ def review_amend(
     review.full_clean()
     review.save(update_fields=["decision", "final_label", "comment"])
     return review
+
+
+def review_unavailable_reason(prediction: Prediction) -> str:
+    """Why this AI second opinion cannot be reviewed (yet), or "" when it can."""
+    if prediction.status == PredictionStatus.SUCCEEDED:
+        return ""
+    if prediction.status == PredictionStatus.FAILED:
+        # A model that could not read the image, or that refused it (too small, or its input check
+        # found it unlike what it was trained on), gave no opinion to agree with.
+        return prediction.error or "The AI could not read this image."
+    return "The AI is still reading this image."
+
+
+@dataclass
+class AgreeAllOutcome:
+    """What "agree with all" did: the reviews it recorded, the opinions already reviewed (left as
+    they were), and the ones it left for the radiologist to look at, each with the reason."""
+
+    agreed: list[Review] = field(default_factory=list)
+    already_reviewed: list[Prediction] = field(default_factory=list)
+    left: list[tuple[Prediction, str]] = field(default_factory=list)
+
+
+@transaction.atomic
+def reviews_agree_all(
+    *, study: Study, reviewer: User, prediction_ids: Collection[uuid.UUID | str] | None = None
+) -> AgreeAllOutcome:
+    """Agree with every AI second opinion of the study that awaits review, one review each.
+
+    ``prediction_ids`` are the opinions the radiologist was shown when confirming: one that finished
+    after that is left for them to read, not agreed with unseen. Calling it again records nothing new.
+    """
+    if not reviewer.has_role(Role.RADIOLOGIST):
+        raise PermissionError("Only radiologists review AI second opinions.")
+    shown = None if prediction_ids is None else {str(value) for value in prediction_ids}
+    predictions = list(
+        Prediction.objects.select_for_update(of=("self",))
+        .filter(image__study=study)
+        .select_related("model", "image")
+        .order_by("image__original_filename", "image__uploaded_at", "model__name")
+    )
+    reviewed = set(Review.objects.filter(prediction__in=predictions).values_list("prediction_id", flat=True))
+    outcome = AgreeAllOutcome()
+    for prediction in predictions:
+        if prediction.id in reviewed:
+            outcome.already_reviewed.append(prediction)
+        elif reason := review_unavailable_reason(prediction):
+            outcome.left.append((prediction, reason))
+        elif shown is not None and str(prediction.id) not in shown:
+            outcome.left.append((prediction, "It finished after you confirmed; read it before agreeing."))
+        else:
+            outcome.agreed.append(
+                review_create(prediction=prediction, reviewer=reviewer, decision=ReviewDecision.AGREE)
+            )
+    return outcome

@@ -66,7 +66,7 @@ def test_amend_on_the_review_page_shows_the_history_and_is_audited(radiologist_c
         url, {"prediction": prediction.id, "amend": "1", "amend-decision": "override", "amend-final_label": "normal"}
     )
     html = missing.content.decode()
-    assert "Give the reason for the amendment." in html and 'id="id_amend-reason_error"' in html
+    assert "Give a reason for the amendment." in html and 'id="id_amend-reason_error"' in html
     assert not ReviewAmendment.objects.exists()
 
     response = radiologist_client.post(
