@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.admin import helpers
 
+from audit.access import audit_access
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient, HistoricalStudy
-from audit.services import audit_record_many
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -28,6 +28,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class AuditedAdminMixin:
     """For ModelAdmins of patient data: every admin view that shows or changes a record is audited.
 
+    The admin builds these views itself, so the mixin is their audit declaration; they record with
+    ``audit.access.audit_access`` like every page, API endpoint and DICOMweb service.
+
     The change list (and its search) records each row shown, in one INSERT; the change, history and
     delete pages record the record opened; saves, deletes and actions record what they touched.
     Set ``audit_patient`` to a function of the object giving its patient id when the model is not
@@ -42,14 +45,12 @@ class AuditedAdminMixin:
         return patient_of(obj) if patient_of is not None else None
 
     def _audit_many(self, request, objs, action, detail: str = "") -> None:
-        audit_record_many(
-            actor=request.user,
-            action=action,
-            items=[(obj, self._patient_of(obj)) for obj in objs],
-            interface=AuditInterface.ADMIN,
-            request=request,
-            detail=detail,
-        )
+        rows = [(obj, self._patient_of(obj)) for obj in objs]
+        audit_access(request, action=action, rows=rows, detail=detail, interface=AuditInterface.ADMIN)
+
+    def audit_shown(self, request, objs, *, detail: str) -> None:
+        """Records shown in a list: the change list, its search, an autocomplete field's answer."""
+        self._audit_many(request, objs, AuditAction.READ, detail)
 
     def _audit(self, request, obj, action, detail: str = "") -> None:
         self._audit_many(request, [obj], action, detail)
@@ -61,8 +62,7 @@ class AuditedAdminMixin:
             # Evaluated once here and handed to the template, so the page costs no second query.
             changelist.result_list = list(changelist.result_list)
             # The search term itself may be a name or an MRN, which do not belong in the trail.
-            detail = "search" if changelist.query else "list"
-            self._audit_many(request, changelist.result_list, AuditAction.READ, detail)
+            self.audit_shown(request, changelist.result_list, detail="search" if changelist.query else "list")
         return response
 
     def response_action(self, request, queryset):

@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import READERS, STAFF
-from api.mixins import AuditedListApi, audit_api
-from audit.models import AuditAction
+from api.mixins import AuditedListApi
+from audit.access import audit_access, audited
+from audit.models import AuditAction, AuditInterface
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.filters import ImageFilter, StudyFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
@@ -63,11 +64,12 @@ class StudyListApi(AuditedListApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         study = study_create(**serializer.validated_data, created_by=request.user)
-        audit_api(request, action=AuditAction.CREATE, obj=study, patient=study.patient_id)
+        audit_access(request, action=AuditAction.CREATE, obj=study, patient=study.patient_id)
         study = study_queryset().get(id=study.id)
         return Response(StudyOutputSerializer(study).data, status=status.HTTP_201_CREATED)
 
 
+@audited(AuditInterface.API)
 class StudyDetailApi(APIView):
     required_roles = {"GET": READERS, "PATCH": STAFF}
 
@@ -84,7 +86,7 @@ class StudyDetailApi(APIView):
     @extend_schema(summary="Read a study", responses=StudyOutputSerializer)
     def get(self, request, study_id):
         study = get_object_or_404(study_queryset(), id=study_id)
-        audit_api(request, action=AuditAction.READ, obj=study, patient=study.patient_id)
+        audit_access(request, action=AuditAction.READ, obj=study, patient=study.patient_id)
         return Response(StudyOutputSerializer(study).data)
 
     @extend_schema(summary="Correct a study's details", request=InputSerializer, responses=StudyOutputSerializer)
@@ -93,7 +95,7 @@ class StudyDetailApi(APIView):
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         study = study_update(study=study, **serializer.validated_data)
-        audit_api(
+        audit_access(
             request,
             action=AuditAction.UPDATE,
             obj=study,
@@ -118,16 +120,18 @@ class ImageListApi(AuditedListApi):
         return super().get(request, *args, **kwargs)
 
 
+@audited(AuditInterface.API)
 class ImageDetailApi(APIView):
     required_roles = {"GET": READERS}
 
     @extend_schema(summary="Read an image's details", responses=ImageOutputSerializer)
     def get(self, request, image_id):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
-        audit_api(request, action=AuditAction.READ, obj=image, patient=image.study.patient_id)
+        audit_access(request, action=AuditAction.READ, obj=image, patient=image.study.patient_id)
         return Response(ImageOutputSerializer(image, context={"request": request}).data)
 
 
+@audited(AuditInterface.API)
 class ImageFileApi(APIView):
     required_roles = {"GET": READERS}
 
@@ -141,7 +145,7 @@ class ImageFileApi(APIView):
     )
     def get(self, request, image_id):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
-        audit_api(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
+        audit_access(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
         extension = PurePath(image.file.name).suffix
         # The stored name is content-addressed; the uploader's filename is never used as a path.
         return FileResponse(
@@ -152,6 +156,7 @@ class ImageFileApi(APIView):
         )
 
 
+@audited(AuditInterface.API)
 class ImageRenderApi(APIView):
     """The image as PNG, windowed as the AI sees it (DICOM included), as the review page shows it."""
 
@@ -177,7 +182,7 @@ class ImageRenderApi(APIView):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
         if size is None:
             # The full image is recorded like any download; thumbnails are not (as on the pages).
-            audit_api(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
+            audit_access(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
         try:
             png = image_display_png(image, max_size=size)
         except FileNotFoundError as exc:

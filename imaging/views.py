@@ -10,7 +10,8 @@ from django.views.decorators.cache import cache_control
 from PIL import Image as PILImage
 
 from accounts.roles import READERS, STAFF
-from audit.models import AuditAction
+from audit.access import audit_access, audited
+from audit.models import AuditAction, AuditInterface
 from imaging.forms import StudyForm
 from imaging.models import Image
 from imaging.pixels import image_pixels
@@ -18,13 +19,13 @@ from imaging.services import study_create
 from imaging.validation import ImageRejected
 from patients.models import Patient
 from web.access import role_required
-from web.auditing import audit_page
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = (320, 320)
 
 
+@audited(AuditInterface.UI)
 @role_required(STAFF)
 def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
@@ -35,10 +36,10 @@ def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            audit_page(request, obj=study, patient=patient.id, action=AuditAction.CREATE)
+            audit_access(request, obj=study, patient=patient.id, action=AuditAction.CREATE)
             messages.success(request, f"Study {study.accession_number} created. Upload its images below.")
             return redirect("pages:study-detail", study_id=study.id)
-    audit_page(request, obj=patient, detail="new study form")
+    audit_access(request, obj=patient, detail="new study form")
     return render(request, "imaging/study_form.html", {"form": form, "patient": patient})
 
 
@@ -73,20 +74,22 @@ def _no_preview() -> HttpResponse:
     return response
 
 
+@audited(AuditInterface.UI)
 @_image_cache
 @role_required(READERS)
 def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
     image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
-    audit_page(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD, detail="thumbnail")
+    audit_access(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD, detail="thumbnail")
     pixels = _pixels_or_none(image)
     return _no_preview() if pixels is None else _png_response(pixels, max_size=THUMBNAIL_SIZE)
 
 
+@audited(AuditInterface.UI)
 @_image_cache
 @role_required(READERS)
 def image_display(request: HttpRequest, image_id) -> HttpResponse:
     """The full image as 8-bit PNG, whatever it was uploaded as, so the viewer can window it on a canvas."""
     image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
-    audit_page(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD)
+    audit_access(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD)
     pixels = _pixels_or_none(image)
     return _no_preview() if pixels is None else _png_response(pixels)

@@ -11,9 +11,10 @@ from rest_framework.views import APIView
 
 from accounts.roles import ADMINS, RADIOLOGISTS, READERS
 from api.exceptions import ConflictError
-from api.mixins import AuditedListApi, audit_api
+from api.mixins import AuditedListApi
 from api.schema import ErrorSerializer
-from audit.models import AuditAction
+from audit.access import audit_access, audit_exempt, audited
+from audit.models import AuditAction, AuditInterface
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.serializers import StudyOutputSerializer
 from inference.dicom_report import prediction_sr_bytes, sr_filename
@@ -49,16 +50,18 @@ class PredictionListApi(AuditedListApi):
         return super().get(request, *args, **kwargs)
 
 
+@audited(AuditInterface.API)
 class PredictionDetailApi(APIView):
     required_roles = {"GET": READERS}
 
     @extend_schema(summary="Read an AI second opinion", responses=PredictionOutputSerializer)
     def get(self, request, prediction_id):
         prediction = get_object_or_404(prediction_queryset(), id=prediction_id)
-        audit_api(request, action=AuditAction.READ, obj=prediction, patient=prediction.image.study.patient_id)
+        audit_access(request, action=AuditAction.READ, obj=prediction, patient=prediction.image.study.patient_id)
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
 
 
+@audited(AuditInterface.API)
 class PredictionHeatmapApi(APIView):
     required_roles = {"GET": READERS}
 
@@ -70,7 +73,7 @@ class PredictionHeatmapApi(APIView):
         prediction = get_object_or_404(prediction_queryset(), id=prediction_id)
         if not prediction.heatmap:
             raise exceptions.NotFound("This result has no heatmap.")
-        audit_api(request, action=AuditAction.DOWNLOAD, obj=prediction, patient=prediction.image.study.patient_id)
+        audit_access(request, action=AuditAction.DOWNLOAD, obj=prediction, patient=prediction.image.study.patient_id)
         return FileResponse(
             _open_stored(prediction.heatmap.name),
             content_type="image/png",
@@ -79,6 +82,7 @@ class PredictionHeatmapApi(APIView):
         )
 
 
+@audited(AuditInterface.API)
 class PredictionReportApi(APIView):
     required_roles = {"GET": READERS}
 
@@ -98,7 +102,7 @@ class PredictionReportApi(APIView):
         )
         if prediction.status != PredictionStatus.SUCCEEDED:
             raise ConflictError("Only a finished AI second opinion has a report.")
-        audit_api(
+        audit_access(
             request,
             action=AuditAction.DOWNLOAD,
             obj=prediction,
@@ -139,6 +143,7 @@ class AIModelOutputSerializer(serializers.ModelSerializer):
         )
 
 
+@audit_exempt("AI model versions, no patient data")
 class AIModelListApi(ListAPIView):
     """Registered AI model versions. Everyone reads them; only admins activate or retire them."""
 
@@ -152,6 +157,7 @@ class AIModelListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
+@audit_exempt("an AI model version, no patient data")
 class AIModelDetailApi(APIView):
     required_roles = {"GET": READERS}
 
@@ -161,6 +167,7 @@ class AIModelDetailApi(APIView):
         return Response(AIModelOutputSerializer(model).data)
 
 
+@audit_exempt("changes an AI model version, no patient data")
 class AIModelActivateApi(APIView):
     required_roles = {"POST": ADMINS}
 
@@ -175,6 +182,7 @@ class AIModelActivateApi(APIView):
         return Response(AIModelOutputSerializer(aimodel_activate(model=model)).data)
 
 
+@audit_exempt("changes an AI model version, no patient data")
 class AIModelRetireApi(APIView):
     required_roles = {"POST": ADMINS}
 
@@ -256,17 +264,18 @@ class ReviewListApi(AuditedListApi):
         serializer.is_valid(raise_exception=True)
         review = review_create(reviewer=request.user, **serializer.validated_data)
         review = review_queryset().get(id=review.id)
-        audit_api(request, action=AuditAction.CREATE, obj=review, patient=review.prediction.image.study.patient_id)
+        audit_access(request, action=AuditAction.CREATE, obj=review, patient=review.prediction.image.study.patient_id)
         return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
+@audited(AuditInterface.API)
 class ReviewDetailApi(APIView):
     required_roles = {"GET": READERS}
 
     @extend_schema(summary="Read a review", responses=ReviewOutputSerializer)
     def get(self, request, review_id):
         review = get_object_or_404(review_queryset(), id=review_id)
-        audit_api(request, action=AuditAction.READ, obj=review, patient=review.prediction.image.study.patient_id)
+        audit_access(request, action=AuditAction.READ, obj=review, patient=review.prediction.image.study.patient_id)
         return Response(ReviewOutputSerializer(review).data)
 
 

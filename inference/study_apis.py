@@ -13,9 +13,9 @@ from rest_framework.views import APIView
 
 from accounts.roles import READERS, STAFF
 from api.exceptions import ImageRejectedError
-from api.mixins import AuditedListApi, audit_api
+from api.mixins import AuditedListApi
+from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
-from audit.services import audit_record_many
 from imaging.intake import Batch, IncomingFile, IntakeRejected, files_intake
 from imaging.models import Image, ImageSource, Study
 from imaging.serializers import ImageOutputSerializer
@@ -104,12 +104,10 @@ class StudyImagesApi(AuditedListApi):
         if known:
             for prediction in Prediction.objects.filter(image__in=known).select_related(*PREDICTION_RELATED):
                 predictions_by_image.setdefault(prediction.image_id, []).append(prediction)
-        audit_record_many(
-            actor=request.user,
+        audit_access(
+            request,
             action=AuditAction.CREATE,
-            items=[(result.image, study.patient_id) for result in results if result.created],
-            interface=AuditInterface.API,
-            request=request,
+            rows=[(result.image, study.patient_id) for result in results if result.created],
             detail="upload",
         )
         context = {"request": request}
@@ -140,6 +138,7 @@ def _rerun_response(request, queued: list[Prediction]) -> Response:
     return Response(data, status=status.HTTP_202_ACCEPTED)
 
 
+@audited(AuditInterface.API)
 class StudyRerunApi(APIView):
     """Queue AI again for every image of a study: models that have not read an image yet, and failed runs."""
 
@@ -149,10 +148,11 @@ class StudyRerunApi(APIView):
     def post(self, request, study_id):
         study = get_object_or_404(Study, id=study_id)
         queued = predictions_rerun(images=list(study.images.select_related("study")))
-        audit_api(request, action=AuditAction.UPDATE, obj=study, patient=study.patient_id, detail="rerun")
+        audit_access(request, action=AuditAction.UPDATE, obj=study, patient=study.patient_id, detail="rerun")
         return _rerun_response(request, queued)
 
 
+@audited(AuditInterface.API)
 class ImageRerunApi(APIView):
     """Queue AI again for one image: models that have not read it yet, and failed runs."""
 
@@ -162,5 +162,5 @@ class ImageRerunApi(APIView):
     def post(self, request, image_id):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
         queued = predictions_rerun(images=[image])
-        audit_api(request, action=AuditAction.UPDATE, obj=image, patient=image.study.patient_id, detail="rerun")
+        audit_access(request, action=AuditAction.UPDATE, obj=image, patient=image.study.patient_id, detail="rerun")
         return _rerun_response(request, queued)

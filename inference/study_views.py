@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import READERS, STAFF, Role
+from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
-from audit.services import audit_record_many
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.forms import DicomImportForm, ImageUploadForm
 from imaging.intake import IncomingFile, Intake, files_intake
@@ -20,7 +20,6 @@ from imaging.models import Image, ImageSource, Study
 from imaging.selectors import study_for_page
 from inference.selectors import images_pending, queue_status, study_images
 from web.access import role_required
-from web.auditing import audit_page
 
 
 def _study_or_404(study_id) -> Study:
@@ -30,11 +29,12 @@ def _study_or_404(study_id) -> Study:
         raise Http404("No such study.") from exc
 
 
+@audited(AuditInterface.UI)
 @role_required(READERS)
 def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     study = _study_or_404(study_id)
     images = study_images(study=study)
-    audit_page(request, obj=study, patient=study.patient_id)
+    audit_access(request, obj=study, patient=study.patient_id)
     context = {
         "study": study,
         "patient": study.patient,
@@ -48,6 +48,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     return render(request, "imaging/study_detail.html", context)
 
 
+@audited(AuditInterface.UI)
 @role_required(READERS)
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """The images-and-results fragment of the study page, which the page polls while AI is pending.
@@ -56,7 +57,7 @@ def study_results(request: HttpRequest, study_id) -> HttpResponse:
     to have recorded it would miss exactly those requests.
     """
     study = get_object_or_404(Study.objects.only("id", "status", "patient_id"), id=study_id)
-    audit_page(request, obj=study, patient=study.patient_id, detail="results")
+    audit_access(request, obj=study, patient=study.patient_id, detail="results")
     images = study_images(study=study)
     pending = images_pending(images)
     context = {"study": study, "images": images, "pending": pending, "queue": queue_status() if pending else None}
@@ -65,6 +66,7 @@ def study_results(request: HttpRequest, study_id) -> HttpResponse:
     return response
 
 
+@audited(AuditInterface.UI)
 @require_POST
 @role_required(STAFF)
 def study_upload(request: HttpRequest, study_id) -> HttpResponse:
@@ -87,7 +89,7 @@ def study_upload(request: HttpRequest, study_id) -> HttpResponse:
             results.append({"filename": upload.name, "ok": False, "error": intake.error})
             continue
         if intake.created:
-            audit_page(request, obj=intake.image, patient=study.patient_id, action=AuditAction.CREATE)
+            audit_access(request, obj=intake.image, patient=study.patient_id, action=AuditAction.CREATE)
         results.append(
             {
                 "filename": upload.name,
@@ -168,17 +170,10 @@ def _audit_import(request: HttpRequest, intakes: list[Intake]) -> None:
         # Telling where a duplicate is filed shows which patient it belongs to.
         (AuditAction.READ, [(i.image, s.patient_id) for i, s in stored if not i.created], "dicom import duplicate"),
     ):
-        if items:
-            audit_record_many(
-                actor=request.user,
-                action=action,
-                items=items,
-                interface=AuditInterface.UI,
-                request=request,
-                detail=detail,
-            )
+        audit_access(request, action=action, rows=items, detail=detail)
 
 
+@audited(AuditInterface.UI)
 @require_http_methods(["GET", "HEAD", "POST"])
 @role_required(STAFF)
 def dicom_import(request: HttpRequest) -> HttpResponse:

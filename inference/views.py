@@ -15,7 +15,8 @@ from django.views.decorators.cache import cache_control
 from PIL import Image as PILImage
 
 from accounts.roles import RADIOLOGISTS, READERS, Role
-from audit.models import AuditAction
+from audit.access import audit_access, audited
+from audit.models import AuditAction, AuditInterface
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.models import Study
 from imaging.pixels import image_pixels
@@ -26,7 +27,6 @@ from inference.models import Prediction, PredictionStatus
 from inference.selectors import studies_worklist, study_images
 from inference.services import review_amend, review_create
 from web.access import RoleDenied, role_required
-from web.auditing import audit_page, audit_rows
 from web.charts import hbar_chart
 
 PAGE_SIZE = 25
@@ -46,6 +46,7 @@ def _awaiting_review():
     )
 
 
+@audited(AuditInterface.UI)
 @role_required(RADIOLOGISTS)
 def worklist(request: HttpRequest) -> HttpResponse:
     filters = WorklistFilterForm(request.GET or None)
@@ -53,7 +54,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     if filters.selected_modality():
         studies = studies.filter(modality=filters.selected_modality())
     page = Paginator(studies, PAGE_SIZE).get_page(request.GET.get("page"))
-    audit_rows(request, items=[(study, study.patient_id) for study in page.object_list], detail="worklist")
+    audit_access(request, rows=[(study, study.patient_id) for study in page.object_list], detail="worklist")
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filters": filters, "page": page, "query_extra": query.urlencode()}
@@ -120,6 +121,7 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+@audited(AuditInterface.UI)
 @role_required(RADIOLOGISTS)
 def review(request: HttpRequest, study_id) -> HttpResponse:
     try:
@@ -161,7 +163,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                audit_page(request, obj=saved, patient=study.patient_id, action=AuditAction.CREATE)
+                audit_access(request, obj=saved, patient=study.patient_id, action=AuditAction.CREATE)
                 message = (
                     f"Review saved for {study.accession_number}: {saved.get_decision_display().lower()}, "
                     f"final label {saved.final_label}."
@@ -189,7 +191,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                 amend_form.add_error(None, exc)
             else:
                 reason = amend_form.cleaned_data["reason"]
-                audit_page(
+                audit_access(
                     request,
                     obj=amended,
                     patient=study.patient_id,
@@ -215,7 +217,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         history = list(current.review.amendments.select_related("amended_by"))
         if amend_form is None and current.review.reviewer_id == request.user.id:
             amend_form = AmendReviewForm(review=current.review)
-    audit_page(request, obj=study, patient=study.patient_id)
+    audit_access(request, obj=study, patient=study.patient_id)
     chart = None
     if current is not None and current.probabilities:
         rows = sorted(current.probabilities.items(), key=lambda item: item[1], reverse=True)
@@ -267,6 +269,7 @@ def _has_review(prediction: Prediction) -> bool:
         return False
 
 
+@audited(AuditInterface.UI)
 @cache_control(private=True, max_age=3600)
 @role_required(READERS)
 def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
@@ -278,11 +281,12 @@ def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
     if not prediction.heatmap:
         raise Http404("This AI result has no heatmap.")
     patient_id = prediction.image.study.patient_id
-    audit_page(request, obj=prediction, patient=patient_id, action=AuditAction.DOWNLOAD, detail="heatmap")
+    audit_access(request, obj=prediction, patient=patient_id, action=AuditAction.DOWNLOAD, detail="heatmap")
     with default_storage.open(prediction.heatmap.name, "rb") as handle:
         return HttpResponse(handle.read(), content_type="image/png")
 
 
+@audited(AuditInterface.UI)
 @role_required(READERS)
 def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
     """A succeeded AI result as a DICOM Structured Report, filed under the original patient and study."""
@@ -291,7 +295,7 @@ def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
     )
     if prediction.status != PredictionStatus.SUCCEEDED:
         return HttpResponse("Only a finished AI second opinion has a report.", status=409, content_type="text/plain")
-    audit_page(
+    audit_access(
         request,
         obj=prediction,
         patient=prediction.image.study.patient_id,
@@ -303,6 +307,7 @@ def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
     return response
 
 
+@audited(AuditInterface.UI)
 @role_required(READERS)
 def study_report(request: HttpRequest, study_id) -> HttpResponse:
     """The study as a printable report: patient, study, every image with and without its heatmap,
@@ -312,11 +317,12 @@ def study_report(request: HttpRequest, study_id) -> HttpResponse:
     except Study.DoesNotExist as exc:
         raise Http404("No such study.") from exc
     images = reading_order(study_images(study=study))
-    audit_page(request, obj=study, patient=study.patient_id, detail="study report")
+    audit_access(request, obj=study, patient=study.patient_id, detail="study report")
     context = {"study": study, "patient": study.patient, "images": images, "printed_at": timezone.now()}
     return render(request, "inference/study_report.html", context)
 
 
+@audited(AuditInterface.UI)
 @cache_control(private=True, max_age=3600)
 @role_required(READERS)
 def prediction_overlay(request: HttpRequest, prediction_id) -> HttpResponse:
@@ -331,7 +337,7 @@ def prediction_overlay(request: HttpRequest, prediction_id) -> HttpResponse:
     with default_storage.open(prediction.heatmap.name, "rb") as handle:
         heat = PILImage.open(handle).convert("L").resize((pixels.shape[1], pixels.shape[0]))
     blended = overlay_heatmap(pixels, np.asarray(heat, dtype=np.float32) / 255.0, alpha=0.45)
-    audit_page(
+    audit_access(
         request,
         obj=prediction.image,
         patient=prediction.image.study.patient_id,

@@ -5,8 +5,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.policy import Act, Resource, allowed_roles
-from api.mixins import AuditedListApi, audit_api
-from audit.models import AuditAction
+from api.mixins import AuditedListApi
+from audit.access import audit_access, audited
+from audit.models import AuditAction, AuditInterface
 from patients.filters import PatientFilter
 from patients.models import Patient, Sex
 from patients.services import patient_create, patient_update
@@ -53,10 +54,11 @@ class PatientListApi(AuditedListApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         patient = patient_create(**serializer.validated_data, created_by=request.user)
-        audit_api(request, action=AuditAction.CREATE, obj=patient)
+        audit_access(request, action=AuditAction.CREATE, obj=patient)
         return Response(PatientOutputSerializer(patient).data, status=status.HTTP_201_CREATED)
 
 
+@audited(AuditInterface.API)
 class PatientDetailApi(APIView):
     required_roles = {
         "GET": allowed_roles(Resource.PATIENT, Act.READ),
@@ -73,7 +75,7 @@ class PatientDetailApi(APIView):
     @extend_schema(summary="Read a patient", responses=PatientOutputSerializer)
     def get(self, request, patient_id):
         patient = get_object_or_404(Patient, id=patient_id)
-        audit_api(request, action=AuditAction.READ, obj=patient)
+        audit_access(request, action=AuditAction.READ, obj=patient)
         return Response(PatientOutputSerializer(patient).data)
 
     @extend_schema(summary="Correct a patient's details", request=InputSerializer, responses=PatientOutputSerializer)
@@ -82,5 +84,7 @@ class PatientDetailApi(APIView):
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         patient = patient_update(patient=patient, **serializer.validated_data)
-        audit_api(request, action=AuditAction.UPDATE, obj=patient, detail=",".join(sorted(serializer.validated_data)))
+        audit_access(
+            request, action=AuditAction.UPDATE, obj=patient, detail=",".join(sorted(serializer.validated_data))
+        )
         return Response(PatientOutputSerializer(patient).data)

@@ -4,9 +4,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import Role
+from audit.access import audit_access, audited
+from audit.models import AuditInterface
 from imaging.models import Priority, StudyStatus
 from inference.selectors import agreement_per_model, prediction_queue, studies_today, worklist_summary
-from web.auditing import audit_page, audit_rows
 from web.charts import hbar_chart, stacked_bar
 
 STATUS_CSS = {
@@ -17,6 +18,7 @@ STATUS_CSS = {
 }
 
 
+@audited(AuditInterface.UI)
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Each role's dashboard; a user with several roles sees each of their panels."""
@@ -24,7 +26,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context: dict = {"today": timezone.localdate()}
     if user.has_role(Role.STAFF):
         studies = list(studies_today(day=context["today"]))
-        audit_rows(request, items=[(s, s.patient_id) for s in studies], detail="dashboard")
+        audit_access(request, rows=[(s, s.patient_id) for s in studies], detail="dashboard")
         counts = dict.fromkeys(StudyStatus, 0)
         for study in studies:
             counts[StudyStatus(study.status)] += 1
@@ -35,7 +37,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if user.has_role(Role.RADIOLOGIST):
         summary = worklist_summary()
         if summary["oldest"] is not None:
-            audit_page(request, obj=summary["oldest"], patient=summary["oldest"].patient_id, detail="dashboard")
+            audit_access(request, obj=summary["oldest"], patient=summary["oldest"].patient_id, detail="dashboard")
         context["worklist"] = summary
         context["worklist_chart"] = hbar_chart(
             [(priority.label, summary["by_priority"].get(priority.value, 0)) for priority in Priority],

@@ -5,31 +5,17 @@ DRF views so that both a logged-in browser session and an API token work.
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
-from audit.models import AuditAction, AuditInterface
-from audit.services import audit_record
+from audit.access import UI_OR_API, audit_access, audited
+from audit.models import AuditAction
 from imaging.dicom.export import study_export_filename, study_export_stream
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.models import Image, Study
 
 
-def _audit_download(request, *, obj, patient_id, detail: str = "") -> None:
-    # The pages link here with the browser session; other systems come with an API token.
-    via_page = isinstance(request.successful_authenticator, SessionAuthentication)
-    audit_record(
-        actor=request.user,
-        action=AuditAction.DOWNLOAD,
-        obj=obj,
-        patient=patient_id,
-        interface=AuditInterface.UI if via_page else AuditInterface.API,
-        request=request,
-        detail=detail,
-    )
-
-
+@audited(UI_OR_API)
 class ImageRenderApi(APIView):
     """GET /images/<id>/render.png[?size=N]: the image as PNG, windowed like the AI sees it."""
 
@@ -42,13 +28,20 @@ class ImageRenderApi(APIView):
         except ValueError:
             size = 0
         # Every size is recorded: a "thumbnail" may be asked for at full resolution.
-        _audit_download(request, obj=image, patient_id=image.study.patient_id, detail=f"render {size}" if size else "")
+        audit_access(
+            request,
+            action=AuditAction.DOWNLOAD,
+            obj=image,
+            patient=image.study.patient_id,
+            detail=f"render {size}" if size else "",
+        )
         response = HttpResponse(image_display_png(image, max_size=size or None), content_type="image/png")
         # An image's content never changes after upload.
         response["Cache-Control"] = "private, max-age=86400"
         return response
 
 
+@audited(UI_OR_API)
 class StudyExportApi(APIView):
     """GET /studies/<id>/export.zip[?anonymised=1]: the study's files, optionally de-identified."""
 
@@ -57,8 +50,12 @@ class StudyExportApi(APIView):
     def get(self, request, study_id):
         study = get_object_or_404(Study.objects.select_related("patient"), id=study_id)
         anonymised = request.query_params.get("anonymised", "").lower() in ("1", "true", "yes", "on")
-        _audit_download(
-            request, obj=study, patient_id=study.patient_id, detail="anonymised export" if anonymised else "export"
+        audit_access(
+            request,
+            action=AuditAction.DOWNLOAD,
+            obj=study,
+            patient=study.patient_id,
+            detail="anonymised export" if anonymised else "export",
         )
         # Streamed file by file: a study of any size costs the memory of one instance.
         response = StreamingHttpResponse(

@@ -6,8 +6,8 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from audit.models import AuditAction, AuditInterface
-from audit.services import audit_record_many
+from audit.access import audited
+from audit.models import AuditInterface
 from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicomweb.dicom_json import DICOM_JSON
 from imaging.models import Image, Study
@@ -27,23 +27,16 @@ class FirstRenderer(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+@audited(AuditInterface.DICOMWEB)
 class DicomWebView(APIView):
+    """Every DICOMweb service records what it returned or stored (its subclasses inherit the declaration)."""
+
     permission_classes = [DicomRolePermission]
     renderer_classes = [DicomJsonRenderer]
     parser_classes: list = []
     content_negotiation_class = FirstRenderer
 
 
-def audit_dicomweb(request, *, action: AuditAction, records: Iterable[Study | Image], detail: str) -> None:
-    """Record what a DICOMweb request returned or stored: one row per study or instance, one INSERT."""
-    items = [
-        (record, record.patient_id if isinstance(record, Study) else record.study.patient_id) for record in records
-    ]
-    audit_record_many(
-        actor=request.user,
-        action=action,
-        items=items,
-        interface=AuditInterface.DICOMWEB,
-        request=request,
-        detail=detail,
-    )
+def dicom_audit_rows(records: Iterable[Study | Image]) -> list[tuple[Study | Image, object]]:
+    """What a DICOMweb request returned or stored, as ``audit_access`` rows: each study or instance and its patient."""
+    return [(record, record.patient_id if isinstance(record, Study) else record.study.patient_id) for record in records]

@@ -5,8 +5,9 @@ from pydicom.datadict import tag_for_keyword
 from rest_framework.exceptions import PermissionDenied
 
 from accounts.policy import Act, Resource, may
+from audit.access import audit_access
 from audit.models import AuditAction
-from imaging.dicomweb.base import DicomWebView, audit_dicomweb
+from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, instance_json, series_json, study_json
 from imaging.dicomweb.selectors import (
     dicom_instance_header,
@@ -65,7 +66,7 @@ class StudySearchApi(DicomWebView):
         page = list(studies[offset : offset + limit])
         if not page:
             return HttpResponse(status=204)
-        audit_dicomweb(request, action=AuditAction.READ, records=page, detail="QIDO-RS studies")
+        audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(page), detail="QIDO-RS studies")
         return dicom_json_response(
             [
                 study_json(request, study, series_count=study.series_count, instance_count=study.instance_count)
@@ -96,7 +97,7 @@ class SeriesSearchApi(DicomWebView):
             )
         if not result:
             return HttpResponse(status=204)
-        audit_dicomweb(request, action=AuditAction.READ, records=[study], detail="QIDO-RS series")
+        audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows([study]), detail="QIDO-RS series")
         return dicom_json_response(result)
 
 
@@ -114,7 +115,7 @@ class InstanceSearchApi(DicomWebView):
         page = list(images[offset : offset + limit])
         if not page:
             return HttpResponse(status=204)
-        audit_dicomweb(request, action=AuditAction.READ, records=page, detail="QIDO-RS instances")
+        audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(page), detail="QIDO-RS instances")
         return dicom_json_response(
             [
                 instance_json(request, study_uid=study_uid, image=image, header=dicom_instance_header(image=image))

@@ -11,10 +11,11 @@ from django.http import HttpResponse
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
+from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
-from imaging.dicomweb.base import DicomWebView, audit_dicomweb
+from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import (
     dicom_json_response,
     dicomweb_url,
@@ -74,7 +75,7 @@ class StowRsApi(DicomWebView):
             if reason is not None:
                 failed.append(reason)
 
-        audit_dicomweb(request, action=AuditAction.CREATE, records=stored_images, detail="STOW-RS")
+        audit_access(request, action=AuditAction.CREATE, rows=dicom_audit_rows(stored_images), detail="STOW-RS")
         response = Dataset()
         if study_uid:
             response.RetrieveURL = dicomweb_url(request, "study", study_uid=study_uid)

@@ -9,10 +9,11 @@ from pydicom import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 
+from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
-from imaging.dicomweb.base import DicomWebView, audit_dicomweb
+from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
 from imaging.dicomweb.multipart import multipart_related_stream
 from imaging.dicomweb.selectors import dicom_instances, dicom_study_get
@@ -77,7 +78,7 @@ class RetrieveApi(DicomWebView):
                 status=406,
                 content_type="text/plain",
             )
-        audit_dicomweb(request, action=AuditAction.DOWNLOAD, records=images, detail="WADO-RS instances")
+        audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows(images), detail="WADO-RS instances")
         # Each instance is read from storage chunk by chunk as the response is sent.
         body, content_type = multipart_related_stream(
             ((_part_type(image), _file_chunks(image.file.name)) for image in images), root_type=DICOM_CONTENT_TYPE
@@ -95,7 +96,7 @@ class MetadataApi(DicomWebView):
         images = list(dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid))
         if not images:
             return HttpResponse("No such instances.", status=404, content_type="text/plain")
-        audit_dicomweb(request, action=AuditAction.READ, records=images, detail="WADO-RS metadata")
+        audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(images), detail="WADO-RS metadata")
         return dicom_json_response(
             [metadata_json(request, image=image, dataset=read_dataset(blob_read(image.file.name))) for image in images]
         )
@@ -117,7 +118,7 @@ class FramesApi(DicomWebView):
             return HttpResponse(str(exc), status=400, content_type="text/plain")
         if any(number < 1 or number > image.number_of_frames for number in numbers):
             return HttpResponse("No such frame.", status=404, content_type="text/plain")
-        audit_dicomweb(request, action=AuditAction.DOWNLOAD, records=[image], detail="WADO-RS frames")
+        audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows([image]), detail="WADO-RS frames")
         dataset = read_dataset(blob_read(image.file.name))
         body, content_type = multipart_related_stream(
             _frame_parts(dataset, numbers, image.number_of_frames), root_type="application/octet-stream"

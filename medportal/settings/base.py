@@ -28,7 +28,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "audit.admin_site.AuditedAdminConfig",  # django.contrib.admin, with its autocomplete audited
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

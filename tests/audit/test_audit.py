@@ -1,7 +1,10 @@
 import pytest
 from django.contrib import admin as django_admin
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
+from django.urls import ResolverMatch
 
+from audit.access import audit_access, audit_exempt, audited
 from audit.admin import AuditedAdminMixin
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient
 from audit.services import audit_record
@@ -122,3 +125,26 @@ def test_admin_browses_change_history_read_only(client):
     assert client.get(f"/admin/audit/historicalpatient/{history_id}/change/").status_code == 200
     assert client.post(f"/admin/audit/historicalpatient/{history_id}/delete/", {"post": "yes"}).status_code == 403
     assert HistoricalPatient.objects.filter(history_id=history_id).exists()
+
+
+def test_an_access_is_recorded_only_through_a_declared_view(rf):
+    def undeclared(request):
+        return None
+
+    request = rf.get("/somewhere/")
+    request.user = UserFactory(username="clerk", role="staff")
+    request.resolver_match = ResolverMatch(undeclared, (), {})
+    with pytest.raises(ImproperlyConfigured):
+        audit_access(request, obj=PatientFactory())
+    assert not AuditEvent.objects.exists()
+
+    declared = audited(AuditInterface.UI)(lambda request: None)
+    request.resolver_match = ResolverMatch(declared, (), {})
+    patients = [PatientFactory(), PatientFactory()]
+    audit_access(request, rows=[(patient, None) for patient in patients], detail="list")
+    events = AuditEvent.objects.order_by("id")
+    assert [(e.interface, e.detail, e.patient_id) for e in events] == [("ui", "list", p.id) for p in patients]
+
+    request.resolver_match = ResolverMatch(audit_exempt("no patient data")(lambda request: None), (), {})
+    with pytest.raises(ImproperlyConfigured):
+        audit_access(request, obj=patients[0])

@@ -1,43 +1,50 @@
-"""Every URL of the product that answers with patient data writes its audit row.
+"""Every URL of the product declares its audit, and those that answer with patient data write their rows.
 
 Walks the URLconf itself, so a new page, API endpoint or DICOMweb service is checked the day it
-is added. The Django admin is walked view by view in tests/test_admin.py.
+is added: its view must carry ``@audited`` or ``@audit_exempt`` with a reason (audit.access). The
+Django admin's own views are checked here too; its pages of each model are walked view by view in
+tests/test_admin.py.
 """
 
 import io
 
 import pydicom
 import pytest
-from django.urls import URLResolver, get_resolver
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, get_resolver
 from PIL import Image as PILImage
 
+from audit.access import declaration_of
 from audit.models import AuditEvent
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import Review, ReviewDecision
 from inference.study_status import study_refresh_status
+from patients.models import Patient
 from tests.dicom.support import shipped_bytes
-from tests.factories import StudyFactory
+from tests.factories import PatientFactory, StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
 
 pytestmark = pytest.mark.django_db
 
-# Patterns that answer a GET without patient data, and why.
-EXEMPT = {
-    "login/": "the sign-in form",
-    "logout/": "signs out",
-    "api/v1/schema/": "the API description",
-    "api/v1/docs/": "the API description",
-    "api/v1/redoc/": "the API description",
-    "api/v1/^[\\s\\S]*$": "the API's not-found answer",
-    "api/v1/models/": "AI model versions, no patient data",
-    "api/v1/models/<uuid:model_id>/": "an AI model version, no patient data",
-    "api/v1/audit-events/": "the trail itself (ids, no names), administrators only",
-    "api/v1/audit-events/<int:event_id>/": "the trail itself (ids, no names), administrators only",
-    "patients/new/": "an empty form",
-    "dicom/import/": "an empty form",
+# Audited views whose GET is an empty form: they record what they create, on POST.
+EMPTY_FORMS = {"patients/new/", "dicom/import/"}
+
+# The admin site's own views, by URL name, and why they write no audit row. Its pages of each model
+# are AuditedAdminMixin's (tests/test_admin.py); its autocomplete answers with patient names.
+ADMIN_SITE_EXEMPT = {
+    "index": "model names, no records",
+    "app_list": "an app's model names, no records",
+    "login": "the sign-in form (logins are recorded by audit.logins)",
+    "logout": "signs out (recorded by audit.logins)",
+    "password_change": "the user's own password",
+    "password_change_done": "the user's own password",
+    "jsi18n": "translations",
+    "view_on_site": "a redirect to the record's page, which is audited",
+    None: "the admin's not-found answer",
 }
+ADMIN_SITE_AUDITED = {"autocomplete"}
 
 
 def _patterns(patterns, prefix=""):
@@ -45,7 +52,11 @@ def _patterns(patterns, prefix=""):
         if isinstance(pattern, URLResolver):
             yield from _patterns(pattern.url_patterns, prefix + str(pattern.pattern))
         else:
-            yield prefix + str(pattern.pattern)
+            yield prefix + str(pattern.pattern), pattern
+
+
+def _product_patterns():
+    return [(route, p) for route, p in _patterns(get_resolver().url_patterns) if not route.startswith("admin/")]
 
 
 def _url(pattern: str, values: dict) -> str:
@@ -94,21 +105,72 @@ def values(admin_user):
     }
 
 
-def test_every_url_with_patient_data_writes_its_audit_row(client, admin_user, values):
+def test_every_url_declares_its_audit():
+    undeclared = [route for route, pattern in _product_patterns() if declaration_of(pattern.callback) is None]
+    assert undeclared == [], "add @audited(interface) or @audit_exempt(reason) to their views (audit.access)"
+
+
+def _get(client, url: str):
+    response = client.get(url)
+    assert response.status_code != 500, url
+    if hasattr(response, "streaming_content"):
+        return response, b"".join(response.streaming_content)
+    return response, response.content
+
+
+def test_every_audited_url_writes_its_audit_row(client, admin_user, values):
     client.force_login(admin_user)
     unaudited = []
-    for pattern in _patterns(get_resolver().url_patterns):
-        if pattern.startswith("admin/") or pattern in EXEMPT:
+    for route, pattern in _product_patterns():
+        if declaration_of(pattern.callback).exempt or route in EMPTY_FORMS:
             continue
-        url = _url(pattern, values)
+        url = _url(route, values)
         last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        response = client.get(url)
-        assert response.status_code != 500, url
+        response, _ = _get(client, url)
         if response.status_code != 200:
             continue  # a POST-only door (405) or a redirect: nothing was shown
-        if hasattr(response, "streaming_content"):
-            b"".join(response.streaming_content)
         rows = AuditEvent.objects.filter(id__gt=last, actor=admin_user, path=url.split("?")[0])
         if not rows.exists():
             unaudited.append(url)
     assert unaudited == []
+
+
+def test_urls_exempt_from_the_audit_show_no_patient_data(client, admin_user, values):
+    client.force_login(admin_user)
+    patients = Patient.objects.all()
+    secrets = [value.encode() for p in patients for value in (p.mrn, p.family_name) if len(value) > 3]
+    assert len(secrets) >= 2
+    exempt = [route for route, p in _product_patterns() if declaration_of(p.callback).exempt or route in EMPTY_FORMS]
+    assert {"login/", "api/v1/models/", "patients/new/"} <= set(exempt)
+    for route in exempt:
+        url = _url(route, values)
+        _, body = _get(client, url)
+        assert not [secret for secret in secrets if secret in body], url
+
+
+def _admin_site_views():
+    return {pattern.name: pattern for pattern in admin.site.get_urls() if isinstance(pattern, URLPattern)}
+
+
+def test_every_view_of_the_admin_site_is_audited_or_exempt():
+    assert set(_admin_site_views()) == set(ADMIN_SITE_EXEMPT) | ADMIN_SITE_AUDITED
+
+
+def test_the_admin_autocomplete_records_each_patient_it_returns(client, admin_user):
+    client.force_login(admin_user)
+    found = [PatientFactory(family_name="Autocompleted"), PatientFactory(family_name="Autocompleted")]
+    PatientFactory(family_name="Other")
+    before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    response = client.get(
+        "/admin/autocomplete/",
+        {"app_label": "imaging", "model_name": "study", "field_name": "patient", "term": "Autocompleted"},
+    )
+    assert response.status_code == 200
+    returned = {row["id"] for row in response.json()["results"]}
+    assert returned == {str(patient.id) for patient in found}
+    events = AuditEvent.objects.filter(id__gt=before)
+    assert sorted((e.action, e.interface, e.detail, e.object_id) for e in events) == sorted(
+        ("read", "admin", "autocomplete", str(patient.id)) for patient in found
+    )
+    assert {event.patient_id for event in events} == {patient.id for patient in found}
+    assert all(event.actor == admin_user and "Autocompleted" not in event.detail for event in events)
