@@ -1,6 +1,7 @@
 """Real headless Chromium (Debian's package) driven by Playwright against pytest-django's live server.
 
-In CI a missing browser fails the run; elsewhere the browser tests skip.
+In CI a missing browser or a missing axe-core (``npm ci``, which bin/test runs) fails the run;
+elsewhere the browser tests skip.
 """
 
 import os
@@ -12,7 +13,11 @@ from playwright.sync_api import expect
 from tests.factories import UserFactory
 
 CHROMIUM = os.environ.get("MEDPORTAL_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+AXE_SCRIPT = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
+# The WCAG 2.1 A and AA rules; axe's best-practice and AAA rules are not part of the bar.
+AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 PASSWORD = "correct-horse-battery"
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
@@ -72,6 +77,47 @@ def screenshot():
         return path
 
     return take
+
+
+def _axe_report(violations: list[dict]) -> str:
+    lines = []
+    for violation in violations:
+        lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']} <{violation['helpUrl']}>")
+        for node in violation["nodes"]:
+            summary = " ".join(node.get("failureSummary", "").split())
+            lines.append(f"    {' '.join(map(str, node['target']))}: {summary}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    if not AXE_SCRIPT.exists():
+        _unavailable(f"axe-core is missing at {AXE_SCRIPT.relative_to(REPO_ROOT)} (run npm ci)")
+    return AXE_SCRIPT
+
+
+@pytest.fixture
+def assert_no_axe_violations(axe_script):
+    """Run axe-core's WCAG 2.1 A/AA rules on the page as it is now; fail with every violation.
+
+    Usage: ``assert_no_axe_violations(page, "worklist, filtered to nothing")``. Call it after the
+    state to check is on screen (wait for it first): axe reads the DOM once, it does not wait.
+    """
+
+    def check(page, context_label: str) -> None:
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.add_script_tag(path=str(axe_script))
+        results = page.evaluate(
+            "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+            list(AXE_TAGS),
+        )
+        violations = results["violations"]
+        assert not violations, (
+            f"axe-core: {len(violations)} WCAG 2.1 AA rule(s) violated on {context_label} "
+            f"({page.url}):\n{_axe_report(violations)}"
+        )
+
+    return check
 
 
 @pytest.fixture
