@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
@@ -191,6 +191,44 @@ def study_images(*, study: Study) -> list[Image]:
 def images_pending(images: list[Image]) -> bool:
     """Whether any AI result on the page is still queued or running."""
     return any(p.status in ("queued", "running") for image in images for p in image.predictions.all())
+
+
+# --- Priors: the patient's earlier studies, next to the one being read -------------------------
+
+PRIORS_SHOWN = 10
+PRIOR_IMAGES_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class Priors:
+    studies: list[Study]  # newest first; each with ``prior_date``, ``image_count`` and ``shown_images``
+    more: bool  # the patient has earlier studies beyond these
+
+
+def study_priors(*, study: Study, limit: int = PRIORS_SHOWN, images: int = PRIOR_IMAGES_SHOWN) -> Priors:
+    """The same patient's studies made before ``study``, newest first, with their AI results and reviews.
+
+    "Before" goes by the study date where it is known, else the day the study was registered, then
+    by registration time: a prior imported today from an archive is still last year's study, and
+    the patient's later studies are not priors of this one. At most ``limit`` studies, each with its
+    first ``images`` images and their AI results (model, review): three queries however long the
+    patient's history or large their studies.
+    """
+    day = study.study_date or timezone.localdate(study.created_at)
+    earlier = Q(prior_date__lt=day) | Q(prior_date=day, created_at__lt=study.created_at)
+    first_images = Image.objects.prefetch_related(Prefetch("predictions", queryset=predictions_for_display())).order_by(
+        "series_instance_uid", "original_filename", "uploaded_at"
+    )[:images]
+    rows = list(
+        Study.objects.filter(patient_id=study.patient_id)
+        .exclude(id=study.id)
+        .annotate(prior_date=Coalesce("study_date", TruncDate("created_at")))
+        .filter(earlier)
+        .with_image_count()
+        .order_by("-prior_date", "-created_at", "id")
+        .prefetch_related(Prefetch("images", queryset=first_images, to_attr="shown_images"))[: limit + 1]
+    )
+    return Priors(studies=rows[:limit], more=len(rows) > limit)
 
 
 # --- Dashboards ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inference import study_views, views
+from inference import prior_views, study_views, views
 
 urlpatterns = [
     path("dicom/import/", study_views.dicom_import, name="dicom-import"),
@@ -9,6 +9,7 @@ urlpatterns = [
     path("studies/<uuid:study_id>/upload/", study_views.study_upload, name="study-upload"),
     path("worklist/", views.worklist, name="worklist"),
     path("review/<uuid:study_id>/", views.review, name="review"),
+    path("review/<uuid:study_id>/priors/", prior_views.review_priors, name="review-priors"),
     path("predictions/<uuid:prediction_id>/heatmap.png", views.prediction_heatmap, name="prediction-heatmap"),
     path("studies/<uuid:study_id>/report/", views.study_report, name="study-report"),
     path("predictions/<uuid:prediction_id>/heatmap-overlay.png", views.prediction_overlay, name="prediction-overlay"),

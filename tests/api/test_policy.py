@@ -31,6 +31,7 @@ def test_every_interface_follows_the_policy(client_for_role, role):
         (Resource.PATIENT, Act.READ): [
             client.get(f"/patients/{patient.id}/"),
             client.get(f"/api/v1/patients/{patient.id}/"),
+            client.get(f"/review/{study.id}/priors/"),  # the patient's earlier studies
         ],
         (Resource.PATIENT, Act.WRITE): [
             client.get("/patients/new/"),

@@ -1,6 +1,7 @@
 """The main journeys, in a real browser against a live server and a real Celery worker."""
 
 import base64
+import datetime
 import io
 import re
 
@@ -356,3 +357,77 @@ def test_a_40_image_study_is_read_with_the_keyboard_alone(page, login, screensho
     decisions = {r.prediction.image.original_filename: (r.decision, r.final_label) for r in reviews}
     assert decisions["img-1.png"] == ("override", "normal")
     assert all(decisions[f"img-{n}.png"] == ("agree", "pneumonia") for n in range(2, 41))
+
+
+def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
+    page, login, screenshot, browser_radiologist, sample_image_bytes
+):
+    model = make_aimodel()
+    patient = PatientFactory(family_name="Prior", given_name="Pat")
+    current = StudyFactory(patient=patient, accession_number="ACC-TODAY", study_date=datetime.date(2026, 11, 30))
+    make_prediction(make_image(current, name="today.png", data=sample_image_bytes("cxr-pneumonia-1.png")), model)
+    prior = StudyFactory(
+        patient=patient, accession_number="ACC-OCTOBER", modality="CR", study_date=datetime.date(2026, 10, 2)
+    )
+    prediction = make_prediction(
+        make_image(prior, name="october.png", data=sample_image_bytes("cxr-normal-1.png")),
+        model,
+        label="normal",
+        confidence=0.77,
+    )
+    Review.objects.create(prediction=prediction, decision="agree", final_label="normal", reviewer=browser_radiologist)
+    for s in (current, prior):
+        study_refresh_status(study_id=s.id)
+
+    login(page, "radiologist-browser")
+    page.goto(f"/review/{current.id}/")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_role("link", name="PRIOR, Pat")).to_have_attribute("href", f"/patients/{patient.id}/")
+
+    # p opens the panel with the focus on its heading; the prior comes with its AI opinion and review.
+    page.keyboard.press("p")
+    panel = page.locator("[data-priors]")
+    expect(panel).to_be_visible()
+    expect(page.locator("#priors-title")).to_be_focused()
+    expect(page.locator("[data-priors-toggle]")).to_have_attribute("aria-expanded", "true")
+    expect(panel).to_contain_text("2026-10-02 · Computed radiography (X-ray) · Chest")
+    expect(panel).to_contain_text("Confidence 77.0%")
+    expect(panel).to_contain_text("cxr-pneumonia v1.2.0")
+    expect(panel).to_contain_text("AI second opinion — not a diagnosis.")
+    expect(panel).to_contain_text("Agree — final label normal")
+    screenshot(page, "review-priors")
+
+    compare_button = panel.locator("[data-compare-open]")
+    for _ in range(20):
+        if compare_button.evaluate("(button) => button === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(compare_button).to_be_focused()
+    page.keyboard.press("Enter")
+
+    dialog = page.locator("[data-compare]")
+    expect(dialog).to_be_visible()
+    for side in ("current", "prior"):
+        expect(dialog.locator(f'[data-compare-pane="{side}"]')).to_have_attribute("data-ready", "true")
+    sizes = dialog.locator("[data-compare-img]").evaluate_all("(imgs) => imgs.map((i) => [i.naturalWidth, i.src])")
+    assert all(width > 0 for width, _ in sizes), sizes
+    assert sizes[0][1].endswith(page.locator("[data-viewer]").get_attribute("data-image-url"))
+    assert sizes[1][1].endswith(f"/images/{prediction.image_id}/display.png")
+    expect(dialog).to_contain_text("Prior: ACC-OCTOBER · 2026-10-02 · october.png")
+    # The comparison's keys zoom both images and stay in the dialog: "a" decides nothing behind it.
+    before = dialog.locator("[data-compare-zoom-level]").all_inner_texts()
+    page.keyboard.press("+")
+    expect(dialog.locator("[data-compare-zoom-level]").first).not_to_have_text(before[0])
+    expect(dialog.locator("[data-compare-zoom-level]").last).not_to_have_text(before[1])
+    page.keyboard.press("a")
+    expect(page.locator("[data-review-form] input[name=decision]:checked")).to_have_count(0)
+    screenshot(page, "review-compare")
+
+    # Escape closes the comparison, focus back on its button; Escape again closes the panel.
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(compare_button).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(page.locator("[data-priors-toggle]")).to_be_focused()
+    expect(page.locator("[data-priors-toggle]")).to_have_attribute("aria-expanded", "false")

@@ -1,5 +1,7 @@
 """No page issues more queries as its rows grow: each is measured with few rows and with many."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -87,6 +89,25 @@ def test_review_page(radiologist_client):
     add(1)
     few = count_queries(radiologist_client, url)
     add(10)
+    many = count_queries(radiologist_client, url)
+    assert few == many <= MAX_QUERIES
+
+
+def test_review_priors(radiologist_client):
+    model = make_aimodel()
+    patient = PatientFactory()
+    current = StudyFactory(patient=patient)
+
+    def add_priors(n, images):
+        for _ in range(n):
+            prior = StudyFactory(patient=patient, study_date=current.study_date - timedelta(days=1))
+            for i in range(images):
+                make_prediction(make_image(prior, name=f"{prior.id}-{i}.png"), model)
+
+    url = reverse("pages:review-priors", args=[current.id])
+    add_priors(1, 1)
+    few = count_queries(radiologist_client, url)
+    add_priors(12, 10)  # more studies and images than the panel shows
     many = count_queries(radiologist_client, url)
     assert few == many <= MAX_QUERIES
 

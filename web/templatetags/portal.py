@@ -6,6 +6,8 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.policy import Act, Resource
+from accounts.policy import may as policy_may
 from imaging.dicom import DICOM_CONTENT_TYPE
 from web.formatting import percent_text
 
@@ -107,3 +109,10 @@ def display_url(image) -> str:
     if _is_dicom(image):
         return reverse("pages:image-render", args=[image.id])
     return reverse("pages:image-display", args=[image.id])
+
+
+@register.filter
+def may(user, rule: str) -> bool:
+    """``user|may:"patient.read"``: the access policy, as the views behind the links apply it."""
+    resource, act = rule.split(".")
+    return policy_may(user, Resource(resource), Act(act))
