@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.admin import AuditedAdminMixin
-from imaging.models import STUDY_IDENTITY_FIELDS, Image, Study
+from imaging.models import STUDY_IDENTITY_FIELDS, DicomPeer, Image, Study
 
 
 class ImageInline(admin.TabularInline):
@@ -50,3 +50,13 @@ class ImageAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(DicomPeer)
+class DicomPeerAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The C-STORE receiver's allow-list. Audited like patient data: who let which node in is worth a trail."""
+
+    list_display = ("ae_title", "network", "description", "active", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("ae_title", "network", "description")
+    readonly_fields = ("created_at", "updated_at")

@@ -11,6 +11,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -47,6 +48,18 @@ class IncomingFile:
     @classmethod
     def from_bytes(cls, data: bytes, filename: str = "") -> "IncomingFile":
         return cls(filename=filename, size=len(data), read=lambda: data)
+
+    @classmethod
+    def from_path(cls, path: Path, filename: str = "", *, size: int | None = None) -> "IncomingFile":
+        """A file already on disk (e.g. a C-STORE dataset received into a temporary file).
+
+        Nothing is read until the size is known to be within the limit.
+        """
+        return cls(
+            filename=filename,
+            size=path.stat().st_size if size is None else size,
+            read=path.read_bytes,
+        )
 
     @classmethod
     def from_upload(cls, upload: UploadedFile) -> "IncomingFile":

@@ -1,3 +1,5 @@
+import contextlib
+import ipaddress
 import uuid
 
 from django.conf import settings
@@ -229,3 +231,69 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.original_filename or self.sha256[:12]
+
+
+def validate_ae_title(value: str) -> None:
+    # DICOM AE (PS3.5 6.2): 1 to 16 characters, no backslash or control characters; spaces at
+    # either end are not significant.
+    title = value.strip()
+    if not title or len(title) > 16 or "\\" in title or any(ord(c) < 32 or ord(c) == 127 for c in title):
+        raise ValidationError("An AE title has 1 to 16 characters, without backslash or control characters.")
+
+
+def validate_network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError as exc:
+        raise ValidationError("Give an IP address (10.1.2.3) or a network (10.1.2.0/24, fd00::/64).") from exc
+
+
+class DicomPeer(models.Model):
+    """A DICOM node that may send to the C-STORE receiver: one calling AE title from one address or network.
+
+    Both must match, at association time: an AE title alone is only a name any host can claim.
+    No active peer means no association is accepted (see docs/deployment.md).
+    """
+
+    ae_title = models.CharField(
+        "calling AE title", max_length=16, validators=[validate_ae_title], help_text="Exactly as the peer sends it."
+    )
+    network = models.CharField(
+        "address or network",
+        max_length=49,
+        validators=[validate_network],
+        help_text="The peer's IP address (10.1.2.3) or network in CIDR form (10.1.2.0/24).",
+    )
+    description = models.CharField(max_length=255, blank=True, help_text="e.g. the modality and its room.")
+    active = models.BooleanField(default=True, help_text="Untick to refuse this peer without losing the entry.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ae_title", "network"]
+        verbose_name = "DICOM peer"
+        constraints = [
+            models.UniqueConstraint(fields=["ae_title", "network"], name="dicompeer_unique_title_network"),
+            models.CheckConstraint(condition=~Q(ae_title=""), name="dicompeer_ae_title_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ae_title} @ {self.network}"
+
+    def clean(self) -> None:
+        super().clean()
+        # One spelling per network, so the unique constraint sees 10.1.2.3 and 10.1.2.3/32 as one.
+        self.ae_title = self.ae_title.strip()
+        with contextlib.suppress(ValueError):  # the field's validator reports it
+            self.network = str(ipaddress.ip_network(self.network.strip(), strict=False))
+
+    def admits(self, address: str) -> bool:
+        """Whether a connection from ``address`` comes from this peer's address or network."""
+        try:
+            ip = ipaddress.ip_address(address)
+            network = ipaddress.ip_network(self.network, strict=False)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 peer reaching a dual-stack socket
+        return ip.version == network.version and ip in network

@@ -1,18 +1,27 @@
 """The DICOM C-STORE receiver (a Storage SCP): modalities and PACS push instances to it.
 
-Every received instance goes through ``imaging.intake``, like an upload: one instance, one verdict.
+Only the peers on the allow-list (``imaging.models.DicomPeer``: calling AE title *and* address)
+may associate, and only by calling this receiver's own AE title; everyone else is refused with an
+A-ASSOCIATE-RJ and recorded in the audit trail. A dataset is written to a temporary file as it
+arrives, never held whole in memory, and its size is checked before anything reads it. Every
+received instance then goes through ``imaging.intake``, like an upload: one instance, one verdict.
 """
 
 import logging
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.db import close_old_connections
 from pydicom import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
+from imaging.dicom.peers import dicom_peer_allowed
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 
@@ -22,14 +31,26 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 
+# What a peer is told when an instance is refused for its size: nothing about the archive.
+TOO_LARGE = "Instance too large for this receiver; not stored."
+STORAGE_FAILED = "Storage failed; try again later."
+
+# A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognised. A known
+# title calling from the wrong address gets the same answer, so the reply does not confirm a title.
+REJECT_UNKNOWN_PEER = (0x01, 0x01, 0x03)
+
+# The largest P-DATA PDU we announce, and the largest PDU of any kind we read: pynetdicom reads a
+# whole PDU into memory before anything can look at it, so a peer (known or not) that announces a
+# huge one is cut off instead.
+MAX_PDU_BYTES = 256 * 1024
+MAX_PDU_READ = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ReceiverConfig:
     ae_title: str = "MEDPORTAL"
     host: str = "0.0.0.0"  # noqa: S104 - a receiver listens for the hospital network
     port: int = 11112
-    # Empty: any calling AE title may store. Otherwise only these.
-    allowed_calling_ae_titles: tuple[str, ...] = ()
 
 
 def _status(code: int, comment: str = "") -> Dataset:
@@ -41,19 +62,31 @@ def _status(code: int, comment: str = "") -> Dataset:
 
 
 def handle_store(event) -> Dataset:
-    """C-STORE: take in the instance as received (its original encoding, with file meta)."""
+    """C-STORE: take in the instance as received (its original encoding, with file meta).
+
+    pynetdicom has written it to a temporary file as it arrived (``STORE_RECV_CHUNKED_DATASET``)
+    and removes that file once this returns.
+    """
     calling = event.assoc.requestor.ae_title
+    path = Path(event.dataset_path)
+    size = path.stat().st_size
+    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    if size > limit:
+        logger.warning("C-STORE from %s refused: %s bytes, the limit is %s", calling, size, limit)
+        return _status(STATUS_OUT_OF_RESOURCES, TOO_LARGE)
     close_old_connections()
     try:
-        data = event.encoded_dataset(include_meta=True)
-        [intake] = files_intake(files=[IncomingFile.from_bytes(data)], source=ImageSource.C_STORE)
+        [intake] = files_intake(
+            files=[IncomingFile.from_path(path, size=size)],
+            source=ImageSource.C_STORE,
+        )
     except Exception:
         logger.exception("C-STORE from %s failed", calling)
-        return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
+        return _status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
     finally:
         close_old_connections()
     if intake.fault:
-        return _status(STATUS_OUT_OF_RESOURCES, "Storage failed; try again later.")
+        return _status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
     if not intake.stored:
         logger.warning("C-STORE from %s refused: %s", calling, intake.error)
         return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error or intake.error)
@@ -84,21 +117,78 @@ def handle_echo(event) -> int:
     return STATUS_SUCCESS
 
 
-def handle_rejected(event) -> None:
-    """Record an association refused (unknown calling or called AE title) with the peer's AE title and address."""
-    requestor = event.assoc.requestor
+def _audit_refused(*, ae_title: str, address: str, detail: str) -> None:
     close_old_connections()
     try:
         audit_record(
             actor=None,
             action=AuditAction.LOGIN_FAILED,
             interface=AuditInterface.DIMSE,
-            detail=f"association rejected, called {event.assoc.acceptor.ae_title}"[:255],
-            username=requestor.ae_title,
-            address=requestor.address,
+            detail=detail[:255],
+            username=ae_title,
+            address=address,
         )
     finally:
         close_old_connections()
+
+
+def handle_requested(event) -> None:
+    """Refuse an association unless its calling AE title and address are on the allow-list.
+
+    Runs when the A-ASSOCIATE-RQ arrives, before any negotiation. Fails closed: a peer that
+    cannot be checked (the database is down) is refused like an unknown one.
+    """
+    assoc = event.assoc
+    request = assoc.requestor.primitive
+    calling = str(request.calling_ae_title).strip()
+    address = assoc.requestor.address
+    close_old_connections()
+    try:
+        allowed = dicom_peer_allowed(ae_title=calling, address=address) is not None
+    except Exception:
+        logger.exception("Could not check DICOM peer %s at %s; refused", calling, address)
+        allowed = False
+    finally:
+        close_old_connections()
+    if allowed:
+        return
+    logger.warning("DICOM association from %s at %s refused: not an allowed peer", calling, address)
+    assoc.acse.send_reject(*REJECT_UNKNOWN_PEER)
+    assoc.kill()
+    _audit_refused(
+        ae_title=calling,
+        address=address,
+        detail=f"association rejected: unknown peer, called {str(request.called_ae_title).strip()}",
+    )
+
+
+def handle_rejected(event) -> None:
+    """Record an association pynetdicom refused (a wrong called AE title) with the peer's AE title and address."""
+    requestor = event.assoc.requestor
+    _audit_refused(
+        ae_title=requestor.ae_title,
+        address=requestor.address,
+        detail=f"association rejected, called {event.assoc.acceptor.ae_title}",
+    )
+
+
+class _BoundedSocket(AssociationSocket):
+    """Refuses to read a PDU longer than MAX_PDU_READ: the connection is closed instead."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > MAX_PDU_READ:
+            address = self.assoc.requestor.address
+            logger.warning("DICOM peer %s announced a %s-byte PDU; connection closed", address, nr_bytes)
+            raise OSError("PDU too long")
+        return super().recv(nr_bytes)
+
+
+class _RequestHandler(RequestHandler):
+    def _create_association(self):
+        assoc = super()._create_association()
+        # pynetdicom builds the socket inside this method and allows no second one: give it our reader.
+        assoc.dul.socket.__class__ = _BoundedSocket
+        return assoc
 
 
 def build_ae(config: ReceiverConfig) -> AE:
@@ -108,17 +198,36 @@ def build_ae(config: ReceiverConfig) -> AE:
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
-    if config.allowed_calling_ae_titles:
-        ae.require_calling_aet = list(config.allowed_calling_ae_titles)
-    # A peer must call this receiver by its AE title, not by any name.
+    # A peer must call this receiver by its AE title, not by any name. Who the peer is (calling
+    # AE title and address) is checked by handle_requested.
     ae.require_called_aet = True
-    ae.maximum_pdu_size = 0
+    ae.maximum_pdu_size = MAX_PDU_BYTES
     return ae
 
 
 def receiver_start(config: ReceiverConfig, *, block: bool = False):
     """Start listening. Non-blocking: returns the server, whose ``shutdown()`` stops it."""
+    # Received datasets go to a temporary file as they arrive (pynetdicom's one switch, for the
+    # whole process; this process only receives through here).
+    _config.STORE_RECV_CHUNKED_DATASET = True
     ae = build_ae(config)
-    handlers = [(evt.EVT_C_STORE, handle_store), (evt.EVT_C_ECHO, handle_echo), (evt.EVT_REJECTED, handle_rejected)]
-    logger.info("DICOM receiver %s listening on %s:%s", config.ae_title, config.host, config.port)
-    return ae.start_server((config.host, config.port), block=block, evt_handlers=handlers)
+    handlers = [
+        (evt.EVT_REQUESTED, handle_requested),
+        (evt.EVT_C_STORE, handle_store),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_REJECTED, handle_rejected),
+    ]
+    server = ae.make_server(
+        (config.host, config.port),
+        evt_handlers=handlers,
+        server_class=ThreadedAssociationServer,
+        request_handler=_RequestHandler,
+    )
+    ae._servers.append(server)  # as AE.start_server does, so that ae.shutdown() stops it too
+    logger.info("DICOM receiver %s listening on %s:%s", config.ae_title, config.host, server.server_address[1])
+    if block:
+        server.serve_forever()
+        return None
+    thread = threading.Thread(target=server.serve_forever, name=f"DicomReceiver:{config.port}", daemon=True)
+    thread.start()
+    return server

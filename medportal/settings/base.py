@@ -200,6 +200,10 @@ MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default
 MEDPORTAL_DEMO_ALLOWED = False
 # `manage.py flush` may empty the insert-only audit tables: the test settings only (see audit.protection).
 MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
+# The C-STORE receiver's allow-list is kept in the admin (DICOM peers); these entries, AE_TITLE@ADDRESS
+# or AE_TITLE@NETWORK/BITS, are added to it when the receiver starts if missing. None: every
+# association is refused until an administrator adds a peer.
+MEDPORTAL_DICOM_PEERS = env.list("MEDPORTAL_DICOM_PEERS", default=[])
 # WADO-RS: the most frame numbers one request may list (duplicates count, they are sent once).
 MEDPORTAL_DICOMWEB_MAX_FRAMES = env.int("MEDPORTAL_DICOMWEB_MAX_FRAMES", default=1000)
 # Keys the pseudonyms of de-identified exports (imaging.dicom.deid); each settings module sets it,

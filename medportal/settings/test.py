@@ -45,3 +45,5 @@ CELERY_BEAT_SCHEDULE: dict = {}
 MEDPORTAL_REQUEUE_AFTER = 30
 # Test cases that commit reset the database with flush, audit tables included.
 MEDPORTAL_AUDIT_FLUSH_ALLOWED = True
+# No DICOM peer unless a test adds one: the receiver's tests start from an empty allow-list.
+MEDPORTAL_DICOM_PEERS = env.list("MEDPORTAL_DICOM_PEERS", default=[])

@@ -1,21 +1,29 @@
 import io
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import tracemalloc
 
 import pydicom
 import pytest
+from django.db import DatabaseError
+from pydicom.uid import generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from audit.models import AuditEvent
+from imaging.dicom import receiver as receiver_module
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
-from imaging.models import Image, ImageSource
+from imaging.models import DicomPeer, Image, ImageSource, Study
 from imaging.validation import IdentityConflict
 from inference.models import Prediction, PredictionStatus
+from patients.models import Patient
 from stack import REPO_ROOT
 from tests.dicom.support import free_port, retagged, shipped_path
+from tests.dicom.test_streaming import MB, ct_dataset
 from tests.support.workers import wait_for
 
 
@@ -36,8 +44,14 @@ def send(port: int, datasets, *, called: str = "MEDPORTAL") -> list[int]:
         assoc.release()
 
 
+def allow(ae_title: str, network: str = "127.0.0.1") -> DicomPeer:
+    return DicomPeer.objects.create(ae_title=ae_title, network=network)
+
+
 @pytest.fixture
-def receiver():
+def receiver(transactional_db):
+    allow("MODALITY1")
+    allow("TPS")
     server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
     yield server.server_address[1]
     server.shutdown()
@@ -73,7 +87,13 @@ def test_c_store_refuses_an_instance_it_cannot_file(receiver):
 @pytest.mark.django_db(transaction=True)
 def test_receiver_command_runs_as_a_process_and_stops_cleanly():
     port = free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "medportal.settings.test", "MEDPORTAL_WORKER_USE_TEST_DB": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "medportal.settings.test",
+        "MEDPORTAL_WORKER_USE_TEST_DB": "1",
+        # The command adds the peers named in settings to the allow-list.
+        "MEDPORTAL_DICOM_PEERS": "MODALITY1@127.0.0.1/32",
+    }
     command = [sys.executable, "manage.py", "dicom_receiver", "--ae-title", "PACSIN", "--host", "127.0.0.1"]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
@@ -93,6 +113,7 @@ def test_receiver_command_runs_as_a_process_and_stops_cleanly():
         assert send(port, [mr], called="PACSIN") == [0x0000]
         image = Image.objects.get(sop_instance_uid=mr.SOPInstanceUID)
         assert image.source == ImageSource.C_STORE
+        assert DicomPeer.objects.get().network == "127.0.0.1/32"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -118,9 +139,8 @@ def test_c_stored_chest_radiograph_gets_an_ai_second_opinion(receiver, tiny_mode
 
 @pytest.mark.django_db(transaction=True)
 def test_c_store_is_audited_with_the_peer_and_unknown_peers_are_refused_and_recorded():
-    server = receiver_start(
-        ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0, allowed_calling_ae_titles=("MODALITY1",))
-    )
+    allow("MODALITY1")
+    server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
     port = server.server_address[1]
     try:
         assert send(port, [pydicom.dcmread(shipped_path("CT_small.dcm"))]) == [0x0000]
@@ -158,3 +178,116 @@ def test_a_patient_conflict_is_refused_without_naming_the_other_patient(receiver
     assert status.ErrorComment == IdentityConflict.PEER_MESSAGE
     assert ct.PatientID not in status.ErrorComment
     assert Image.objects.count() == 1
+
+
+def associate(port: int, *, calling: str, called: str = "MEDPORTAL", source: str | None = None):
+    scu = AE(ae_title=calling)
+    scu.add_requested_context(Verification)
+    # Another loopback address stands for another host: the machine has no other network.
+    kwargs = {"bind_address": (source, 0)} if source else {}
+    return scu.associate("127.0.0.1", port, ae_title=called, **kwargs)
+
+
+def rejection(assoc) -> tuple[int, int, int]:
+    """(result, source, reason) of the A-ASSOCIATE-RJ the peer received."""
+    assert assoc.is_rejected
+    answer = assoc.acceptor.primitive
+    return (answer.result, answer.result_source, answer.diagnostic)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_allowed_peers_associate_by_title_and_address():
+    allow("MODALITY1", "127.0.0.2")  # the right title, but only from another address
+    allow("WARD", "127.0.0.0/24")
+    server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
+    port = server.server_address[1]
+    try:
+        # From 127.0.0.1: calling AE title not recognised (rejected-permanent, service user, reason 3).
+        assert rejection(associate(port, calling="MODALITY1")) == (0x01, 0x01, 0x03)
+        assert rejection(associate(port, calling="STRANGER")) == (0x01, 0x01, 0x03)
+        # From 127.0.0.2, the address it is allowed from, it is in.
+        allowed = associate(port, calling="MODALITY1", source="127.0.0.2")
+        assert allowed.is_established and allowed.send_c_echo().Status == 0x0000
+        allowed.release()
+        in_network = associate(port, calling="WARD")
+        assert in_network.is_established
+        in_network.release()
+        wait_for(lambda: AuditEvent.objects.filter(action="login_failed").count() == 2, timeout=5)
+        refused = set(AuditEvent.objects.filter(action="login_failed").values_list("actor_username", "ip_address"))
+        assert refused == {("MODALITY1", "127.0.0.1"), ("STRANGER", "127.0.0.1")}
+        for event in AuditEvent.objects.filter(action="login_failed"):
+            assert event.interface == "dimse" and "unknown peer" in event.detail
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_empty_allow_list_refuses_every_association():
+    server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
+    try:
+        assert rejection(associate(server.server_address[1], calling="ANYONE")) == (0x01, 0x01, 0x03)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_peer_that_cannot_be_checked_is_refused(monkeypatch):
+    allow("MODALITY1")
+
+    def outage(**_):
+        raise DatabaseError("the database is down")
+
+    monkeypatch.setattr(receiver_module, "dicom_peer_allowed", outage)
+    server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
+    try:
+        assert rejection(associate(server.server_address[1], calling="MODALITY1")) == (0x01, 0x01, 0x03)
+    finally:
+        server.shutdown()
+
+
+def test_a_pdu_announced_too_long_closes_the_connection_before_it_is_read(receiver):
+    # An A-ASSOCIATE-RQ header claiming almost 4 GiB: pynetdicom would read all of it into memory.
+    with socket.create_connection(("127.0.0.1", receiver), timeout=10) as sock:
+        sock.sendall(b"\x01\x00" + struct.pack(">L", 0xFFFFFFF0) + b"\x00" * 1024)
+        assert sock.recv(1024) == b""  # closed by the receiver, no answer
+    # The receiver still serves allowed peers.
+    assert send(receiver, [pydicom.dcmread(shipped_path("CT_small.dcm"))]) == [0x0000]
+
+
+SCU_SCRIPT = """
+import sys
+from pynetdicom import AE, StoragePresentationContexts
+path, port = sys.argv[1], int(sys.argv[2])
+scu = AE(ae_title="MODALITY1")
+scu.requested_contexts = StoragePresentationContexts[:100]
+assoc = scu.associate("127.0.0.1", port, ae_title="MEDPORTAL")
+status = assoc.send_c_store(path)
+assoc.release()
+print(hex(status.Status))
+print(status.get("ErrorComment", ""))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory(receiver, settings, tmp_path):
+    settings.MEDPORTAL_MAX_UPLOAD_BYTES = 2 * MB
+    large = tmp_path / "large.dcm"
+    ct, _ = ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), rows=4096, columns=2048)  # 16 MiB
+    ct.save_as(large, enforce_file_format=True)
+    assert large.stat().st_size > 16 * MB
+    # The sender is another process, so that only the receiver's allocations are traced here.
+    tracemalloc.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SCU_SCRIPT, str(large), str(receiver)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    status, comment = result.stdout.split("\n")[:2]
+    assert int(status, 16) == 0xA700, result.stdout + result.stderr
+    assert comment == "Instance too large for this receiver; not stored."
+    size = large.stat().st_size
+    assert peak < size // 4, f"the receiver held {peak:,} bytes for a {size:,}-byte instance"
+    assert not Image.objects.exists() and not Patient.objects.exists() and not Study.objects.exists()

@@ -3,9 +3,13 @@
 import signal
 import threading
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from imaging.dicom.peers import dicom_peers_seed
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
+from imaging.models import DicomPeer
 
 
 class Command(BaseCommand):
@@ -16,23 +20,32 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="0.0.0.0", help="Address to listen on.")  # noqa: S104
         parser.add_argument("--port", type=int, default=11112, help="TCP port to listen on.")
         parser.add_argument(
-            "--allow-calling-ae",
+            "--peer",
             action="append",
             default=[],
-            metavar="AE_TITLE",
-            help="Accept associations only from this calling AE title (repeatable). Default: any.",
+            metavar="AE_TITLE@ADDRESS",
+            help=(
+                "Add this peer to the allow-list if it is missing, like MEDPORTAL_DICOM_PEERS (repeatable), "
+                "e.g. CT1@10.1.2.3 or CT1@10.1.2.0/24. The list is kept in the admin (DICOM peers)."
+            ),
         )
 
     def handle(self, *args, **options):
         ae_title = options["ae_title"].strip()
         if not ae_title or len(ae_title) > 16:
             raise CommandError("The AE title must have 1 to 16 characters.")
-        config = ReceiverConfig(
-            ae_title=ae_title,
-            host=options["host"],
-            port=options["port"],
-            allowed_calling_ae_titles=tuple(options["allow_calling_ae"]),
-        )
+        try:
+            added = dicom_peers_seed(entries=[*settings.MEDPORTAL_DICOM_PEERS, *options["peer"]])
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        for peer in added:
+            self.stdout.write(f"Allowed DICOM peer added: {peer}")
+        if not DicomPeer.objects.filter(active=True).exists():
+            self.stderr.write(
+                "No DICOM peer is allowed: every association will be refused. "
+                "Add peers in the admin (DICOM peers) or with MEDPORTAL_DICOM_PEERS."
+            )
+        config = ReceiverConfig(ae_title=ae_title, host=options["host"], port=options["port"])
         try:
             server = receiver_start(config, block=False)
         except OSError as exc:
