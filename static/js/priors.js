@@ -2,6 +2,7 @@
 // image side by side with the current one in a dialog. The panel's content is fetched when it is
 // first opened, so the server records that read only when it happens. review.js replaces <main>
 // when the reader moves to another image or study, so every element is looked up when it is used.
+// Without JavaScript the patient's name still links to the patient page and its studies.
 (() => {
   "use strict";
 
@@ -68,6 +69,25 @@
       button.focus();
     }
   }
+
+  // review.js replaces <main> when the reader moves to another image of the study: an open panel
+  // stays open with what it shows (read once, audited once). Another study's panel starts closed.
+  new MutationObserver((mutations) => {
+    for (const mutation of mutations) {
+      const before = [...mutation.removedNodes].find((node) => node.nodeName === "MAIN");
+      const after = [...mutation.addedNodes].find((node) => node.nodeName === "MAIN");
+      const old = before && find("[data-priors]", before);
+      const fresh = after && find("[data-priors]", after);
+      if (!old || !fresh || old.hidden || !old.dataset.loaded) continue;
+      if (old.dataset.priorsUrl !== fresh.dataset.priorsUrl) continue;
+      find("[data-priors-body]", fresh).replaceChildren(...find("[data-priors-body]", old).childNodes);
+      fresh.dataset.loaded = "true";
+      fresh.hidden = false;
+      fresh.scrollTop = old.scrollTop;
+      const button = find("[data-priors-toggle]", after);
+      if (button) button.setAttribute("aria-expanded", "true");
+    }
+  }).observe(document.body, { childList: true });
 
   // --- The comparison ----------------------------------------------------------------------------
   function dialog() {

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import expect
 
+from audit.models import AuditEvent
 from imaging.models import Study, StudyStatus
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import Prediction, PredictionStatus, Review
@@ -360,12 +361,13 @@ def test_a_40_image_study_is_read_with_the_keyboard_alone(page, login, screensho
 
 
 def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
-    page, login, screenshot, browser_radiologist, sample_image_bytes
+    page, login, screenshot, browser_radiologist, sample_image_bytes, assert_no_axe_violations
 ):
     model = make_aimodel()
     patient = PatientFactory(family_name="Prior", given_name="Pat")
     current = StudyFactory(patient=patient, accession_number="ACC-TODAY", study_date=datetime.date(2026, 11, 30))
-    make_prediction(make_image(current, name="today.png", data=sample_image_bytes("cxr-pneumonia-1.png")), model)
+    make_prediction(make_image(current, name="today-1.png", data=sample_image_bytes("cxr-pneumonia-1.png")), model)
+    make_prediction(make_image(current, name="today-2.png", data=sample_image_bytes("cxr-pneumonia-2.png")), model)
     prior = StudyFactory(
         patient=patient, accession_number="ACC-OCTOBER", modality="CR", study_date=datetime.date(2026, 10, 2)
     )
@@ -396,6 +398,7 @@ def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
     expect(panel).to_contain_text("AI second opinion — not a diagnosis.")
     expect(panel).to_contain_text("Agree — final label normal")
     screenshot(page, "review-priors")
+    assert_no_axe_violations(page, "the review page with the priors open")
 
     compare_button = panel.locator("[data-compare-open]")
     for _ in range(20):
@@ -422,11 +425,20 @@ def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
     page.keyboard.press("a")
     expect(page.locator("[data-review-form] input[name=decision]:checked")).to_have_count(0)
     screenshot(page, "review-compare")
+    assert_no_axe_violations(page, "the review page comparing a prior image with the current one")
 
-    # Escape closes the comparison, focus back on its button; Escape again closes the panel.
+    # Escape closes the comparison, focus back on its button.
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(compare_button).to_be_focused()
+
+    # The next image of the study keeps the panel open, read once; Escape closes it.
+    page.keyboard.press("j")
+    expect(page.locator(".viewer__name")).to_have_text("today-2.png")
+    expect(panel).to_be_visible()
+    expect(panel).to_contain_text("ACC-OCTOBER")
+    expect(page.locator("[data-priors-toggle]")).to_have_attribute("aria-expanded", "true")
+    assert AuditEvent.objects.filter(patient=patient, detail="priors", object_type="patients.patient").count() == 1
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     expect(page.locator("[data-priors-toggle]")).to_be_focused()
