@@ -5,9 +5,11 @@ queued, done and failed, reviews saved and amended. Each check names the page an
 failure reads as "axe-core: ... on the worklist, filtered to nothing".
 """
 
+import datetime
 import re
 
 import pytest
+from django.template.loader import render_to_string
 from playwright.sync_api import expect
 
 from inference.models import PredictionStatus, ReviewDecision
@@ -52,6 +54,15 @@ def test_the_log_in_pages(page, assert_no_axe_violations):
     expect(page.get_by_role("heading", name="Too many failed log ins")).to_be_visible()
     assert_no_axe_violations(page, "the locked-out page")
 
+    # A form posted after its CSRF cookie is gone (logged out in another tab, say).
+    page.goto("/login/")
+    page.context.clear_cookies()
+    page.get_by_label("Username").fill("someone")
+    page.get_by_label("Password").fill("anything")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="This form has expired")).to_be_visible()
+    assert_no_axe_violations(page, "the expired-form (CSRF) page")
+
 
 def test_the_staff_pages(page, login, browser_staff, assert_no_axe_violations, tmp_path):
     login(page, "staff-browser")
@@ -88,6 +99,13 @@ def test_the_staff_pages(page, login, browser_staff, assert_no_axe_violations, t
     expect(page.get_by_role("heading", name=re.compile("Study ACC-AXE-1"))).to_be_visible()
     assert_no_axe_violations(page, "a study with no images")
     study_id = page.url.rstrip("/").split("/")[-1]
+    study_patient_id = (
+        page.get_by_role("navigation", name="Breadcrumbs")
+        .get_by_role("link")
+        .last.get_attribute("href")
+        .strip("/")
+        .split("/")[-1]
+    )
 
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
@@ -95,10 +113,19 @@ def test_the_staff_pages(page, login, browser_staff, assert_no_axe_violations, t
     expect(page.locator(".upload-item--error")).to_have_count(1)
     assert_no_axe_violations(page, "a study page after a rejected upload")
 
-    PatientFactory.create_batch(3)
+    page.goto(f"/patients/{study_patient_id}/edit/")
+    page.get_by_label("Family name").fill("")
+    page.get_by_role("button", name=re.compile("Save")).click()
+    expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+    assert_no_axe_violations(page, "the patient edit form with a validation error")
+
+    PatientFactory.create_batch(30)
     page.goto("/patients/")
-    expect(page.locator("table tbody tr")).to_have_count(4)
-    assert_no_axe_violations(page, "the patient list with rows")
+    expect(page.locator(".pagination")).to_be_visible()
+    assert_no_axe_violations(page, "the patient list with rows and pages")
+    page.get_by_role("link", name=re.compile("Next")).click()
+    expect(page.locator(".pagination")).to_contain_text("Page 2 of 2")
+    assert_no_axe_violations(page, "the patient list, second page")
     page.get_by_label("MRN or name").fill("nobody-is-called-this")
     page.get_by_role("button", name="Search").click()
     expect(page.locator("table tbody tr")).to_have_count(0)
@@ -177,6 +204,10 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
     page.goto("/worklist/?modality=CR")
     expect(page.locator("table.worklist tbody tr")).to_have_count(1)
     assert_no_axe_violations(page, "the worklist, filtered")
+    # At 640 px (a 1280 px screen at 200% zoom) the table reflows into cards.
+    page.set_viewport_size({"width": 640, "height": 900})
+    assert_no_axe_violations(page, "the worklist, filtered, at 640 px")
+    page.set_viewport_size({"width": 1366, "height": 900})
     page.goto("/worklist/?modality=MR")
     expect(page.locator(".empty")).to_be_visible()
     assert_no_axe_violations(page, "the worklist, filtered to nothing")
@@ -200,6 +231,28 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
     page.get_by_role("button", name="Save and go to next").click()
     expect(page.locator("#id_final_label_error")).to_be_visible()
     assert_no_axe_violations(page, "the review page with a validation error")
+
+    # Saved without a reload: the next result of the study, with the message of the save.
+    read = "pneumonia" if page.locator("[data-ai-label]").inner_text() == "normal" else "normal"
+    page.get_by_label("Final label").select_option(read)
+    page.get_by_role("button", name="Save and go to next").click()
+    expect(page.locator(".messages")).to_contain_text(f"final label {read}")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    assert_no_axe_violations(page, "the review page after a save, the next result")
+
+    empty = StudyFactory(accession_number="ACC-NO-IMAGES")
+    broken = StudyFactory(accession_number="ACC-FAILED")
+    make_prediction(make_image(broken, name="broken.png"), model, status=PredictionStatus.FAILED)
+    for study in (empty, broken):
+        study_refresh_status(study_id=study.id)
+    page.goto(f"/review/{empty.id}/")
+    expect(page.get_by_text("This study has no images yet.")).to_be_visible()
+    assert_no_axe_violations(page, "the review page of a study without images")
+    page.goto(f"/review/{broken.id}/")
+    expect(page.locator(".prediction__error")).to_be_visible()
+    assert_no_axe_violations(page, "the review page when the AI could not read the image")
+    page.goto(f"/studies/{broken.id}/")
+    assert_no_axe_violations(page, "the study page as a radiologist, the AI result failed")
 
 
 def test_the_review_page_after_a_decision_and_an_amendment(page, login, browser_radiologist, assert_no_axe_violations):
@@ -234,6 +287,43 @@ def test_the_review_page_after_a_decision_and_an_amendment(page, login, browser_
     assert_no_axe_violations(page, "the printable study report, reviewed and amended")
 
 
+def test_the_review_page_with_the_priors_panel_and_the_comparison(
+    page, login, browser_radiologist, assert_no_axe_violations
+):
+    model = make_aimodel()
+    patient = PatientFactory(family_name="Prior", given_name="Pat")
+    current = StudyFactory(patient=patient, accession_number="ACC-TODAY", study_date=datetime.date(2026, 11, 30))
+    make_prediction(make_image(current, name="today.png"), model)
+    prior = StudyFactory(patient=patient, accession_number="ACC-OCTOBER", study_date=datetime.date(2026, 10, 2))
+    reviewed = make_prediction(make_image(prior, name="october.png"), model, label="normal", confidence=0.77)
+    review_create(prediction=reviewed, reviewer=browser_radiologist, decision=ReviewDecision.AGREE)
+    make_prediction(make_image(prior, name="october-2.png"), model, status=PredictionStatus.FAILED)
+    first_visit = StudyFactory(accession_number="ACC-FIRST")
+    make_prediction(make_image(first_visit, name="first.png"), model)
+    for study in (current, prior, first_visit):
+        study_refresh_status(study_id=study.id)
+
+    login(page, "radiologist-browser")
+    page.goto(f"/review/{current.id}/")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    page.keyboard.press("p")
+    panel = page.locator("[data-priors]")
+    expect(panel).to_contain_text("Agree — final label normal")
+    assert_no_axe_violations(page, "the review page with the priors panel open")
+
+    panel.locator("[data-compare-open]").first.click()
+    dialog = page.locator("[data-compare]")
+    for side in ("current", "prior"):
+        expect(dialog.locator(f'[data-compare-pane="{side}"]')).to_have_attribute("data-ready", "true")
+    assert_no_axe_violations(page, "the comparison of a current and a prior image")
+
+    page.goto(f"/review/{first_visit.id}/")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    page.keyboard.press("p")
+    expect(panel).to_contain_text("No earlier studies")
+    assert_no_axe_violations(page, "the priors panel of a patient without earlier studies")
+
+
 def test_the_admin_dashboard_and_the_error_pages(page, login, assert_no_axe_violations):
     UserFactory(username="admin-browser", role="admin", is_superuser=True)  # as user_create makes one
     model = make_aimodel()
@@ -258,3 +348,8 @@ def test_the_admin_dashboard_and_the_error_pages(page, login, assert_no_axe_viol
     response = page.goto("/no-such-page/")
     assert response.status == 404
     assert_no_axe_violations(page, "the 404 page")
+
+    # The 500 page cannot be reached on purpose; it is shown as the server would render it.
+    page.set_content(render_to_string("500.html"))
+    expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
+    assert_no_axe_violations(page, "the 500 page")
