@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from audit.admin import AuditedAdminMixin
 from imaging.admin import ImageAdmin, StudyAdmin
 from imaging.models import Image, Study
-from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review
+from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewAmendment
 from inference.services import aimodel_activate, aimodel_retire, predictions_rerun
 
 
@@ -98,9 +98,37 @@ class PredictionAdmin(AuditedAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"Re-queued {queued} failed prediction(s).")
 
 
+class ReviewAmendmentInline(admin.TabularInline):
+    """The decisions a review replaced: history, so nobody adds, changes or deletes it here."""
+
+    model = ReviewAmendment
+    extra = 0
+    fields = (
+        "previous_decision",
+        "previous_final_label",
+        "previous_comment",
+        "previous_reviewed_at",
+        "reason",
+        "amended_by",
+        "amended_at",
+    )
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Review)
 class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """A radiologist's review is part of the record: read-only here, and never deleted."""
+    """A radiologist's review is part of the record: read-only here, and never deleted. Only its
+    radiologist amends it (on the review page or the API), which keeps the earlier decision."""
 
     audit_patient = staticmethod(lambda review: review.prediction.image.study.patient_id)
     list_display = ("prediction", "decision", "final_label", "reviewer", "reviewed_at")
@@ -108,6 +136,7 @@ class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("prediction__image__study__accession_number", "final_label", "comment", "reviewer__username")
     list_select_related = ("prediction__model", "prediction__image__study", "reviewer")
     readonly_fields = ("prediction", "decision", "final_label", "comment", "reviewer", "reviewed_at")
+    inlines = [ReviewAmendmentInline]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -17,4 +17,5 @@ urlpatterns = [
     path("reviews/", apis.ReviewListApi.as_view(), name="review-list"),
     path("worklist/", apis.WorklistApi.as_view(), name="worklist"),
     path("reviews/<uuid:review_id>/", apis.ReviewDetailApi.as_view(), name="review-detail"),
+    path("reviews/<uuid:review_id>/amendments/", apis.ReviewAmendmentsApi.as_view(), name="review-amendments"),
 ]

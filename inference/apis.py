@@ -1,9 +1,10 @@
 from pathlib import PurePath
 
 from django.core.files.storage import default_storage
+from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import ADMINS, RADIOLOGISTS, READERS
 from api.exceptions import ConflictError
+from api.links import api_url
 from api.mixins import AuditedListApi
 from api.schema import ErrorSerializer
 from audit.access import audit_access, audit_exempt, audited
@@ -19,10 +21,10 @@ from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.serializers import StudyOutputSerializer
 from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
-from inference.models import AIModel, Prediction, PredictionStatus, Review, ReviewDecision
+from inference.models import AIModel, Prediction, PredictionStatus, Review, ReviewAmendment, ReviewDecision
 from inference.selectors import studies_worklist
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
-from inference.services import aimodel_activate, aimodel_retire, review_create
+from inference.services import aimodel_activate, aimodel_retire, review_amend, review_create
 
 # --- Predictions ------------------------------------------------------------------------------
 
@@ -200,12 +202,35 @@ class AIModelRetireApi(APIView):
 # --- Reviews --------------------------------------------------------------------------------
 
 
+class ReviewAmendmentSerializer(serializers.ModelSerializer):
+    """A decision the review replaced: what it was, since when, and who changed it when and why."""
+
+    amended_by = serializers.CharField(source="amended_by.username", read_only=True)
+
+    class Meta:
+        model = ReviewAmendment
+        fields = (
+            "id",
+            "previous_decision",
+            "previous_final_label",
+            "previous_comment",
+            "previous_reviewed_at",
+            "reason",
+            "amended_by",
+            "amended_at",
+        )
+
+
 class ReviewOutputSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer.username", read_only=True)
     image = serializers.UUIDField(source="prediction.image_id", read_only=True)
     study = serializers.UUIDField(source="prediction.image.study_id", read_only=True)
     ai_label = serializers.CharField(source="prediction.label", read_only=True)
     ai_confidence = serializers.FloatField(source="prediction.confidence", read_only=True, allow_null=True)
+    amendments = ReviewAmendmentSerializer(
+        many=True, read_only=True, help_text="The decisions this review replaced, oldest first; empty if never amended."
+    )
+    amendments_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Review
@@ -221,11 +246,19 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
             "comment",
             "reviewer",
             "reviewed_at",
+            "amendments",
+            "amendments_url",
         )
+
+    @extend_schema_field({"type": "string", "description": "The review's history; its reviewer amends it there."})
+    def get_amendments_url(self, obj: Review) -> str:
+        return api_url(self.context, "review-amendments", review_id=obj.id)
 
 
 def review_queryset():
-    return Review.objects.select_related("reviewer", "prediction__image__study")
+    return Review.objects.select_related("reviewer", "prediction__image__study").prefetch_related(
+        Prefetch("amendments", queryset=ReviewAmendment.objects.select_related("amended_by"))
+    )
 
 
 class ReviewListApi(AuditedListApi):
@@ -265,7 +298,9 @@ class ReviewListApi(AuditedListApi):
         review = review_create(reviewer=request.user, **serializer.validated_data)
         review = review_queryset().get(id=review.id)
         audit_access(request, action=AuditAction.CREATE, obj=review, patient=review.prediction.image.study.patient_id)
-        return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ReviewOutputSerializer(review, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 @audited(AuditInterface.API)
@@ -276,7 +311,62 @@ class ReviewDetailApi(APIView):
     def get(self, request, review_id):
         review = get_object_or_404(review_queryset(), id=review_id)
         audit_access(request, action=AuditAction.READ, obj=review, patient=review.prediction.image.study.patient_id)
-        return Response(ReviewOutputSerializer(review).data)
+        return Response(ReviewOutputSerializer(review, context={"request": request}).data)
+
+
+@audited(AuditInterface.API)
+class ReviewAmendmentsApi(APIView):
+    """A review's history. Only the radiologist who made the review amends it (accounts.policy), with
+    a reason; the decision it replaces stays in this list and in the audit trail."""
+
+    required_roles = {"GET": READERS, "POST": RADIOLOGISTS}
+
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=ReviewDecision.choices)
+        final_label = serializers.CharField(
+            max_length=128, required=False, allow_blank=True, default="", help_text="Required to override."
+        )
+        comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+        reason = serializers.CharField(max_length=4000, help_text="Why the review is corrected; kept in its history.")
+
+    @extend_schema(summary="List the earlier decisions of a review", responses=ReviewAmendmentSerializer(many=True))
+    def get(self, request, review_id):
+        review = get_object_or_404(review_queryset(), id=review_id)
+        audit_access(
+            request,
+            action=AuditAction.READ,
+            obj=review,
+            patient=review.prediction.image.study.patient_id,
+            detail="amendments",
+        )
+        return Response(ReviewAmendmentSerializer(review.amendments.all(), many=True).data)
+
+    @extend_schema(
+        summary="Amend your own review",
+        description="Replaces the review's decision; the earlier one is kept in its amendments with the reason. "
+        "Only the radiologist who made the review may amend it.",
+        request=InputSerializer,
+        responses={
+            status.HTTP_201_CREATED: ReviewOutputSerializer,
+            403: OpenApiResponse(ErrorSerializer, description="Not a radiologist, or not the review's author."),
+        },
+    )
+    def post(self, request, review_id):
+        review = get_object_or_404(Review, id=review_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        review_amend(review=review, user=request.user, **serializer.validated_data)
+        review = review_queryset().get(id=review.id)
+        audit_access(
+            request,
+            action=AuditAction.UPDATE,
+            obj=review,
+            patient=review.prediction.image.study.patient_id,
+            detail=f"review amended: {serializer.validated_data['reason'].strip()}"[:255],
+        )
+        return Response(
+            ReviewOutputSerializer(review, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 # --- Worklist -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from audit.admin import AuditedAdminMixin
 from audit.models import AuditEvent
 from imaging.intake import image_upload
-from inference.models import AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
+from inference.models import AIModelStatus, Prediction, PredictionStatus, Review, ReviewAmendment, ReviewDecision
 from inference.services import aimodel_register
 from tests.conftest import tiny_card
 from tests.factories import PatientFactory, StudyFactory
@@ -204,3 +204,39 @@ def test_a_study_with_images_keeps_its_patient_and_modality_in_the_admin(admin_c
     assert 'name="patient"' in admin_client_.get(f"/admin/imaging/study/{empty.id}/change/").content.decode()
     empty.patient = other
     empty.full_clean()
+
+
+def test_a_reviews_amendments_are_shown_read_only_and_audited(admin_client_, admin_user, review):
+    review.amendments.create(
+        previous_decision=ReviewDecision.OVERRIDE,
+        previous_final_label="pneumonia",
+        previous_comment="First read.",
+        previous_reviewed_at=review.reviewed_at,
+        reason="Prior CT shows no consolidation.",
+        amended_by=admin_user,
+    )
+    url = f"/admin/inference/review/{review.id}/change/"
+    before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    page = admin_client_.get(url).content.decode()
+
+    assert "Prior CT shows no consolidation." in page and "First read." in page
+    # Shown, not a form: no inputs for its rows, no row to add, nothing to delete.
+    assert 'name="amendments-0-reason"' not in page and "amendments-0-DELETE" not in page
+    assert 'name="amendments-MAX_NUM_FORMS" value="0"' in page
+    [event] = AuditEvent.objects.filter(id__gt=before)
+    assert (event.action, event.object_id, event.interface) == ("read", str(review.id), "admin")
+    assert ReviewAmendment not in admin.site._registry  # no admin page of its own to add or change one
+
+    admin_client_.post(
+        url,
+        {
+            "amendments-TOTAL_FORMS": "2",
+            "amendments-INITIAL_FORMS": "1",
+            "amendments-0-id": str(review.amendments.get().id),
+            "amendments-0-reason": "Rewritten.",
+            "amendments-1-reason": "Added.",
+            "amendments-1-previous_decision": "agree",
+        },
+    )
+    assert list(review.amendments.values_list("reason", flat=True)) == ["Prior CT shows no consolidation."]

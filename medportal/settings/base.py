@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         "StudyStatusEnum": "imaging.models.StudyStatus",
         "PredictionStatusEnum": "inference.models.PredictionStatus",
         "AIModelStatusEnum": "inference.models.AIModelStatus",
+        "ReviewDecisionEnum": "inference.models.ReviewDecision",
     },
     # The docs pages load Swagger UI and Redoc from our own static files, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

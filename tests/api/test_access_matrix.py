@@ -45,6 +45,9 @@ MATRIX = [
     ("get", "/api/v1/reviews/", ALL),
     ("post", "/api/v1/reviews/", RADIOLOGIST),
     ("get", "/api/v1/reviews/{review}/", ALL),
+    ("get", "/api/v1/reviews/{review}/amendments/", ALL),
+    # POST .../amendments/ passes the role check for radiologists, then only the review's author
+    # may amend it: tests/api/test_policy.py.
     ("get", "/api/v1/worklist/", ALL),
     ("get", "/api/v1/audit-events/", ADMIN),
     ("get", "/api/v1/audit-events/{event}/", ADMIN),

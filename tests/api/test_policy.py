@@ -4,7 +4,10 @@ import pytest
 
 from accounts.policy import Act, Resource, allowed_roles
 from accounts.roles import Role
-from tests.factories import StudyFactory
+from inference.models import ReviewAmendment
+from inference.services import review_create
+from tests.api.helpers import make_prediction
+from tests.factories import StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +55,30 @@ def test_nobody_may_delete_reviews_or_audit_records():
     assert allowed_roles(Resource.REVIEW, Act.DELETE) == ()
     assert allowed_roles(Resource.AUDIT, Act.DELETE) == ()
     assert allowed_roles(Resource.AUDIT, Act.WRITE) == ()
+
+
+@pytest.mark.parametrize("who", ["staff", "radiologist", "admin", "author"])
+def test_only_the_author_amends_a_review_on_the_page_and_the_api(client_for_role, user_for_role, who):
+    author = UserFactory(role="radiologist")
+    prediction = make_prediction(label="pneumonia")
+    review = review_create(prediction=prediction, reviewer=author, decision="agree")
+    client = client_for_role(who) if who != "author" else client_for_role("anonymous")
+    if who == "author":
+        client.force_login(author)
+    change = {"decision": "override", "final_label": "normal"}
+
+    api = client.post(f"/api/v1/reviews/{review.id}/amendments/", {**change, "reason": "API."}, format="json")
+    page = client.post(
+        f"/review/{prediction.image.study_id}/",
+        {"prediction": str(prediction.id), "amend": "1", **{f"amend-{k}": v for k, v in change.items()}}
+        | {"amend-reason": "Page."},
+    )
+
+    if who == "author":
+        assert api.status_code == 201 and page.status_code in (200, 302)
+        assert list(ReviewAmendment.objects.values_list("reason", flat=True)) == [
+            "API."
+        ]  # the page then changed nothing: refused
+    else:
+        assert (api.status_code, page.status_code) == (403, 403)
+        assert not ReviewAmendment.objects.exists()
