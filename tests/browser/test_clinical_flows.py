@@ -386,9 +386,17 @@ def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
     expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
     expect(page.get_by_role("link", name="PRIOR, Pat")).to_have_attribute("href", f"/patients/{patient.id}/")
 
+    # A "p" typed into the comment is a letter, not a shortcut.
+    panel = page.locator("[data-priors]")
+    comment = page.get_by_label("Comment")
+    comment.press("p")
+    expect(comment).to_have_value("p")
+    expect(panel).to_be_hidden()
+    comment.fill("")
+    page.evaluate("document.activeElement.blur()")
+
     # p opens the panel with the focus on its heading; the prior comes with its AI opinion and review.
     page.keyboard.press("p")
-    panel = page.locator("[data-priors]")
     expect(panel).to_be_visible()
     expect(page.locator("#priors-title")).to_be_focused()
     expect(page.locator("[data-priors-toggle]")).to_have_attribute("aria-expanded", "true")
