@@ -6,7 +6,9 @@ A patient search (the list of patients, filtered by name, MRN or birth date, and
 PatientID or PatientName) is for staff only: registering patients and finding the right record is
 their work, and a free search lets whoever holds it browse the whole hospital. Radiologists reach
 patients through the studies they read (worklist, study, review), so they may read one patient's
-record and every study, but not search the register.
+record and every study, but not search the register. The worklist's search box is a study search
+within the worklist (it opens to those who write reviews): it matches a patient's name only among
+the studies still awaiting reading, and reviewed studies by MRN or accession number alone.
 """
 
 from enum import StrEnum

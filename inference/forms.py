@@ -1,7 +1,8 @@
 from django import forms
 
-from imaging.models import Modality, StudyStatus
+from imaging.models import Modality, Priority, StudyStatus
 from inference.models import ReviewDecision
+from inference.selectors import WorklistQuery, worklist_model_names
 from inference.services import SAME_LABEL_OVERRIDE
 
 WORKLIST_STATUSES = {
@@ -11,19 +12,98 @@ WORKLIST_STATUSES = {
     "reviewed": ("Reviewed", (StudyStatus.REVIEWED,)),
 }
 
+# Each sortable column with the words for its two directions (ascending, descending).
+WORKLIST_SORT_LABELS = {
+    "priority": ("Priority, STAT first", "Priority, routine first"),
+    "waiting": ("Waiting, shortest first", "Waiting, longest first"),
+    "ai": ("AI flag, lowest confidence first", "AI flag, highest confidence first"),
+    "patient": ("Patient, A to Z", "Patient, Z to A"),
+    "accession": ("Accession, ascending", "Accession, descending"),
+    "exam": ("Exam, A to Z", "Exam, Z to A"),
+    "images": ("Images, fewest first", "Images, most first"),
+    "status": ("Status, A to Z", "Status, Z to A"),
+}
+
 
 class WorklistFilterForm(forms.Form):
+    """The worklist's search, filters and sort, read from the query string.
+
+    Each part is used only when it is valid, so a stale or hand-edited link narrows the list by the
+    parts that still make sense; the invalid part is reported next to its control.
+    """
+
+    q = forms.CharField(
+        label="Patient, MRN or accession",
+        required=False,
+        max_length=64,
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "spellcheck": "false"}),
+        error_messages={"max_length": "Search for at most %(limit_value)d characters."},
+    )
     modality = forms.ChoiceField(choices=[("", "All modalities"), *Modality.choices], required=False)
     status = forms.ChoiceField(
         choices=[(key, label) for key, (label, _) in WORKLIST_STATUSES.items()], required=False, initial="ai_done"
     )
+    priority = forms.TypedChoiceField(
+        choices=[("", "All priorities"), *((str(value), label) for value, label in Priority.choices)],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )
+    model = forms.ChoiceField(label="AI model", required=False)
+    received_from = forms.DateField(
+        label="Received from",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": "Enter the date as YYYY-MM-DD."},
+    )
+    received_to = forms.DateField(
+        label="Received to",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": "Enter the date as YYYY-MM-DD."},
+    )
+    sort = forms.ChoiceField(
+        label="Sort by",
+        required=False,
+        choices=[
+            ("", "Triage order"),
+            *(
+                choice
+                for key, (ascending, descending) in WORKLIST_SORT_LABELS.items()
+                for choice in ((key, ascending), (f"-{key}", descending))
+            ),
+        ],
+        error_messages={"invalid_choice": "This list cannot be sorted that way; it is shown in triage order."},
+    )
 
-    def selected_statuses(self) -> tuple[str, ...]:
-        key = (self.cleaned_data.get("status") if self.is_valid() else "") or "ai_done"
-        return WORKLIST_STATUSES[key][1]
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [("", "All models"), *worklist_model_names()]
 
-    def selected_modality(self) -> str:
-        return (self.cleaned_data.get("modality") if self.is_valid() else "") or ""
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("received_from"), data.get("received_to")
+        if start and end and start > end:
+            self.add_error("received_to", "The “to” date is before the “from” date.")
+        return data
+
+    def worklist_query(self) -> WorklistQuery:
+        """The valid parts as a selector's query; the triage worklist of finished AI results by default."""
+        data = {}
+        if self.is_bound:
+            self.is_valid()  # cleaned_data then holds the valid fields only
+            data = self.cleaned_data
+        status = data.get("status") or "ai_done"
+        return WorklistQuery(
+            statuses=WORKLIST_STATUSES[status][1],
+            search=data.get("q") or "",
+            modality=data.get("modality") or "",
+            priority=data.get("priority"),
+            model_name=data.get("model") or "",
+            received_from=data.get("received_from"),
+            received_to=data.get("received_to"),
+            sort=data.get("sort") or "",
+        )
 
 
 class ReviewForm(forms.Form):

@@ -4,13 +4,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from imaging.models import Image, Study, StudyStatus
 from inference.models import AIModel, Prediction, PredictionStatus, Review
+from patients.models import Patient
 
 
 def aimodels_for_study(*, study: Study) -> list[AIModel]:
@@ -29,6 +30,7 @@ def aimodels_for_study(*, study: Study) -> list[AIModel]:
 
 # Confidence at or above which an unreviewed abnormal AI result moves a study up the worklist.
 WORKLIST_FLAG_CONFIDENCE = 0.8
+WORKLIST_TRIAGE_ORDER = ("priority", F("ai_flagged").desc(), "created_at", "id")
 
 
 def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
@@ -57,8 +59,114 @@ def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
         .with_image_count()
         .annotate(ai_top_confidence=Subquery(top_confidence))
         .annotate(ai_flagged=GreaterThanOrEqual(Coalesce(F("ai_top_confidence"), Value(-1.0)), Value(threshold)))
-        .order_by("priority", F("ai_flagged").desc(), "created_at", "id")
+        .order_by(*WORKLIST_TRIAGE_ORDER)
     )
+
+
+# The worklist's backlog: what still waits for a radiologist. Its search box matches patient names
+# only here (see accounts/policy.py): the whole register is searched by name by staff alone.
+WORKLIST_BACKLOG = (StudyStatus.RECEIVED, StudyStatus.AI_PENDING, StudyStatus.AI_DONE)
+
+
+def _ascending(*fields):
+    return tuple(F(name).asc() for name in fields)
+
+
+# Sortable worklist columns: key -> the column's values in ascending order. Anything else is
+# ignored; the triage order breaks ties, so a sort never shuffles equal rows between polls.
+WORKLIST_SORTS: dict[str, tuple] = {
+    "priority": _ascending("priority"),
+    "ai": (Coalesce(F("ai_top_confidence"), Value(-1.0)).asc(),),
+    "accession": _ascending("accession_number"),
+    "patient": _ascending("patient__family_name", "patient__given_name", "patient__mrn"),
+    "exam": _ascending("modality", "body_part"),
+    "images": _ascending("image_count"),
+    "status": _ascending("status"),
+    # A shorter wait is a later arrival.
+    "waiting": (F("created_at").desc(),),
+}
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """What a radiologist narrowed the worklist to; every part is optional."""
+
+    statuses: tuple[str, ...] = (StudyStatus.AI_DONE,)
+    search: str = ""
+    modality: str = ""
+    priority: int | None = None
+    model_name: str = ""
+    received_from: datetime.date | None = None
+    received_to: datetime.date | None = None
+    sort: str = ""  # a key of WORKLIST_SORTS, "-" first for descending; "" is the triage order
+
+    @property
+    def names_searchable(self) -> bool:
+        return set(self.statuses) <= set(WORKLIST_BACKLOG)
+
+
+def _local_midnight(day: datetime.date) -> datetime.datetime:
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+
+
+def _worklist_search(term: str, *, names: bool) -> Q:
+    """Accession number (exact), MRN (exact or its start) and, with ``names``, every word of the
+    patient's name, each in the family or given name. On PostgreSQL each part is served by an index:
+    the accession's and MRN's ``UPPER`` indexes and the names' and MRN's trigram indexes."""
+    patients = Q(mrn__iexact=term) | Q(mrn__istartswith=term)
+    words = term.replace(",", " ").split()
+    if names and words:
+        every_word = Q()
+        for word in words:
+            every_word &= Q(family_name__icontains=word) | Q(given_name__icontains=word)
+        patients |= every_word
+    # A subquery of matching patients: the planner looks them up through the patient indexes
+    # and checks the backlog's rows against that short list, rather than joining every patient.
+    return Q(accession_number__iexact=term) | Q(patient__in=Patient.objects.filter(patients).values("pk"))
+
+
+def worklist_order(sort: str) -> tuple:
+    """The order for a ``sort`` parameter; an unknown one gives the triage order."""
+    key = sort.removeprefix("-")
+    if key not in WORKLIST_SORTS:
+        return WORKLIST_TRIAGE_ORDER
+    columns = WORKLIST_SORTS[key]
+    if sort.startswith("-"):
+        columns = tuple(column.copy().reverse_ordering() for column in columns)
+    return (*columns, *WORKLIST_TRIAGE_ORDER)
+
+
+def studies_worklist_filtered(*, query: WorklistQuery) -> QuerySet[Study]:
+    """The worklist page's rows: ``studies_worklist`` narrowed by search and filters, then sorted.
+
+    Received dates are the local calendar days of ``created_at`` (when the study was registered,
+    which is also where its waiting time starts), as a range its indexes can serve.
+    """
+    studies = studies_worklist(statuses=query.statuses)
+    term = query.search.strip()
+    if term:
+        studies = studies.filter(_worklist_search(term, names=query.names_searchable))
+    if query.modality:
+        studies = studies.filter(modality=query.modality)
+    if query.priority is not None:
+        studies = studies.filter(priority=query.priority)
+    if query.model_name:
+        studies = studies.filter(
+            Exists(Prediction.objects.filter(image__study=OuterRef("pk"), model__name=query.model_name))
+        )
+    if query.received_from:
+        studies = studies.filter(created_at__gte=_local_midnight(query.received_from))
+    if query.received_to:
+        studies = studies.filter(created_at__lt=_local_midnight(query.received_to + timedelta(days=1)))
+    return studies.order_by(*worklist_order(query.sort))
+
+
+def worklist_model_names() -> list[tuple[str, str]]:
+    """(name, display name) of every AI model, one per name, for the worklist's model filter."""
+    names: dict[str, str] = {}
+    for name, display_name in AIModel.objects.order_by("name", "-created_at").values_list("name", "display_name"):
+        names.setdefault(name, display_name)  # the newest version's display name
+    return list(names.items())
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("studies/<uuid:study_id>/results/", study_views.study_results, name="study-results"),
     path("studies/<uuid:study_id>/upload/", study_views.study_upload, name="study-upload"),
     path("worklist/", views.worklist, name="worklist"),
+    path("worklist/rows/", views.worklist_rows, name="worklist-rows"),
     path("review/<uuid:study_id>/", views.review, name="review"),
     path("review/<uuid:study_id>/priors/", prior_views.review_priors, name="review-priors"),
     path("predictions/<uuid:prediction_id>/heatmap.png", views.prediction_heatmap, name="prediction-heatmap"),

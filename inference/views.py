@@ -2,6 +2,7 @@ import io
 import re
 
 import numpy as np
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -14,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from PIL import Image as PILImage
 
+from accounts.policy import Act, Resource, allowed_roles
 from accounts.roles import RADIOLOGISTS, READERS, Role
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
@@ -24,7 +26,7 @@ from imaging.selectors import study_for_page
 from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.forms import AmendReviewForm, ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
-from inference.selectors import studies_worklist, study_images
+from inference.selectors import studies_worklist_filtered, study_images
 from inference.services import review_amend, review_create
 from web.access import RoleDenied, role_required
 from web.charts import hbar_chart
@@ -46,19 +48,77 @@ def _awaiting_review():
     )
 
 
-@audited(AuditInterface.UI)
-@role_required(RADIOLOGISTS)
-def worklist(request: HttpRequest) -> HttpResponse:
+# The worklist is the queue of reviews to write, so it is open to whoever may write them.
+WORKLIST_ROLES = allowed_roles(Resource.REVIEW, Act.WRITE)
+
+# Sortable columns: (sort key, header, the direction a first click sorts in).
+WORKLIST_COLUMNS = (
+    ("priority", "Priority", "ascending"),
+    ("ai", "AI flag", "descending"),
+    ("accession", "Accession", "ascending"),
+    ("patient", "Patient", "ascending"),
+    ("exam", "Exam", "ascending"),
+    ("images", "Images", "descending"),
+    ("status", "Status", "ascending"),
+    ("waiting", "Waiting", "descending"),
+)
+
+
+def _sort_headers(query: QueryDict, sort: str) -> list[dict]:
+    """Each column's header: its ``aria-sort`` and the link that sorts by it (or reverses it)."""
+    active, descending = sort.removeprefix("-"), sort.startswith("-")
+    if not active:
+        active, descending = "priority", False  # the triage order starts with priority, STAT first
+    headers = []
+    for key, label, first in WORKLIST_COLUMNS:
+        if key == active:
+            state = "descending" if descending else "ascending"
+            following = key if descending else f"-{key}"
+        else:
+            state = None
+            following = key if first == "ascending" else f"-{key}"
+        link = query.copy()
+        link.pop("page", None)
+        link["sort"] = following
+        headers.append({"key": key, "label": label, "aria_sort": state, "url": f"?{link.urlencode()}"})
+    return headers
+
+
+def _worklist_context(request: HttpRequest, *, detail: str) -> dict:
+    """One page of the filtered, sorted worklist, each row audited as shown."""
     filters = WorklistFilterForm(request.GET or None)
-    studies = studies_worklist(statuses=filters.selected_statuses())
-    if filters.selected_modality():
-        studies = studies.filter(modality=filters.selected_modality())
-    page = Paginator(studies, PAGE_SIZE).get_page(request.GET.get("page"))
-    audit_access(request, rows=[(study, study.patient_id) for study in page.object_list], detail="worklist")
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"filters": filters, "page": page, "query_extra": query.urlencode()}
+    query = filters.worklist_query()
+    page = Paginator(studies_worklist_filtered(query=query), PAGE_SIZE).get_page(request.GET.get("page"))
+    audit_access(request, rows=[(study, study.patient_id) for study in page.object_list], detail=detail)
+    extra = request.GET.copy()
+    extra.pop("page", None)
+    return {
+        "filters": filters,
+        "query": query,
+        "page": page,
+        "query_extra": extra.urlencode(),
+        "headers": _sort_headers(extra, query.sort),
+        "names_searchable": query.names_searchable,
+    }
+
+
+@audited(AuditInterface.UI)
+@role_required(WORKLIST_ROLES)
+def worklist(request: HttpRequest) -> HttpResponse:
+    context = _worklist_context(request, detail="worklist")
+    context["rows_url"] = _with_query(reverse("pages:worklist-rows"), request.GET)
+    context["poll_seconds"] = settings.MEDPORTAL_WORKLIST_POLL_SECONDS
     return render(request, "inference/worklist.html", context)
+
+
+@audited(AuditInterface.UI)
+@role_required(WORKLIST_ROLES)
+def worklist_rows(request: HttpRequest) -> HttpResponse:
+    """The worklist's results (table and pages) alone, which the page polls to show new and changed
+    studies without a reload. Audited like the page: it can be fetched on its own."""
+    response = render(request, "inference/_worklist_results.html", _worklist_context(request, detail="worklist rows"))
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _model_card(model) -> dict:
@@ -90,14 +150,12 @@ def _with_query(url: str, query: QueryDict) -> str:
 
 
 def _next_after_review(*, study: Study, query: QueryDict) -> str:
-    """The next thing to review: another result of this study, else the next study of the same
-    filtered worklist in triage order, else that worklist."""
+    """The next thing to review: another result of this study, else the first study of the same
+    searched, filtered and sorted worklist that awaits a review, else that worklist."""
     if Prediction.objects.filter(image__study=study, status=PredictionStatus.SUCCEEDED, review__isnull=True).exists():
         return _with_query(reverse("pages:review", args=[study.id]), query)
-    filters = WorklistFilterForm(query or None)
-    following = studies_worklist(statuses=filters.selected_statuses())
-    if filters.selected_modality():
-        following = following.filter(modality=filters.selected_modality())
+    worklist_query = WorklistFilterForm(query or None).worklist_query()
+    following = studies_worklist_filtered(query=worklist_query)
     following = following.filter(Exists(_awaiting_review())).exclude(id=study.id).first()
     if following is None:
         return _with_query(reverse("pages:worklist"), query)

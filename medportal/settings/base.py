@@ -194,6 +194,8 @@ MEDPORTAL_HEATMAP_PRIORITY = env.int("MEDPORTAL_HEATMAP_PRIORITY", default=9)
 MEDPORTAL_HEATMAP_RETRY_WINDOW = env.int("MEDPORTAL_HEATMAP_RETRY_WINDOW", default=3600)
 # Above this many waiting predictions, uploads are still accepted but say how long the AI will take.
 MEDPORTAL_QUEUE_SOFT_LIMIT = env.int("MEDPORTAL_QUEUE_SOFT_LIMIT", default=200)
+# How often an open worklist asks for new and changed studies (a small fragment; paused in a hidden tab).
+MEDPORTAL_WORKLIST_POLL_SECONDS = env.int("MEDPORTAL_WORKLIST_POLL_SECONDS", default=15)
 # Images per second assumed for the expected wait until the workers have finished some work.
 MEDPORTAL_ASSUMED_THROUGHPUT = env.float("MEDPORTAL_ASSUMED_THROUGHPUT", default=20.0)
 # Demo users with a known password may be created only where this is on (the embedded default).

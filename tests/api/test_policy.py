@@ -40,6 +40,11 @@ def test_every_interface_follows_the_policy(client_for_role, role):
             client.get("/patients/new/"),
             client.post("/api/v1/patients/", {}, format="json"),
         ],
+        # The worklist and its polled rows are the queue of reviews to write.
+        (Resource.REVIEW, Act.WRITE): [
+            client.get("/worklist/?q=a"),
+            client.get("/worklist/rows/?q=a"),
+        ],
         (Resource.STUDY, Act.READ): [
             client.get(f"/studies/{study.id}/"),
             client.get(f"/api/v1/studies/{study.id}/"),

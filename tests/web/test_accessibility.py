@@ -128,7 +128,7 @@ def test_overdue_waits_are_said_in_words_not_only_in_red(radiologist_client):
         study_refresh_status(study_id=study.id)
 
     html = radiologist_client.get(reverse("pages:worklist")).content.decode()
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr data-study-id=\"([^\"]+)\">.*?</tr>", html, re.S)}
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr data-study-id=\"([^\"]+)\"[^>]*>.*?</tr>", html, re.S)}
     assert "Overdue" in rows[str(late.id)] and "waiting--long" in rows[str(late.id)]
     assert "Overdue" not in rows[str(fresh.id)]
 
