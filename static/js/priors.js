@@ -204,10 +204,20 @@
       if (compare && compare.open) {
         event.stopPropagation();
         if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+        const panes = compare.querySelectorAll("[data-compare-pane]");
         const how = { "+": "in", "=": "in", "-": "out", 0: "fit" }[event.key];
+        // The main viewer's window presets, for both images at once.
+        const preset = /^[1-9]$/.test(event.key) && find(`main [data-viewer] [data-preset="${event.key}"]`);
         if (how) {
           event.preventDefault();
-          compare.querySelectorAll("[data-compare-pane]").forEach((el) => zoom(el, how));
+          panes.forEach((el) => zoom(el, how));
+        } else if (preset) {
+          event.preventDefault();
+          panes.forEach((el) => {
+            find("[data-compare-level]", el).value = preset.dataset.presetLevel;
+            find("[data-compare-width]", el).value = preset.dataset.presetWidth;
+            applyWindow(el);
+          });
         }
         return;
       }

@@ -430,6 +430,10 @@ def test_radiologist_opens_the_priors_and_compares_with_the_keyboard(
     page.keyboard.press("+")
     expect(dialog.locator("[data-compare-zoom-level]").first).not_to_have_text(before[0])
     expect(dialog.locator("[data-compare-zoom-level]").last).not_to_have_text(before[1])
+    page.keyboard.press("2")  # the High contrast window preset, on both
+    for width in dialog.locator("[data-compare-width]").all():
+        expect(width).to_have_value("128")
+    assert dialog.locator("feFuncR").evaluate_all("(fns) => fns.map((f) => f.getAttribute('slope'))") == ["1.9922"] * 2
     page.keyboard.press("a")
     expect(page.locator("[data-review-form] input[name=decision]:checked")).to_have_count(0)
     screenshot(page, "review-compare")

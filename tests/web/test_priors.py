@@ -113,6 +113,7 @@ def test_the_review_page_links_the_patient_and_offers_the_priors(radiologist_cli
     assert 'data-priors-toggle aria-controls="priors-panel"' in html
     assert f'data-priors-url="{reverse("pages:review-priors", args=[history["current"].id])}"' in html
     assert "<dt><kbd>p</kbd></dt><dd>Prior studies of this patient" in html
+    assert "window presets for both" in html
     assert "js/priors.js" in html
     # The priors are read only when the panel is opened, not with the page.
     assert "ACC-LAST-MONTH" not in html
