@@ -62,6 +62,16 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
     ("Study page", "page:staff", "/studies/{worklist_study}/"),
     ("Worklist page", "page:radiologist", "/worklist/"),
     ("Worklist page 10", "page:radiologist", "/worklist/?page=10"),
+    ("Worklist search name", "page:radiologist", "/worklist/?q=Smi"),
+    ("Worklist search MRN", "page:radiologist", "/worklist/?q={patient_mrn}"),
+    ("Worklist reviewed, search MRN", "page:radiologist", "/worklist/?status=reviewed&q={patient_mrn}"),
+    (
+        "Worklist STAT, model, received",
+        "page:radiologist",
+        "/worklist/?priority=1&model={model_name}&received_from={week_ago_date}",
+    ),
+    ("Worklist sorted by patient", "page:radiologist", "/worklist/?sort=patient"),
+    ("Worklist rows (polled)", "page:radiologist", "/worklist/rows/"),
     ("Review page", "page:radiologist", "/review/{worklist_study}/"),
     # --- DICOMweb QIDO-RS
     ("QIDO studies", "dicomweb:staff", "/dicomweb/studies"),

@@ -110,6 +110,7 @@ def ids_for(seeded: dict) -> dict:
     return {
         **seeded["ids"],
         "week_ago": (now - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "week_ago_date": (now - datetime.timedelta(days=7)).strftime("%Y-%m-%d"),
         "month_ago_dicom": (now - datetime.timedelta(days=30)).strftime("%Y%m%d"),
     }
 

@@ -153,12 +153,14 @@
         credentials: "same-origin",
         cache: "no-store",
       });
-      // Signed out (sent to the login form) or no longer allowed: stop, the next action says why.
-      if (response.redirected || !response.ok) {
-        if (response.redirected || response.status === 403) return;
-      } else {
-        update(await response.text());
+      // Signed out (idle on a shared workstation, say): the polls do not keep a session alive, and
+      // the list must not stay on screen either. Reloading shows the log in page instead.
+      if (response.redirected) {
+        window.location.reload();
+        return;
       }
+      if (response.status === 403) return; // the role was withdrawn: the next action says so
+      if (response.ok) update(await response.text());
     } catch (error) {
       // A dropped connection is retried on the next tick.
     }

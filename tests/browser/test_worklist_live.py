@@ -2,6 +2,7 @@
 announced once (assertively) and marked, other changes are said once in a polite live region."""
 
 import pytest
+from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
 from imaging.models import Priority
@@ -135,3 +136,14 @@ def test_columns_sort_from_the_keyboard_and_the_list_still_refreshes(
     expect(page.locator("#id_sort_error")).to_contain_text("shown in triage order")
     expect(page.locator("#id_q_error")).to_contain_text("at most 64 characters")
     assert_no_axe_violations(page, "the worklist, with invalid search and filters")
+
+
+def test_a_signed_out_session_takes_the_list_off_the_screen(page, login, browser_radiologist, settings):
+    settings.MEDPORTAL_WORKLIST_POLL_SECONDS = 1
+    awaiting_review(make_aimodel(), accession_number="ACC-PRIVATE")
+    login(page, "radiologist-browser")
+    page.goto("/worklist/")
+    expect(page.locator("table.worklist")).to_contain_text("ACC-PRIVATE")
+    Session.objects.all().delete()  # as when the idle timeout or an administrator ends the session
+    page.wait_for_url("**/login/**")
+    expect(page.get_by_text("ACC-PRIVATE")).to_have_count(0)
