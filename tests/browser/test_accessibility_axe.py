@@ -293,6 +293,10 @@ def test_the_review_page_after_a_decision_and_an_amendment(page, login, browser_
 
     page.goto(f"/studies/{study.id}/report/")
     assert_no_axe_violations(page, "the printable study report, reviewed and amended")
+    page.emulate_media(media="print")
+    expect(page.locator(".site-header")).to_be_hidden()
+    assert_no_axe_violations(page, "the study report as printed")
+    page.emulate_media(media="screen")
 
 
 def test_the_review_page_with_the_priors_panel_and_the_comparison(
