@@ -111,12 +111,15 @@ def audit_record_many(
     interface: AuditInterface | str,
     request=None,
     detail: str = "",
+    username: str = "",
+    address: str | None = None,
 ) -> list[AuditEvent]:
-    """One audit row per ``(obj, patient)`` pair, written in one INSERT (for pages of a list).
+    """One audit row per ``(obj, patient)`` pair, written in one INSERT (for pages of a list, or what
+    one DICOM query or retrieve returned).
 
     The arguments mean the same as for ``audit_record``; ``patient`` may be None when ``obj`` is a Patient.
     """
-    facts = _request_facts(request)
+    facts = _request_facts(request) if request is not None else {"ip_address": address}
     events = [
         _event(
             actor=actor,
@@ -127,6 +130,7 @@ def audit_record_many(
             request=request,
             detail=detail,
             facts=facts,
+            username=username,
         )
         for obj, patient in items
     ]

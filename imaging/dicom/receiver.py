@@ -1,4 +1,5 @@
-"""The DICOM C-STORE receiver (a Storage SCP): modalities and PACS push instances to it.
+"""The DICOM C-STORE receiver (a Storage SCP): modalities and PACS push instances to it. The same
+association also answers C-FIND, C-MOVE and C-GET (``imaging.dicom.query_retrieve``).
 
 Only the peers on the allow-list (``imaging.models.DicomPeer``: calling AE title *and* address)
 may associate, and only by calling this receiver's own AE title; everyone else is refused with an
@@ -22,6 +23,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
 from imaging.dicom.peers import dicom_peer_allowed
+from imaging.dicom.query_retrieve import qr_contexts_add, qr_handlers
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 
@@ -198,6 +200,7 @@ def build_ae(config: ReceiverConfig) -> AE:
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
+    qr_contexts_add(ae)
     # A peer must call this receiver by its AE title, not by any name. Who the peer is (calling
     # AE title and address) is checked by handle_requested.
     ae.require_called_aet = True
@@ -216,6 +219,7 @@ def receiver_start(config: ReceiverConfig, *, block: bool = False):
         (evt.EVT_C_STORE, handle_store),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_REJECTED, handle_rejected),
+        *qr_handlers(ae_title=config.ae_title),
     ]
     server = ae.make_server(
         (config.host, config.port),

@@ -7,11 +7,11 @@ from django.urls import reverse
 from pydicom import Dataset
 from pydicom.datadict import dictionary_keyword
 
+from imaging.dicom.attributes import CHARACTER_SET, study_attributes
 from imaging.dicom.parsing import read_dataset
 from imaging.models import Image, Study
 
 DICOM_JSON = "application/dicom+json"
-CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 
 def dicom_json_response(payload, *, status: int = 200) -> HttpResponse:
@@ -32,26 +32,9 @@ def instance_url(request, image: Image) -> str:
     )
 
 
-def _person_name(family: str, given: str) -> str:
-    return f"{family}^{given}".rstrip("^")
-
-
 def study_json(request, study: Study, *, series_count: int, instance_count: int) -> dict:
-    patient = study.patient
-    item = Dataset()
+    item = study_attributes(study)
     item.SpecificCharacterSet = CHARACTER_SET
-    item.StudyDate = study.study_date.strftime("%Y%m%d") if study.study_date else ""
-    item.StudyTime = ""
-    item.AccessionNumber = study.accession_number[:16]
-    item.ModalitiesInStudy = [study.modality]
-    item.ReferringPhysicianName = study.referring_physician.replace(" ", "^")
-    item.PatientName = _person_name(patient.family_name, patient.given_name)
-    item.PatientID = patient.mrn
-    item.PatientBirthDate = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
-    item.PatientSex = patient.sex if patient.sex in ("M", "F", "O") else ""
-    item.StudyInstanceUID = study.study_instance_uid
-    item.StudyID = ""
-    item.StudyDescription = study.description[:64]
     item.NumberOfStudyRelatedSeries = series_count
     item.NumberOfStudyRelatedInstances = instance_count
     item.RetrieveURL = dicomweb_url(request, "study", study_uid=study.study_instance_uid)

@@ -7,15 +7,15 @@ from rest_framework.exceptions import PermissionDenied
 from accounts.policy import Act, Resource, may
 from audit.access import audit_access
 from audit.models import AuditAction
-from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
-from imaging.dicomweb.dicom_json import dicom_json_response, instance_json, series_json, study_json
-from imaging.dicomweb.selectors import (
+from imaging.dicom.selectors import (
     dicom_instance_header,
     dicom_instances,
     dicom_series_counts,
     dicom_study_get,
     dicom_study_search,
 )
+from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
+from imaging.dicomweb.dicom_json import dicom_json_response, instance_json, series_json, study_json
 
 QIDO_DEFAULT_LIMIT = 100
 

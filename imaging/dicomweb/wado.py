@@ -13,10 +13,10 @@ from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
+from imaging.dicom.selectors import dicom_instances, dicom_study_get
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
 from imaging.dicomweb.multipart import multipart_related_stream
-from imaging.dicomweb.selectors import dicom_instances, dicom_study_get
 from imaging.models import Image
 from imaging.storage import blob_read
 

@@ -1,0 +1,167 @@
+"""The reads behind DICOMweb and the DIMSE Query/Retrieve SCP: DICOM patients, studies, series and
+instances, and the matching rules both apply (wildcards, date ranges, UID lists)."""
+
+import datetime
+
+from django.core.files.storage import default_storage
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from pydicom import Dataset, dcmread
+
+from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.models import Image, Study
+from patients.models import Patient
+
+
+def dicom_studies() -> QuerySet[Study]:
+    return Study.objects.filter(study_instance_uid__isnull=False).select_related("patient")
+
+
+def dicom_study_get(*, study_uid: str) -> Study | None:
+    return dicom_studies().filter(study_instance_uid=study_uid).first()
+
+
+def dicom_instances(*, study: Study, series_uid: str | None = None, instance_uid: str | None = None) -> QuerySet[Image]:
+    """A study's DICOM instances; series "-" stands for instances without a series UID."""
+    images = study.images.filter(content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False)
+    if series_uid:
+        images = images.filter(series_instance_uid="" if series_uid == "-" else series_uid)
+    if instance_uid:
+        images = images.filter(sop_instance_uid=instance_uid)
+    return images.order_by("series_instance_uid", "uploaded_at")
+
+
+def dicom_series_counts(*, study: Study) -> QuerySet:
+    """One row per series of the study: its ``series_instance_uid`` and ``n`` instances."""
+    return (
+        dicom_instances(study=study)
+        .values("series_instance_uid")
+        .annotate(n=Count("id"))
+        .order_by("series_instance_uid")
+    )
+
+
+def dicom_instance_header(*, image: Image) -> Dataset:
+    """The stored instance's attributes without its pixel data (the pixels are not even read)."""
+    with default_storage.open(image.file.name, "rb") as handle:
+        return dcmread(handle, force=True, stop_before_pixels=True)
+
+
+def dicom_study_search(
+    *,
+    study_uids: list[str] = (),
+    patient_id: str = "",
+    patient_name: str = "",
+    accession_number: str = "",
+    study_date: str = "",
+    modalities: list[str] = (),
+    description: str = "",
+) -> QuerySet[Study]:
+    """QIDO-RS and C-FIND study matching; an empty value matches everything. Annotates the counts."""
+    studies = dicom_studies().filter(_patient_match("patient__", patient_id=patient_id, patient_name=patient_name))
+    if study_uids:
+        studies = studies.filter(study_instance_uid__in=study_uids)
+    if accession_number:
+        studies = studies.filter(_wildcard("accession_number", accession_number))
+    if study_date:
+        studies = studies.filter(_date_range("study_date", study_date))
+    if modalities:
+        studies = studies.filter(modality__in=modalities)
+    if description:
+        studies = studies.filter(_wildcard("description", description))
+    # The counts are subqueries run for the rows of the page, not a join of every image grouped first.
+    instances = Image.objects.filter(study=OuterRef("pk"), sop_instance_uid__isnull=False).order_by().values("study")
+    return studies.annotate(
+        instance_count=Coalesce(Subquery(instances.annotate(n=Count("pk")).values("n")), 0),
+        series_count=Coalesce(
+            Subquery(instances.annotate(n=Count("series_instance_uid", distinct=True)).values("n")), 0
+        ),
+    ).order_by("-study_date", "-created_at")
+
+
+def dicom_patient_search(*, patient_id: str = "", patient_name: str = "", birth_date: str = "") -> QuerySet[Patient]:
+    """Patients with at least one DICOM study, matched like ``dicom_study_search``. Annotates their counts."""
+    patients = Patient.objects.filter(Exists(dicom_studies().filter(patient=OuterRef("pk")))).filter(
+        _patient_match("", patient_id=patient_id, patient_name=patient_name)
+    )
+    if birth_date:
+        patients = patients.filter(_date_range("birth_date", birth_date))
+    studies = dicom_studies().filter(patient=OuterRef("pk")).order_by().values("patient")
+    instances = (
+        Image.objects.filter(
+            study__patient=OuterRef("pk"), study__study_instance_uid__isnull=False, sop_instance_uid__isnull=False
+        )
+        .order_by()
+        .values("study__patient")
+    )
+    return patients.annotate(
+        study_count=Coalesce(Subquery(studies.annotate(n=Count("pk")).values("n")), 0),
+        series_count=Coalesce(
+            Subquery(instances.annotate(n=Count("series_instance_uid", distinct=True)).values("n")), 0
+        ),
+        instance_count=Coalesce(Subquery(instances.annotate(n=Count("pk")).values("n")), 0),
+    ).order_by("family_name", "given_name", "mrn")
+
+
+def dicom_instance_search(
+    *, studies: QuerySet[Study], series_uids: list[str] = (), instance_uids: list[str] = (), sop_classes: list[str] = ()
+) -> QuerySet[Image]:
+    """The DICOM instances of ``studies``, optionally only of these series, instances or SOP classes."""
+    images = Image.objects.filter(
+        study__in=studies.values("pk"), content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False
+    )
+    if series_uids:
+        images = images.filter(series_instance_uid__in=series_uids)
+    if instance_uids:
+        images = images.filter(sop_instance_uid__in=instance_uids)
+    if sop_classes:
+        images = images.filter(sop_class_uid__in=sop_classes)
+    return images.select_related("study__patient").order_by("study_id", "series_instance_uid", "uploaded_at")
+
+
+def _patient_match(prefix: str, *, patient_id: str, patient_name: str) -> Q:
+    """PatientID and PatientName (family^given, each with wildcards) on a patient or a related one."""
+    query = Q()
+    if patient_id:
+        query &= _wildcard(f"{prefix}mrn", patient_id)
+    if patient_name:
+        family, _, given = patient_name.partition("^")
+        given = given.partition("^")[0]
+        if family and family != "*":
+            query &= _wildcard(f"{prefix}family_name", family)
+        if given and given != "*":
+            query &= _wildcard(f"{prefix}given_name", given)
+    return query
+
+
+def _wildcard(field: str, value: str) -> Q:
+    # QIDO wildcards: '*' any run, '?' one character. Only the common forms are needed here.
+    core = value.replace("?", "*")
+    if core.startswith("*") and core.endswith("*") and len(core) > 1:
+        return Q(**{f"{field}__icontains": core.strip("*")})
+    if core.endswith("*"):
+        return Q(**{f"{field}__istartswith": core.rstrip("*")})
+    if core.startswith("*"):
+        return Q(**{f"{field}__iendswith": core.lstrip("*")})
+    return Q(**{f"{field}__iexact": core})
+
+
+def _date_range(field: str, value: str) -> Q:
+    """A DA value or range (YYYYMMDD, YYYYMMDD-, -YYYYMMDD, YYYYMMDD-YYYYMMDD); unparsable matches nothing."""
+
+    def parse(text: str) -> datetime.date | None:
+        text = text.strip()
+        return datetime.date(int(text[0:4]), int(text[4:6]), int(text[6:8])) if len(text) >= 8 else None
+
+    try:
+        if "-" in value:
+            start, end = (parse(side) for side in value.split("-", 1))
+            query = Q()
+            if start:
+                query &= Q(**{f"{field}__gte": start})
+            if end:
+                query &= Q(**{f"{field}__lte": end})
+            return query
+        return Q(**{field: parse(value)})
+    except ValueError:
+        return Q(pk__in=[])

@@ -1,0 +1,316 @@
+"""The Query/Retrieve SCP driven by DCMTK's own clients: findscu, movescu and getscu, with storescp as
+the C-MOVE destination. They are what a PACS integrator tries first; if they work, a PACS does.
+
+DCMTK comes from Debian's ``dcmtk`` package (.ci/run installs it). Without it these tests are
+skipped on a developer's machine and fail in CI.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from django.test import override_settings
+
+from audit.models import AuditEvent
+from imaging.dicom.receiver import ReceiverConfig, receiver_start
+from imaging.intake import IncomingFile, files_intake
+from imaging.models import Image, ImageSource
+from tests.dicom.support import chest_radiograph_dataset, dataset_bytes, free_port, shipped_bytes, shipped_path
+from tests.support.workers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOOLS = ("findscu", "movescu", "getscu", "storescp")
+if not all(shutil.which(tool) for tool in TOOLS):
+    if os.environ.get("CI"):
+        raise RuntimeError("DCMTK (findscu, movescu, getscu, storescp) is missing: apt-get install dcmtk")
+    pytest.skip("DCMTK is not installed (apt-get install dcmtk)", allow_module_level=True)
+
+AE_TITLE = "MEDPORTAL"
+DESTINATION = "STORESCP"
+
+
+def _store(data: bytes) -> Image:
+    [intake] = files_intake(files=[IncomingFile.from_bytes(data)], source=ImageSource.C_STORE)
+    assert intake.stored, intake.error
+    return intake.image
+
+
+@pytest.fixture
+def archive():
+    """Three patients: a CT, an MR study of two instances in one series, and an RLE-compressed SC."""
+    mr = pydicom.dcmread(shipped_path("MR_small.dcm"))
+    mr.SOPInstanceUID = mr.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    mr.InstanceNumber = 2
+    cxr = chest_radiograph_dataset(patient_id="CXR-0042", patient_name="Lovelace^Ada")
+    return {
+        "ct": _store(shipped_bytes("CT_small.dcm")),
+        "mr": _store(shipped_bytes("MR_small.dcm")),
+        "mr2": _store(dataset_bytes(mr)),
+        "rle": _store(shipped_bytes("SC_rgb_rle.dcm")),
+        "cxr": _store(dataset_bytes(cxr)),
+    }
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    """DCMTK's Storage SCP, the C-MOVE destination, writing what it receives to a directory."""
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    process = subprocess.Popen(
+        ["storescp", "-aet", DESTINATION, "+xa", "-od", str(received), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def listening() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, timeout=10, message="storescp did not start")
+        yield port, received
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+@pytest.fixture
+def scp(storescp):
+    port, _ = storescp
+    with override_settings(MEDPORTAL_DICOM_MOVE_DESTINATIONS={DESTINATION: ("127.0.0.1", port)}):
+        server = receiver_start(ReceiverConfig(ae_title=AE_TITLE, host="127.0.0.1", port=0))
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+
+
+def dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)  # noqa: S603
+
+
+def findscu(port: int, tmp_path: Path, *keys: str, model: str = "-S") -> list[pydicom.Dataset]:
+    """Run findscu; each answer is written to a file (-X), read back here in order."""
+    out = tmp_path / f"find-{len(list(tmp_path.iterdir()))}"
+    out.mkdir()
+    args = [model, "-aet", "FINDSCU", "-aec", AE_TITLE, "-X", "-od", str(out)]
+    for key in keys:
+        args += ["-k", key]
+    result = dcmtk("findscu", *args, "127.0.0.1", str(port))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [pydicom.dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_c_find_study_level_matches_on_the_usual_keys(archive, scp, tmp_path):
+    mr = archive["mr"]
+    keys = ("QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientName", "StudyDate", "AccessionNumber")
+    counts = ("NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "ModalitiesInStudy")
+
+    [answer] = findscu(scp, tmp_path, *keys, *counts, "PatientID=4MR1")
+    assert answer.StudyInstanceUID == mr.study.study_instance_uid
+    assert (answer.NumberOfStudyRelatedSeries, answer.NumberOfStudyRelatedInstances) == (1, 2)
+    assert answer.ModalitiesInStudy == "MR"
+    assert str(answer.PatientName) == "CompressedSamples^MR1"
+    assert answer.StudyDate == "20040826"
+    assert answer.AccessionNumber == mr.study.accession_number[:16]  # SH holds 16 characters
+    assert "PatientBirthDate" not in answer  # only the keys asked for come back
+
+    # Wildcards on the name, a date range, a UID list, the accession number and the modality.
+    by_name = findscu(scp, tmp_path, *keys, "PatientName=CompressedSamples*")
+    ct_study = archive["ct"].study.study_instance_uid
+    assert {a.StudyInstanceUID for a in by_name} == {ct_study, mr.study.study_instance_uid}
+    by_range = findscu(scp, tmp_path, *keys, "StudyDate=20040101-20040331")
+    assert [a.StudyInstanceUID for a in by_range] == [ct_study]
+    uids = f"{archive['cxr'].study.study_instance_uid}\\{archive['rle'].study.study_instance_uid}"
+    by_uids = findscu(scp, tmp_path, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uids}")
+    assert {a.StudyInstanceUID for a in by_uids} == set(uids.split("\\"))
+    by_accession = findscu(scp, tmp_path, *keys, f"AccessionNumber={archive['cxr'].study.accession_number}")
+    assert [a.StudyInstanceUID for a in by_accession] == [archive["cxr"].study.study_instance_uid]
+    by_modality = findscu(scp, tmp_path, *keys, "ModalitiesInStudy=CT")
+    assert [a.StudyInstanceUID for a in by_modality] == [ct_study]
+    assert findscu(scp, tmp_path, *keys, "PatientID=NOBODY") == []
+
+
+def test_c_find_patient_series_and_image_levels(archive, scp, tmp_path):
+    mr = archive["mr"]
+    [patient] = findscu(
+        scp,
+        tmp_path,
+        "QueryRetrieveLevel=PATIENT",
+        "PatientName=Lovelace^Ada",
+        "PatientID",
+        "PatientBirthDate",
+        "NumberOfPatientRelatedStudies",
+        "NumberOfPatientRelatedInstances",
+        model="-P",
+    )
+    assert (patient.PatientID, patient.PatientBirthDate) == ("CXR-0042", "19601210")
+    assert (patient.NumberOfPatientRelatedStudies, patient.NumberOfPatientRelatedInstances) == (1, 1)
+
+    series_keys = ("QueryRetrieveLevel=SERIES", "SeriesInstanceUID", "Modality", "NumberOfSeriesRelatedInstances")
+    [series] = findscu(scp, tmp_path, *series_keys, f"StudyInstanceUID={mr.study.study_instance_uid}")
+    assert (series.SeriesInstanceUID, series.Modality) == (mr.series_instance_uid, "MR")
+    assert series.NumberOfSeriesRelatedInstances == 2
+    assert findscu(scp, tmp_path, *series_keys, f"StudyInstanceUID={mr.study.study_instance_uid}", "Modality=CT") == []
+
+    image_keys = ("QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={mr.study.study_instance_uid}", "SOPClassUID")
+    instances = findscu(
+        scp, tmp_path, *image_keys, f"SeriesInstanceUID={mr.series_instance_uid}", "SOPInstanceUID", "InstanceNumber"
+    )
+    assert {i.SOPInstanceUID for i in instances} == {mr.sop_instance_uid, archive["mr2"].sop_instance_uid}
+    assert sorted(int(i.InstanceNumber) for i in instances) == [1, 2]  # from the stored headers
+    [one] = findscu(scp, tmp_path, *image_keys, f"SOPInstanceUID={archive['mr2'].sop_instance_uid}")
+    assert one.SOPClassUID == mr.sop_class_uid
+
+    # Study Root has no PATIENT level: the peer is told so.
+    result = dcmtk("findscu", "-d", "-S", "-aec", AE_TITLE, "-k", "QueryRetrieveLevel=PATIENT", "127.0.0.1", str(scp))
+    assert re.search(r"DIMSE Status\s*: 0xa900", result.stdout + result.stderr, re.IGNORECASE), result.stdout
+
+
+def test_c_find_is_audited_with_the_peer_and_what_it_returned(archive, scp, tmp_path):
+    answers = findscu(scp, tmp_path, "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientName=CompressedSamples*")
+    rows = AuditEvent.objects.filter(interface="dimse", detail="C-FIND STUDY")
+    assert len(answers) == 2 and rows.count() == 2
+    assert {(row.actor_username, row.ip_address, row.action) for row in rows} == {("FINDSCU", "127.0.0.1", "read")}
+    assert {row.object_id for row in rows} == {str(archive["ct"].study_id), str(archive["mr"].study_id)}
+    assert {row.patient_id for row in rows} == {archive["ct"].study.patient_id, archive["mr"].study.patient_id}
+
+    assert findscu(scp, tmp_path, "QueryRetrieveLevel=STUDY", "PatientID=NOBODY") == []
+    assert AuditEvent.objects.filter(interface="dimse", detail="C-FIND STUDY: no match", object_id="").count() == 1
+
+
+def _pixels_and_uid(path: Path) -> tuple[str, bytes]:
+    dataset = pydicom.dcmread(path)
+    return dataset.SOPInstanceUID, dataset.PixelData
+
+
+def _stored(image: Image) -> tuple[str, bytes]:
+    return _pixels_and_uid(Path(image.file.path))
+
+
+def test_c_move_sends_a_study_to_a_known_destination_as_stored(archive, scp, storescp, tmp_path):
+    _, received = storescp
+    mr = archive["mr"]
+    result = dcmtk(
+        "movescu",
+        "-v",
+        "-S",
+        "-aet",
+        "MOVESCU",
+        "-aec",
+        AE_TITLE,
+        "-aem",
+        DESTINATION,
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={mr.study.study_instance_uid}",
+        "127.0.0.1",
+        str(scp),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Received Final Move Response (Success)" in output, output
+    delivered = sorted(_pixels_and_uid(path) for path in received.iterdir())
+    assert delivered == sorted([_stored(mr), _stored(archive["mr2"])])
+
+    rows = AuditEvent.objects.filter(interface="dimse", detail=f"C-MOVE to {DESTINATION}")
+    assert {(row.actor_username, row.action) for row in rows} == {("MOVESCU", "download")}
+    assert {row.object_id for row in rows} == {str(mr.id), str(archive["mr2"].id)}
+
+
+def test_c_move_keeps_a_compressed_instance_compressed_and_reports_the_counts(archive, scp, storescp, tmp_path):
+    _, received = storescp
+    rle = archive["rle"]
+    result = dcmtk(
+        "movescu",
+        "-d",
+        "-P",
+        "-aet",
+        "MOVESCU",
+        "-aec",
+        AE_TITLE,
+        "-aem",
+        DESTINATION,
+        "-k",
+        "QueryRetrieveLevel=PATIENT",
+        "-k",
+        f"PatientID={rle.study.patient.mrn}",
+        "127.0.0.1",
+        str(scp),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    [path] = received.iterdir()
+    delivered = pydicom.dcmread(path)
+    assert delivered.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert (delivered.SOPInstanceUID, delivered.PixelData) == _stored(rle)
+    # The final response counts the sub-operations: one completed, none failed, warned or remaining.
+    final = output[output.rindex("C-MOVE RSP") :]
+    counts = dict(re.findall(r"(Remaining|Completed|Failed|Warning) Suboperations\s*: (\d+)", final))
+    assert counts == {"Remaining": "0", "Completed": "1", "Failed": "0", "Warning": "0"}, final
+    assert "0x0000: Success" in final
+
+
+def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, tmp_path):
+    result = dcmtk(
+        "movescu",
+        "-S",
+        "-aet",
+        "MOVESCU",
+        "-aec",
+        AE_TITLE,
+        "-aem",
+        "ELSEWHERE",
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={archive['ct'].study.study_instance_uid}",
+        "127.0.0.1",
+        str(scp),
+    )
+    output = result.stdout + result.stderr
+    assert "Refused: MoveDestinationUnknown" in output, output  # status 0xA801
+    refused = AuditEvent.objects.get(interface="dimse", detail="C-MOVE refused: unknown destination ELSEWHERE")
+    assert (refused.actor_username, refused.ip_address) == ("MOVESCU", "127.0.0.1")
+    assert not AuditEvent.objects.filter(detail__startswith="C-MOVE to").exists()
+
+
+def test_c_get_returns_the_instances_on_the_same_association(archive, scp, tmp_path):
+    mr = archive["mr"]
+    out = tmp_path / "got"
+    out.mkdir()
+    result = dcmtk(
+        "getscu",
+        "-v",
+        "-S",
+        "-aet",
+        "GETSCU",
+        "-aec",
+        AE_TITLE,
+        "-od",
+        str(out),
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        f"StudyInstanceUID={mr.study.study_instance_uid}",
+        "-k",
+        f"SeriesInstanceUID={mr.series_instance_uid}",
+        "127.0.0.1",
+        str(scp),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    delivered = sorted(_pixels_and_uid(path) for path in out.iterdir())
+    assert delivered == sorted([_stored(mr), _stored(archive["mr2"])])
+    rows = AuditEvent.objects.filter(interface="dimse", detail="C-GET")
+    assert {(row.actor_username, row.ip_address, row.action) for row in rows} == {("GETSCU", "127.0.0.1", "download")}
+    assert {row.object_id for row in rows} == {str(mr.id), str(archive["mr2"].id)}
