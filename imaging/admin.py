@@ -56,7 +56,7 @@ class ImageAdmin(AuditedAdminMixin, admin.ModelAdmin):
 class DicomPeerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """The C-STORE receiver's allow-list. Audited like patient data: who let which node in is worth a trail."""
 
-    list_display = ("ae_title", "network", "description", "active", "updated_at")
+    list_display = ("ae_title", "network", "port", "description", "active", "updated_at")
     list_filter = ("active",)
     search_fields = ("ae_title", "network", "description")
     readonly_fields = ("created_at", "updated_at")

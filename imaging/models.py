@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Upper
@@ -265,6 +266,14 @@ class DicomPeer(models.Model):
         help_text="The peer's IP address (10.1.2.3) or network in CIDR form (10.1.2.0/24).",
     )
     description = models.CharField(max_length=255, blank=True, help_text="e.g. the modality and its room.")
+    port = models.PositiveIntegerField(
+        "storage port",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="The port of the peer's own Storage SCP, to make it a C-MOVE destination (its address must be "
+        "a single host). Empty: nothing is ever sent to it.",
+    )
     active = models.BooleanField(default=True, help_text="Untick to refuse this peer without losing the entry.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -275,6 +284,11 @@ class DicomPeer(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["ae_title", "network"], name="dicompeer_unique_title_network"),
             models.CheckConstraint(condition=~Q(ae_title=""), name="dicompeer_ae_title_not_empty"),
+            # A C-MOVE destination is one host: MedPortal connects to it.
+            models.CheckConstraint(
+                condition=Q(port__isnull=True) | Q(network__endswith="/32") | Q(network__endswith="/128"),
+                name="dicompeer_port_needs_one_host",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -286,6 +300,17 @@ class DicomPeer(models.Model):
         self.ae_title = self.ae_title.strip()
         with contextlib.suppress(ValueError):  # the field's validator reports it
             self.network = str(ipaddress.ip_network(self.network.strip(), strict=False))
+        if self.port is not None and self.host is None:
+            raise ValidationError({"port": "A C-MOVE destination has one address (10.1.2.3), not a network."})
+
+    @property
+    def host(self) -> str | None:
+        """The peer's one address, or None when it is a network."""
+        try:
+            network = ipaddress.ip_network(self.network, strict=False)
+        except ValueError:
+            return None
+        return str(network.network_address) if network.num_addresses == 1 else None
 
     def admits(self, address: str) -> bool:
         """Whether a connection from ``address`` comes from this peer's address or network."""

@@ -1,4 +1,5 @@
-"""The DICOM peers allowed to send to the C-STORE receiver: who may associate, and seeding the list.
+"""The DICOM peers allowed to send to the C-STORE receiver: who may associate, where a C-MOVE may
+send, and seeding the list.
 
 Administrators keep the list in the Django admin. ``MEDPORTAL_DICOM_PEERS`` (and the receiver
 command's ``--peer``) only bootstrap it: an entry missing from the list is added when the
@@ -41,6 +42,20 @@ def dicom_peer_allowed(*, ae_title: str, address: str) -> DicomPeer | None:
     for peer in DicomPeer.objects.filter(active=True, ae_title=title):
         if peer.admits(address):
             return peer
+    return None
+
+
+def dicom_move_destination(*, ae_title: str) -> tuple[str, int] | None:
+    """Where a C-MOVE to ``ae_title`` goes: an active peer's one address and storage port, or None.
+
+    The requester only names the destination; the address comes from the allow-list, never from it.
+    """
+    title = (ae_title or "").strip()
+    if not title:
+        return None
+    for peer in DicomPeer.objects.filter(active=True, ae_title=title, port__isnull=False).order_by("pk"):
+        if peer.host:
+            return peer.host, peer.port
     return None
 
 

@@ -15,6 +15,7 @@ from django.db import close_old_connections
 from django.db.models import Model, QuerySet
 from pydicom import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import UID, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -29,6 +30,7 @@ from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record, audit_record_many
 from imaging.dicom.attributes import CHARACTER_SET, patient_attributes, study_attributes
 from imaging.dicom.parsing import read_dataset
+from imaging.dicom.peers import dicom_move_destination
 from imaging.dicom.selectors import (
     dicom_instance_header,
     dicom_instance_search,
@@ -296,9 +298,11 @@ def _audit_matches(peer: Peer, action: AuditAction, matches: list[Match], *, det
 # C-MOVE and C-GET
 
 
-def _retrieve_instances(identifier: Dataset) -> list[Image]:
+def _retrieve_instances(identifier: Dataset, *, model: str) -> list[Image]:
     """The instances a C-MOVE or C-GET names by its unique keys (PS3.4 C.4.2.2.1): nothing by wildcard."""
     level = _text(identifier, "QueryRetrieveLevel").upper()
+    if level not in LEVELS.get(model, ()):
+        return []
     patient_id = _text(identifier, "PatientID")
     keys = {
         "study_uids": _list(identifier, "StudyInstanceUID"),
@@ -337,31 +341,29 @@ def _sub_operations(event, images: list[Image]) -> Iterator[tuple]:
         yield PENDING, _instance_dataset(image)
 
 
-def _retrieve(event, *, detail: str) -> tuple[list[Image], Peer]:
+def _retrieve(event, *, detail: str) -> list[Image]:
     peer = Peer.of(event)
     close_old_connections()
     try:
-        images = _retrieve_instances(event.identifier)
+        images = _retrieve_instances(event.identifier, model=event.request.AffectedSOPClassUID)
         matches = [Match(Dataset(), image, image.study.patient_id) for image in images]
         _audit_matches(peer, AuditAction.DOWNLOAD, matches, detail=detail)
     finally:
         close_old_connections()
     logger.info("%s from %s: %s instance(s)", detail, peer.ae_title, len(images))
-    return images, peer
-
-
-def move_destination(ae_title: str) -> tuple[str, int] | None:
-    """Where a C-MOVE to ``ae_title`` goes: only to a configured destination, never to the caller's say."""
-    destination = settings.MEDPORTAL_DICOM_MOVE_DESTINATIONS.get(ae_title.strip())
-    return (destination[0], int(destination[1])) if destination else None
+    return images
 
 
 def handle_move(event) -> Iterator:
-    """C-MOVE: C-STORE the matches to a known destination on a new association, in their stored encoding."""
+    """C-MOVE: C-STORE the matches to a peer with a storage port, on a new association, as stored."""
     destination_ae = event.move_destination.strip() if isinstance(event.move_destination, str) else ""
-    destination = move_destination(destination_ae)
+    peer = Peer.of(event)
+    close_old_connections()
+    try:
+        destination = dicom_move_destination(ae_title=destination_ae)
+    finally:
+        close_old_connections()
     if destination is None:
-        peer = Peer.of(event)
         logger.warning("C-MOVE from %s to unknown destination %r refused", peer.ae_title, destination_ae)
         close_old_connections()
         try:
@@ -377,9 +379,12 @@ def handle_move(event) -> Iterator:
             close_old_connections()
         yield None, None  # pynetdicom answers 0xA801, move destination unknown
         return
-    images, _ = _retrieve(event, detail=f"C-MOVE to {destination_ae}")
-    # One context per SOP class and transfer syntax, so that each instance goes as it is stored.
-    pairs = sorted({(image.sop_class_uid, image.transfer_syntax_uid or "1.2.840.10008.1.2") for image in images})
+    images = _retrieve(event, detail=f"C-MOVE to {destination_ae}")
+    # One context per SOP class and transfer syntax, so that each instance goes as it is stored; an
+    # uncompressed one may also go as Implicit VR Little Endian, which every Storage SCP accepts.
+    stored = {(image.sop_class_uid, UID(image.transfer_syntax_uid or ImplicitVRLittleEndian)) for image in images}
+    fallback = {(sop_class, ImplicitVRLittleEndian) for sop_class, syntax in stored if not syntax.is_compressed}
+    pairs = sorted(stored) + sorted(fallback - stored)
     contexts = [build_context(sop_class, syntax) for sop_class, syntax in pairs[:MAX_CONTEXTS]]
     yield destination[0], destination[1], {"contexts": contexts}
     yield len(images)
@@ -388,6 +393,6 @@ def handle_move(event) -> Iterator:
 
 def handle_get(event) -> Iterator:
     """C-GET: C-STORE the matches back on the same association, in their stored encoding."""
-    images, _ = _retrieve(event, detail="C-GET")
+    images = _retrieve(event, detail="C-GET")
     yield len(images)
     yield from _sub_operations(event, images)

@@ -208,10 +208,8 @@ MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
 MEDPORTAL_DICOM_PEERS = env.list("MEDPORTAL_DICOM_PEERS", default=[])
 # WADO-RS: the most frame numbers one request may list (duplicates count, they are sent once).
 MEDPORTAL_DICOMWEB_MAX_FRAMES = env.int("MEDPORTAL_DICOMWEB_MAX_FRAMES", default=1000)
-# DICOM Query/Retrieve: the most matches one C-FIND answers (past it the peer is told to narrow
-# the query), and where a C-MOVE may send, by destination AE title: {"AE_TITLE": ("host", port)}.
+# DICOM Query/Retrieve: the most matches one C-FIND answers (past it the peer is told to narrow the query).
 MEDPORTAL_DICOM_FIND_LIMIT = env.int("MEDPORTAL_DICOM_FIND_LIMIT", default=1000)
-MEDPORTAL_DICOM_MOVE_DESTINATIONS: dict[str, tuple[str, int]] = {}
 # Keys the pseudonyms of de-identified exports (imaging.dicom.deid); each settings module sets it,
 # production from the environment with no default. Never SECRET_KEY.
 MEDPORTAL_DEID_KEY = ""

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from django.test import override_settings
+from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.intake import IncomingFile, files_intake
-from imaging.models import Image, ImageSource
+from imaging.models import DicomPeer, Image, ImageSource
 from tests.dicom.support import chest_radiograph_dataset, dataset_bytes, free_port, shipped_bytes, shipped_path
 from tests.support.workers import wait_for
 
@@ -84,13 +84,18 @@ def storescp(tmp_path):
 
 @pytest.fixture
 def scp(storescp):
+    """The receiver, with DCMTK's clients on its allow-list and storescp as a peer with a storage port."""
     port, _ = storescp
-    with override_settings(MEDPORTAL_DICOM_MOVE_DESTINATIONS={DESTINATION: ("127.0.0.1", port)}):
-        server = receiver_start(ReceiverConfig(ae_title=AE_TITLE, host="127.0.0.1", port=0))
-        try:
-            yield server.server_address[1]
-        finally:
-            server.shutdown()
+    for client in ("FINDSCU", "MOVESCU", "GETSCU"):
+        DicomPeer.objects.create(ae_title=client, network="127.0.0.1/32")
+    DicomPeer.objects.create(ae_title=DESTINATION, network="127.0.0.1/32", port=port)
+    # A peer on the allow-list without a storage port is no C-MOVE destination.
+    DicomPeer.objects.create(ae_title="NOPORT", network="127.0.0.1/32")
+    server = receiver_start(ReceiverConfig(ae_title=AE_TITLE, host="127.0.0.1", port=0))
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
 
 
 def dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess:
@@ -260,7 +265,8 @@ def test_c_move_keeps_a_compressed_instance_compressed_and_reports_the_counts(ar
     assert "0x0000: Success" in final
 
 
-def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, tmp_path):
+@pytest.mark.parametrize("destination", ["ELSEWHERE", "NOPORT"])
+def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, destination):
     result = dcmtk(
         "movescu",
         "-S",
@@ -269,7 +275,7 @@ def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, 
         "-aec",
         AE_TITLE,
         "-aem",
-        "ELSEWHERE",
+        destination,
         "-k",
         "QueryRetrieveLevel=STUDY",
         "-k",
@@ -279,9 +285,18 @@ def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, 
     )
     output = result.stdout + result.stderr
     assert "Refused: MoveDestinationUnknown" in output, output  # status 0xA801
-    refused = AuditEvent.objects.get(interface="dimse", detail="C-MOVE refused: unknown destination ELSEWHERE")
+    refused = AuditEvent.objects.get(interface="dimse", detail=f"C-MOVE refused: unknown destination {destination}")
     assert (refused.actor_username, refused.ip_address) == ("MOVESCU", "127.0.0.1")
     assert not AuditEvent.objects.filter(detail__startswith="C-MOVE to").exists()
+
+
+def test_a_move_destination_is_one_host():
+    peer = DicomPeer(ae_title="PACS", network="10.1.2.0/24", port=104)
+    with pytest.raises(ValidationError, match="one address"):
+        peer.full_clean()
+    peer.network = "10.1.2.3"
+    peer.full_clean()
+    assert (peer.network, peer.host) == ("10.1.2.3/32", "10.1.2.3")
 
 
 def test_c_get_returns_the_instances_on_the_same_association(archive, scp, tmp_path):
