@@ -10,6 +10,7 @@ urlpatterns = [
     path("worklist/", views.worklist, name="worklist"),
     path("worklist/rows/", views.worklist_rows, name="worklist-rows"),
     path("review/<uuid:study_id>/", views.review, name="review"),
+    path("review/<uuid:study_id>/agree-all/", views.review_agree_all, name="review-agree-all"),
     path("review/<uuid:study_id>/priors/", prior_views.review_priors, name="review-priors"),
     path("predictions/<uuid:prediction_id>/heatmap.png", views.prediction_heatmap, name="prediction-heatmap"),
     path("studies/<uuid:study_id>/report/", views.study_report, name="study-report"),

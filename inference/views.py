@@ -1,5 +1,6 @@
 import io
 import re
+import uuid
 
 import numpy as np
 from django.conf import settings
@@ -27,7 +28,7 @@ from inference.dicom_report import prediction_sr_bytes, sr_filename
 from inference.forms import AmendReviewForm, ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
 from inference.selectors import studies_worklist_filtered, study_images
-from inference.services import review_amend, review_create
+from inference.services import review_amend, review_create, review_unavailable_reason, reviews_agree_all
 from web.access import RoleDenied, role_required
 from web.charts import hbar_chart
 
@@ -256,13 +257,16 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                     action=AuditAction.UPDATE,
                     detail=f"review amended: {reason}"[:255],
                 )
-                messages.success(
-                    request,
-                    f"Review amended: {amended.get_decision_display().lower()}, final label {amended.final_label}.",
+                message = (
+                    f"Review amended: {amended.get_decision_display().lower()}, final label {amended.final_label}."
                 )
+                messages.success(request, message)
                 page_query = query.copy()
                 page_query["prediction"] = str(current.id)
-                return redirect(_with_query(reverse("pages:review", args=[study.id]), page_query))
+                here = _with_query(reverse("pages:review", args=[study.id]), page_query)
+                if _wants_json(request):
+                    return JsonResponse({"ok": True, "next": here, "message": message})
+                return redirect(here)
     elif request.method == "POST":
         messages.info(request, "This AI second opinion has already been reviewed.")
         following = _next_after_review(study=study, query=query)
@@ -316,8 +320,86 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         "window_presets": WINDOW_PRESETS,
         "amend_form": amend_form,
         "history": history,
+        **_agree_all_context(predictions),
     }
     return render(request, "inference/review.html", context)
+
+
+def _agree_all_context(predictions: list[Prediction]) -> dict:
+    """What "agree with all" would record and what it would leave, for its confirmation."""
+    return {
+        "agree_all": [p for p in predictions if p.status == PredictionStatus.SUCCEEDED and not _has_review(p)],
+        "agree_all_left": [(p, reason) for p in predictions if (reason := review_unavailable_reason(p))],
+    }
+
+
+@audited(AuditInterface.UI)
+@role_required(RADIOLOGISTS)
+def review_agree_all(request: HttpRequest, study_id) -> HttpResponse:
+    """Agree with every AI second opinion of the study awaiting review, after one confirmation.
+
+    The review page confirms in a dialog; without JavaScript this page is the confirmation. Only
+    the opinions listed in the confirmation are agreed with, then the next study of the same
+    filtered worklist opens, as after "save and next".
+    """
+    try:
+        study = study_for_page(study_id=study_id)
+    except Study.DoesNotExist as exc:
+        raise Http404("No such study.") from exc
+    query = _worklist_query(request)
+    if request.method == "POST":
+        try:
+            outcome = reviews_agree_all(
+                study=study, reviewer=request.user, prediction_ids=_uuids(request.POST.getlist("predictions"))
+            )
+        except PermissionError as exc:
+            raise RoleDenied((Role.RADIOLOGIST,)) from exc
+        audit_access(
+            request,
+            action=AuditAction.CREATE,
+            rows=[(review, study.patient_id) for review in outcome.agreed],
+            detail="agree with all",
+        )
+        message = _agree_all_message(study=study, count=len(outcome.agreed))
+        messages.success(request, message)
+        for prediction, reason in outcome.left:
+            messages.warning(request, f"Not reviewed: {_opinion_name(prediction)}: {reason}")
+        following = _next_after_review(study=study, query=query)
+        if _wants_json(request):
+            return JsonResponse({"ok": True, "next": following, "message": message})
+        return redirect(following)
+
+    images = reading_order(study_images(study=study))
+    predictions = [p for image in images for p in sorted(image.predictions.all(), key=lambda p: p.model.name)]
+    audit_access(request, obj=study, patient=study.patient_id, detail="agree with all")
+    context = {
+        "study": study,
+        "patient": study.patient,
+        "worklist_query": query.urlencode(),
+        "review_url": _with_query(reverse("pages:review", args=[study.id]), query),
+        **_agree_all_context(predictions),
+    }
+    return render(request, "inference/review_agree_all.html", context)
+
+
+def _uuids(values: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for value in values:
+        try:
+            ids.append(uuid.UUID(value))
+        except ValueError:
+            continue  # not an opinion anyone was shown
+    return ids
+
+
+def _opinion_name(prediction: Prediction) -> str:
+    return f"{prediction.image.original_filename or 'an image'} ({prediction.model.display_name})"
+
+
+def _agree_all_message(*, study: Study, count: int) -> str:
+    if count == 0:
+        return f"No AI second opinion of {study.accession_number} was awaiting review: nothing was agreed with."
+    return f"Agreed with {count} AI second opinion{'s' if count != 1 else ''} of {study.accession_number}."
 
 
 def _has_review(prediction: Prediction) -> bool:

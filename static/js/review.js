@@ -247,12 +247,12 @@
     return document.querySelector("[data-review-form]");
   }
 
-  function setupForm(form) {
-    if (!form) return;
-    const select = form.querySelector("select[name=final_label]");
+  // The decision controls of a review form; the amendment form names them with the prefix "amend-".
+  function setupDecision(form, prefix = "") {
+    const select = form.querySelector(`select[name="${prefix}final_label"]`);
     const aiLabel = document.querySelector("[data-ai-label]").textContent.trim();
     const sync = () => {
-      const decision = form.querySelector("input[name=decision]:checked");
+      const decision = form.querySelector(`input[name="${prefix}decision"]:checked`);
       const agree = Boolean(decision && decision.value === "agree");
       const override = Boolean(decision && decision.value === "override");
       // Agree means the AI's label; an override starts from no label, never the AI's.
@@ -260,11 +260,27 @@
       else if (override && select.value === aiLabel) select.value = "";
       select.disabled = agree;
     };
-    form.querySelectorAll("input[name=decision]").forEach((radio) => radio.addEventListener("change", sync));
+    form.querySelectorAll(`input[name="${prefix}decision"]`).forEach((radio) => radio.addEventListener("change", sync));
     sync();
+  }
+
+  function setupForm(form) {
+    if (!form) return;
+    setupDecision(form);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       save(form);
+    });
+  }
+
+  // The amendment is sent like the review: the page then shows the new decision with the earlier
+  // one in the history, without a reload; its errors come back next to their controls.
+  function setupAmend(form) {
+    if (!form) return;
+    setupDecision(form, "amend-");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      send(form, { focus: "[data-review-summary]", push: false });
     });
   }
 
@@ -278,7 +294,13 @@
     else radio.focus();
   }
 
-  async function save(form) {
+  function save(form) {
+    return send(form);
+  }
+
+  // Posts a form of the page; the answer says where to go next (JSON), or is the page again with
+  // the form's errors (HTML). ``focus`` picks what gets the focus on the page that follows.
+  async function send(form, { focus = null, push = true } = {}) {
     if (busy) return;
     busy = true;
     const button = form.querySelector("button[type=submit]");
@@ -294,7 +316,7 @@
       if (response.ok && type.includes("application/json")) {
         const answer = await response.json();
         busy = false;
-        await go(answer.next);
+        await go(answer.next, { push, focus });
         return;
       }
       if (response.ok && type.includes("text/html")) {
@@ -317,7 +339,7 @@
   }
 
   // --- Moving without a reload -------------------------------------------------------------------
-  async function go(url, { push = true } = {}) {
+  async function go(url, { push = true, focus = null } = {}) {
     if (busy) return;
     busy = true;
     try {
@@ -328,7 +350,7 @@
         return;
       }
       const html = await response.text();
-      if (!swap(html, response.url || url, push)) window.location.assign(response.url || url);
+      if (!swap(html, response.url || url, push, focus)) window.location.assign(response.url || url);
     } catch (error) {
       window.location.assign(url);
     } finally {
@@ -337,26 +359,74 @@
   }
 
   // Replaces <main> with the one of another review page; false when the page is of another kind.
-  function swap(html, url, push = true) {
+  function swap(html, url, push = true, focus = null) {
     const doc = new DOMParser().parseFromString(html, "text/html");
     const next = doc.querySelector("main");
     if (!next || !next.querySelector(".reading-head")) return false;
     document.querySelector("main").replaceWith(document.adoptNode(next));
     document.title = doc.title;
     if (url && push) window.history.pushState({}, "", url);
-    start();
+    else if (url) window.history.replaceState({}, "", url);
+    start(focus);
     return true;
   }
 
-  function focusNextAction() {
+  function focusNextAction(preferred) {
     const main = document.querySelector("main");
     const target =
+      main.querySelector("[data-amend-form] [aria-invalid=true]") ||
+      main.querySelector("[data-amend-form] .form-errors") ||
+      (preferred && main.querySelector(preferred)) ||
       main.querySelector("[data-review-form] [aria-invalid=true]") ||
       main.querySelector("[data-review-form] input[name=decision]:checked") ||
       main.querySelector("[data-review-form] input[name=decision]") ||
       main.querySelector("[data-next-action]") ||
       main;
-    target.focus({ preventScroll: true });
+    if (target.matches(".form-errors")) target.tabIndex = -1;
+    target.focus({ preventScroll: !target.closest("[data-amend-form]") });
+  }
+
+  // --- Agree with all: one confirmation in a modal dialog -----------------------------------------
+  function agreeAllDialog() {
+    return document.querySelector("main [data-agree-all-dialog]");
+  }
+
+  function openAgreeAll() {
+    const dialog = agreeAllDialog();
+    if (!dialog || dialog.open) return;
+    // showModal keeps focus inside the dialog and puts it on the confirm button (autofocus);
+    // closing it (Cancel or Esc) gives the focus back to what had it.
+    const opener = document.activeElement;
+    dialog.addEventListener("close", () => opener && opener.isConnected && opener.focus(), { once: true });
+    dialog.showModal();
+  }
+
+  async function agreeAll(form) {
+    if (busy) return;
+    busy = true;
+    const dialog = form.closest("dialog");
+    const error = form.querySelector("[data-agree-all-error]");
+    form.querySelectorAll("button").forEach((button) => (button.disabled = true));
+    try {
+      const response = await fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-Requested-With": "fetch" },
+      });
+      const type = response.headers.get("Content-Type") || "";
+      if (!response.ok || !type.includes("application/json")) throw new Error("status " + response.status);
+      const answer = await response.json();
+      busy = false;
+      dialog.close();
+      await go(answer.next);
+    } catch (failure) {
+      form.querySelectorAll("button").forEach((button) => (button.disabled = false));
+      error.textContent = "Nothing was saved (" + failure.message + "); try again.";
+      error.hidden = false;
+    } finally {
+      busy = false;
+    }
   }
 
   // --- Keyboard ----------------------------------------------------------------------------------
@@ -379,8 +449,12 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    const dialog = help();
-    if (dialog && dialog.open) return; // the dialog closes itself on Esc
+    if (document.querySelector("dialog[open]")) return; // a dialog has the keys; it closes itself on Esc
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.closest("[data-amend-form]")) {
+      event.preventDefault();
+      event.target.closest("[data-amend-form]").requestSubmit();
+      return;
+    }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       const form = reviewForm();
       if (form) {
@@ -396,6 +470,7 @@
       k: () => navigate("previous"),
       PageUp: () => navigate("previous"),
       a: () => choose("agree"),
+      A: openAgreeAll,
       o: () => choose("override"),
       c: () => reviewForm() && reviewForm().querySelector("textarea").focus(),
       s: () => reviewForm() && save(reviewForm()),
@@ -420,15 +495,28 @@
       go(link.href);
     } else if (event.target.closest("[data-help-open]")) {
       openHelp();
+    } else if (event.target.closest("main [data-agree-all]") && event.button === 0) {
+      event.preventDefault();
+      openAgreeAll();
+    } else if (event.target.closest("[data-dialog-cancel]")) {
+      event.target.closest("dialog").close();
     }
+  });
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest("[data-agree-all-form]");
+    if (!form) return;
+    event.preventDefault();
+    agreeAll(form);
   });
 
   window.addEventListener("popstate", () => go(window.location.href, { push: false }));
 
-  function start() {
+  function start(focus = null) {
     viewer = setupViewer(document);
     setupForm(reviewForm());
-    focusNextAction();
+    setupAmend(document.querySelector("main [data-amend-form]"));
+    focusNextAction(focus);
   }
 
   start();

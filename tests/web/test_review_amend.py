@@ -1,5 +1,8 @@
 """A radiologist corrects their own review; the earlier decision stays in the history and the audit trail."""
 
+import re
+from html import unescape
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -105,4 +108,61 @@ def test_a_colleague_sees_the_review_but_cannot_amend_it(client_for, radiologist
         },
     )
     assert response.status_code == 403
+    assert not ReviewAmendment.objects.exists()
+
+
+def test_amend_sent_by_the_page_script_answers_where_to_show_it(radiologist_client, radiologist_user):
+    study, prediction, review = _reviewed(radiologist_user)
+    url = reverse("pages:review", args=[study.id])
+    form = {"prediction": prediction.id, "amend": "1", "worklist_query": "modality=DX"}
+
+    answer = radiologist_client.post(
+        url,
+        {**form, "amend-decision": "override", "amend-final_label": "normal", "amend-reason": "Artefact."},
+        HTTP_ACCEPT="application/json",
+    ).json()
+
+    assert answer["ok"] is True and answer["message"] == "Review amended: override, final label normal."
+    assert answer["next"] == f"{url}?modality=DX&prediction={prediction.id}"
+    review.refresh_from_db()
+    assert review.final_label == "normal" and review.amendments.get().reason == "Artefact."
+
+
+@pytest.mark.parametrize(
+    ("fields", "control", "message"),
+    [
+        ({"amend-final_label": "normal", "amend-reason": "x"}, "id_amend-decision", "Choose Agree or Override."),
+        (
+            {"amend-decision": "override", "amend-final_label": "normal"},
+            "id_amend-reason",
+            "Give a reason for the amendment.",
+        ),
+        (
+            {"amend-decision": "override", "amend-final_label": "pneumonia", "amend-reason": "x"},
+            "id_amend-final_label",
+            "Choose a different label than the AI's to override, or choose Agree.",
+        ),
+    ],
+)
+def test_amend_errors_are_specific_and_tied_to_their_control(
+    radiologist_client, radiologist_user, fields, control, message
+):
+    study, prediction, _ = _reviewed(radiologist_user)
+
+    response = radiologist_client.post(
+        reverse("pages:review", args=[study.id]),
+        {"prediction": prediction.id, "amend": "1", **fields},
+        HTTP_ACCEPT="application/json",
+    )
+
+    # The page comes back (HTML) with the error next to its control, which names it.
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    error = re.search(rf'<div class="field__error" id="{control}_error">(.*?)</div>', html, re.S)
+    assert error and message in unescape(error.group(1))
+    assert re.search(rf'aria-describedby="[^"]*{re.escape(control)}_error', html)
+    ids = set(re.findall(r'\bid="([^"]+)"', html))
+    for reference in re.findall(r'aria-describedby="([^"]+)"', html):
+        assert set(reference.split()) <= ids, reference
+    assert '<details class="amend" open>' in html
     assert not ReviewAmendment.objects.exists()
