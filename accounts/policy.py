@@ -1,6 +1,10 @@
-"""Who may do what with patient data: the one table the pages, the API and DICOMweb consult.
+"""Who may do what with patient data: the one table the pages, the API, DICOMweb and the admin consult.
 
-The Django admin is for administrators, who hold every role; reviews and audit records are read-only there too.
+Pages name ``allowed_roles(resource, act)`` in ``role_required``, API and DICOMweb views in
+``required_roles``, and the admin's ModelAdmins of patient data derive their view, add, change and
+delete permissions from it (``PolicyAdminMixin``). Only administrators sign in to the admin at all
+(``is_staff`` goes with the admin role, accounts.services); inside it the table rules as everywhere.
+tests/api/test_policy.py checks every interface against the table, role by role.
 
 A patient search (the list of patients, filtered by name, MRN or birth date, and QIDO-RS matching on
 PatientID or PatientName) is for staff only: registering patients and finding the right record is
@@ -36,18 +40,28 @@ POLICY: dict[tuple[Resource, Act], tuple[Role, ...]] = {
     (Resource.PATIENT, Act.SEARCH): STAFF,
     (Resource.PATIENT, Act.READ): READERS,
     (Resource.PATIENT, Act.WRITE): STAFF,
+    (Resource.PATIENT, Act.DELETE): ADMINS,
     (Resource.STUDY, Act.SEARCH): READERS,
     (Resource.STUDY, Act.READ): READERS,
     (Resource.STUDY, Act.WRITE): STAFF,
+    (Resource.STUDY, Act.DELETE): ADMINS,
+    (Resource.IMAGE, Act.SEARCH): READERS,
     (Resource.IMAGE, Act.READ): READERS,
     (Resource.IMAGE, Act.WRITE): STAFF,
+    (Resource.IMAGE, Act.DELETE): ADMINS,
+    (Resource.PREDICTION, Act.SEARCH): READERS,
     (Resource.PREDICTION, Act.READ): READERS,
+    # Queueing a new AI second opinion (a re-run); what a model said is never edited.
+    (Resource.PREDICTION, Act.WRITE): READERS,
+    (Resource.REVIEW, Act.SEARCH): READERS,
     (Resource.REVIEW, Act.READ): READERS,
     (Resource.REVIEW, Act.WRITE): RADIOLOGISTS,
     (Resource.AUDIT, Act.SEARCH): ADMINS,
     (Resource.AUDIT, Act.READ): ADMINS,
 }
-# Nothing not in the table is allowed; in particular nobody deletes a review or an audit record.
+# Nothing not in the table is allowed: nobody deletes an AI output, a review or an audit record, and
+# nobody writes an audit record. Deletes of patients, studies and images exist in the admin only (a
+# record with audit rows is protected from them by the database).
 
 
 def allowed_roles(resource: Resource, act: Act) -> tuple[Role, ...]:
@@ -63,3 +77,33 @@ def may_amend_review(user, review) -> bool:
     """A review is the radiologist's own signed decision: only the radiologist who made it corrects it,
     never a colleague, and never an administrator on their behalf (they hold every role, not the authorship)."""
     return may(user, Resource.REVIEW, Act.WRITE) and review.reviewer_id == user.id
+
+
+class PolicyAdminMixin:
+    """ModelAdmin permissions from the table, for the admin's pages of patient data.
+
+    Set ``policy_resource``. The change list (and the autocomplete, both searches) asks SEARCH, a
+    record's page READ, adding and changing WRITE, deleting DELETE. A ModelAdmin may narrow a door
+    further (images are only added through the upload service), never widen it.
+    """
+
+    policy_resource: Resource
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return may(request.user, self.policy_resource, Act.SEARCH if obj is None else Act.READ)
+
+    def has_add_permission(self, request, *args) -> bool:  # an inline's gets the parent object too
+        return may(request.user, self.policy_resource, Act.WRITE)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return may(request.user, self.policy_resource, Act.WRITE)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return may(request.user, self.policy_resource, Act.DELETE)
+
+    def has_view_or_change_permission(self, request, obj=None) -> bool:
+        # Seeing the list or a record is SEARCH or READ, whoever may change it.
+        return self.has_view_permission(request, obj)
+
+    def has_module_permission(self, request) -> bool:
+        return self.has_view_permission(request)

@@ -1,28 +1,15 @@
 from django.contrib import admin
 from django.contrib.admin import helpers
 
+from accounts.policy import PolicyAdminMixin, Resource
 from audit.access import audit_access
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient, HistoricalStudy
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Browse only: nobody adds, changes or deletes audit records, superusers included."""
+class ReadOnlyAdmin(PolicyAdminMixin, admin.ModelAdmin):
+    """Browse only, for administrators: the policy lets nobody add, change or delete audit records."""
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        user = request.user
-        return user.is_active and (user.is_superuser or user.has_role("admin"))
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
+    policy_resource = Resource.AUDIT
 
 
 class AuditedAdminMixin:

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from accounts.policy import PolicyAdminMixin, Resource
 from audit.admin import AuditedAdminMixin
 from imaging.models import STUDY_IDENTITY_FIELDS, DicomPeer, Image, Study
 
 
-class ImageInline(admin.TabularInline):
+class ImageInline(PolicyAdminMixin, admin.TabularInline):
+    policy_resource = Resource.IMAGE
     model = Image
     extra = 0
     fields = ("original_filename", "content_type", "width", "height", "analysable", "uploaded_by", "uploaded_at")
@@ -17,7 +19,8 @@ class ImageInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class StudyAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
+    policy_resource = Resource.STUDY
     audit_patient = staticmethod(lambda study: study.patient_id)
     list_display = (
         "accession_number", "patient", "modality", "body_part", "procedure", "priority", "status", "study_date",
@@ -40,7 +43,8 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Image)
-class ImageAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ImageAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
+    policy_resource = Resource.IMAGE
     audit_patient = staticmethod(lambda image: image.study.patient_id)
     list_display = ("__str__", "study", "content_type", "width", "height", "analysable", "source", "uploaded_at")
     list_filter = ("content_type", "source", "analysable")

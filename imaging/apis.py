@@ -9,7 +9,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import READERS, STAFF
+from accounts.policy import Act, Resource, allowed_roles
 from api.mixins import AuditedListApi
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
@@ -28,7 +28,10 @@ def study_queryset():
 class StudyListApi(AuditedListApi):
     """Imaging studies. Staff register them; every clinical role reads them."""
 
-    required_roles = {"GET": READERS, "POST": STAFF}
+    required_roles = {
+        "GET": allowed_roles(Resource.STUDY, Act.SEARCH),
+        "POST": allowed_roles(Resource.STUDY, Act.WRITE),
+    }
     serializer_class = StudyOutputSerializer
     filterset_class = StudyFilter
 
@@ -71,7 +74,7 @@ class StudyListApi(AuditedListApi):
 
 @audited(AuditInterface.API)
 class StudyDetailApi(APIView):
-    required_roles = {"GET": READERS, "PATCH": STAFF}
+    required_roles = {"GET": allowed_roles(Resource.STUDY, Act.READ), "PATCH": allowed_roles(Resource.STUDY, Act.WRITE)}
 
     class InputSerializer(serializers.Serializer):
         accession_number = serializers.CharField(max_length=64, required=False)
@@ -106,7 +109,7 @@ class StudyDetailApi(APIView):
 
 
 class ImageListApi(AuditedListApi):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.SEARCH)}
     serializer_class = ImageOutputSerializer
     filterset_class = ImageFilter
     queryset = Image.objects.select_related("study")
@@ -122,7 +125,7 @@ class ImageListApi(AuditedListApi):
 
 @audited(AuditInterface.API)
 class ImageDetailApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
     @extend_schema(summary="Read an image's details", responses=ImageOutputSerializer)
     def get(self, request, image_id):
@@ -133,7 +136,7 @@ class ImageDetailApi(APIView):
 
 @audited(AuditInterface.API)
 class ImageFileApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
     @extend_schema(
         summary="Download an image file",
@@ -160,7 +163,7 @@ class ImageFileApi(APIView):
 class ImageRenderApi(APIView):
     """The image as PNG, windowed as the AI sees it (DICOM included), as the review page shows it."""
 
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
     class InputSerializer(serializers.Serializer):
         size = serializers.IntegerField(

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import cache_control
 from PIL import Image as PILImage
 
-from accounts.roles import READERS, STAFF
+from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
 from imaging.forms import StudyForm
@@ -26,7 +26,7 @@ THUMBNAIL_SIZE = (320, 320)
 
 
 @audited(AuditInterface.UI)
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.STUDY, Act.WRITE))
 def study_create_view(request: HttpRequest, patient_id) -> HttpResponse:
     patient = get_object_or_404(Patient, id=patient_id)
     form = StudyForm(request.POST or None)
@@ -76,7 +76,7 @@ def _no_preview() -> HttpResponse:
 
 @audited(AuditInterface.UI)
 @_image_cache
-@role_required(READERS)
+@role_required(allowed_roles(Resource.IMAGE, Act.READ))
 def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
     image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
     audit_access(request, obj=image, patient=image.study.patient_id, action=AuditAction.DOWNLOAD, detail="thumbnail")
@@ -86,7 +86,7 @@ def image_thumbnail(request: HttpRequest, image_id) -> HttpResponse:
 
 @audited(AuditInterface.UI)
 @_image_cache
-@role_required(READERS)
+@role_required(allowed_roles(Resource.IMAGE, Act.READ))
 def image_display(request: HttpRequest, image_id) -> HttpResponse:
     """The full image as 8-bit PNG, whatever it was uploaded as, so the viewer can window it on a canvas."""
     image = get_object_or_404(Image.objects.select_related("study"), id=image_id)

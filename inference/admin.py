@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from accounts.policy import PolicyAdminMixin, Resource
 from audit.admin import AuditedAdminMixin
 from imaging.admin import ImageAdmin, StudyAdmin
 from imaging.models import Image, Study
@@ -55,7 +56,8 @@ class AIModelAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {total} AI second opinion(s).")
 
 
-class ReviewInline(admin.StackedInline):
+class ReviewInline(PolicyAdminMixin, admin.StackedInline):
+    policy_resource = Resource.REVIEW
     model = Review
     extra = 0
     can_delete = False
@@ -66,9 +68,10 @@ class ReviewInline(admin.StackedInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class PredictionAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
     """AI outputs are read-only; failed ones can be queued again."""
 
+    policy_resource = Resource.PREDICTION
     audit_patient = staticmethod(lambda prediction: prediction.image.study.patient_id)
     list_display = ("id", "model", "status", "label", "confidence", "attempts", "queued_at", "finished_at", "study")
     list_filter = ("status", "model__name", "is_abnormal")
@@ -84,10 +87,7 @@ class PredictionAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return obj.image.study.accession_number
 
     def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+        return False  # queued by the services for a stored image, never typed in
 
     @admin.action(description="Re-queue the selected failed predictions")
     def requeue_failed(self, request, queryset) -> None:
@@ -126,10 +126,11 @@ class ReviewAmendmentInline(admin.TabularInline):
 
 
 @admin.register(Review)
-class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """A radiologist's review is part of the record: read-only here, and never deleted. Only its
-    radiologist amends it (on the review page or the API), which keeps the earlier decision."""
+class ReviewAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
+    """A radiologist's review is part of the record: read-only here, and never deleted (accounts.policy).
+    Only its radiologist amends it (on the review page or the API), which keeps the earlier decision."""
 
+    policy_resource = Resource.REVIEW
     audit_patient = staticmethod(lambda review: review.prediction.image.study.patient_id)
     list_display = ("prediction", "decision", "final_label", "reviewer", "reviewed_at")
     list_filter = ("decision", "prediction__model__name")
@@ -139,19 +140,21 @@ class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
     inlines = [ReviewAmendmentInline]
 
     def has_add_permission(self, request) -> bool:
-        return False
+        return False  # written on the review page, by the radiologist reading the study
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # the study would stay "reviewed" with the radiologist's decision gone
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Amended only by the radiologist who made it, with a reason, on the review page (may_amend_review).
+        return False
 
 
 # The imaging admin pages know nothing of AI; inference registers them again with its results and
 # actions added.
 
 
-class PredictionInline(admin.TabularInline):
+class PredictionInline(PolicyAdminMixin, admin.TabularInline):
     """AI outputs are read-only: they are what a model version said, not something to edit."""
 
+    policy_resource = Resource.PREDICTION
     model = Prediction
     fk_name = "image"
     extra = 0

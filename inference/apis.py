@@ -10,7 +10,8 @@ from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import ADMINS, RADIOLOGISTS, READERS
+from accounts.policy import Act, Resource, allowed_roles
+from accounts.roles import ADMINS, READERS
 from api.exceptions import ConflictError
 from api.links import api_url
 from api.mixins import AuditedListApi
@@ -36,7 +37,7 @@ def prediction_queryset():
 class PredictionListApi(AuditedListApi):
     """AI second opinions. Each carries its confidence, every class probability and the exact model version."""
 
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.PREDICTION, Act.SEARCH)}
     serializer_class = PredictionOutputSerializer
     filterset_class = PredictionFilter
 
@@ -54,7 +55,7 @@ class PredictionListApi(AuditedListApi):
 
 @audited(AuditInterface.API)
 class PredictionDetailApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.PREDICTION, Act.READ)}
 
     @extend_schema(summary="Read an AI second opinion", responses=PredictionOutputSerializer)
     def get(self, request, prediction_id):
@@ -65,7 +66,7 @@ class PredictionDetailApi(APIView):
 
 @audited(AuditInterface.API)
 class PredictionHeatmapApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.PREDICTION, Act.READ)}
 
     @extend_schema(
         summary="Download the Grad-CAM heatmap of an AI second opinion",
@@ -86,7 +87,7 @@ class PredictionHeatmapApi(APIView):
 
 @audited(AuditInterface.API)
 class PredictionReportApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.PREDICTION, Act.READ)}
 
     @extend_schema(
         summary="Download an AI second opinion as a DICOM Structured Report",
@@ -264,7 +265,10 @@ def review_queryset():
 class ReviewListApi(AuditedListApi):
     """Radiologists' verdicts on AI second opinions. Only radiologists write them."""
 
-    required_roles = {"GET": READERS, "POST": RADIOLOGISTS}
+    required_roles = {
+        "GET": allowed_roles(Resource.REVIEW, Act.SEARCH),
+        "POST": allowed_roles(Resource.REVIEW, Act.WRITE),
+    }
     serializer_class = ReviewOutputSerializer
     filterset_class = ReviewFilter
 
@@ -305,7 +309,7 @@ class ReviewListApi(AuditedListApi):
 
 @audited(AuditInterface.API)
 class ReviewDetailApi(APIView):
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.REVIEW, Act.READ)}
 
     @extend_schema(summary="Read a review", responses=ReviewOutputSerializer)
     def get(self, request, review_id):
@@ -319,7 +323,10 @@ class ReviewAmendmentsApi(APIView):
     """A review's history. Only the radiologist who made the review amends it (accounts.policy), with
     a reason; the decision it replaces stays in this list and in the audit trail."""
 
-    required_roles = {"GET": READERS, "POST": RADIOLOGISTS}
+    required_roles = {
+        "GET": allowed_roles(Resource.REVIEW, Act.READ),
+        "POST": allowed_roles(Resource.REVIEW, Act.WRITE),
+    }
 
     class InputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=ReviewDecision.choices)
@@ -387,7 +394,7 @@ class WorklistStudySerializer(StudyOutputSerializer):
 class WorklistApi(AuditedListApi):
     """Studies awaiting review in triage order: priority, then AI-flagged abnormal, then oldest (as the pages)."""
 
-    required_roles = {"GET": READERS}
+    required_roles = {"GET": allowed_roles(Resource.STUDY, Act.SEARCH)}
     serializer_class = WorklistStudySerializer
     filterset_class = WorklistFilter
 

@@ -11,7 +11,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import READERS, STAFF
+from accounts.policy import Act, Resource, allowed_roles
 from api.exceptions import ImageRejectedError
 from api.mixins import AuditedListApi
 from audit.access import audit_access, audited
@@ -23,8 +23,6 @@ from inference.models import Prediction
 from inference.selectors import queue_status
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer, QueueStatusSerializer
 from inference.services import predictions_rerun
-
-RERUN_ROLES = READERS
 
 
 class UploadedImageSerializer(ImageOutputSerializer):
@@ -43,7 +41,10 @@ class UploadOutputSerializer(serializers.Serializer):
 class StudyImagesApi(AuditedListApi):
     """The images of one study, and uploading more (PNG, JPEG or DICOM; several ``file`` parts at once)."""
 
-    required_roles = {"GET": READERS, "POST": STAFF}
+    required_roles = {
+        "GET": allowed_roles(Resource.IMAGE, Act.SEARCH),
+        "POST": allowed_roles(Resource.IMAGE, Act.WRITE),
+    }
     serializer_class = ImageOutputSerializer
     parser_classes = [MultiPartParser, FormParser]
 
@@ -142,7 +143,7 @@ def _rerun_response(request, queued: list[Prediction]) -> Response:
 class StudyRerunApi(APIView):
     """Queue AI again for every image of a study: models that have not read an image yet, and failed runs."""
 
-    required_roles = {"POST": RERUN_ROLES}
+    required_roles = {"POST": allowed_roles(Resource.PREDICTION, Act.WRITE)}
 
     @extend_schema(summary="Re-run AI on a study", request=None, responses={202: RerunOutputSerializer})
     def post(self, request, study_id):
@@ -156,7 +157,7 @@ class StudyRerunApi(APIView):
 class ImageRerunApi(APIView):
     """Queue AI again for one image: models that have not read it yet, and failed runs."""
 
-    required_roles = {"POST": RERUN_ROLES}
+    required_roles = {"POST": allowed_roles(Resource.PREDICTION, Act.WRITE)}
 
     @extend_schema(summary="Re-run AI on an image", request=None, responses={202: RerunOutputSerializer})
     def post(self, request, image_id):

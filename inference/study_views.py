@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.roles import READERS, STAFF, Role
+from accounts.policy import Act, Resource, allowed_roles
+from accounts.roles import Role
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -30,7 +31,7 @@ def _study_or_404(study_id) -> Study:
 
 
 @audited(AuditInterface.UI)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.STUDY, Act.READ))
 def study_detail(request: HttpRequest, study_id) -> HttpResponse:
     study = _study_or_404(study_id)
     images = study_images(study=study)
@@ -49,7 +50,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
 
 
 @audited(AuditInterface.UI)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.STUDY, Act.READ))
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """The images-and-results fragment of the study page, which the page polls while AI is pending.
 
@@ -68,7 +69,7 @@ def study_results(request: HttpRequest, study_id) -> HttpResponse:
 
 @audited(AuditInterface.UI)
 @require_POST
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.IMAGE, Act.WRITE))
 def study_upload(request: HttpRequest, study_id) -> HttpResponse:
     """Store each file on its own: a rejected file is reported with its reason and the others go through.
 
@@ -175,7 +176,7 @@ def _audit_import(request: HttpRequest, intakes: list[Intake]) -> None:
 
 @audited(AuditInterface.UI)
 @require_http_methods(["GET", "HEAD", "POST"])
-@role_required(STAFF)
+@role_required(allowed_roles(Resource.IMAGE, Act.WRITE))
 def dicom_import(request: HttpRequest) -> HttpResponse:
     """Import DICOM files not yet tied to a study: each is filed by its own PatientID and StudyInstanceUID.
 

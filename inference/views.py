@@ -17,7 +17,7 @@ from django.views.decorators.cache import cache_control
 from PIL import Image as PILImage
 
 from accounts.policy import Act, Resource, allowed_roles
-from accounts.roles import RADIOLOGISTS, READERS, Role
+from accounts.roles import Role
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -181,7 +181,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 @audited(AuditInterface.UI)
-@role_required(RADIOLOGISTS)
+@role_required(allowed_roles(Resource.REVIEW, Act.WRITE))
 def review(request: HttpRequest, study_id) -> HttpResponse:
     try:
         study = study_for_page(study_id=study_id)
@@ -334,7 +334,7 @@ def _agree_all_context(predictions: list[Prediction]) -> dict:
 
 
 @audited(AuditInterface.UI)
-@role_required(RADIOLOGISTS)
+@role_required(allowed_roles(Resource.REVIEW, Act.WRITE))
 def review_agree_all(request: HttpRequest, study_id) -> HttpResponse:
     """Agree with every AI second opinion of the study awaiting review, after one confirmation.
 
@@ -411,7 +411,7 @@ def _has_review(prediction: Prediction) -> bool:
 
 @audited(AuditInterface.UI)
 @cache_control(private=True, max_age=3600)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.PREDICTION, Act.READ))
 def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
     """The Grad-CAM heatmap as stored: 8-bit grayscale PNG at the image's size; the page colours it."""
     prediction = get_object_or_404(
@@ -427,7 +427,7 @@ def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
 
 
 @audited(AuditInterface.UI)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.PREDICTION, Act.READ))
 def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
     """A succeeded AI result as a DICOM Structured Report, filed under the original patient and study."""
     prediction = get_object_or_404(
@@ -448,7 +448,7 @@ def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
 
 
 @audited(AuditInterface.UI)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.STUDY, Act.READ))
 def study_report(request: HttpRequest, study_id) -> HttpResponse:
     """The study as a printable report: patient, study, every image with and without its heatmap,
     each AI second opinion with its confidence and model version, and the radiologist's review."""
@@ -464,7 +464,7 @@ def study_report(request: HttpRequest, study_id) -> HttpResponse:
 
 @audited(AuditInterface.UI)
 @cache_control(private=True, max_age=3600)
-@role_required(READERS)
+@role_required(allowed_roles(Resource.PREDICTION, Act.READ))
 def prediction_overlay(request: HttpRequest, prediction_id) -> HttpResponse:
     """The image with its Grad-CAM heatmap blended on in viridis, for the printed report."""
     # OpenCV is loaded only by this page, not by every web process at start.

@@ -4,6 +4,7 @@ import pytest
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from accounts.policy import PolicyAdminMixin
 from audit.admin import AuditedAdminMixin
 from audit.models import AuditEvent
 from imaging.intake import image_upload
@@ -106,8 +107,11 @@ def test_every_admin_of_patient_data_is_audited():
     patient_data = [model for model in admin.site._registry if _reaches_patient(model)]
     assert {"patients.patient", "imaging.study", "inference.review"} <= {m._meta.label_lower for m in patient_data}
     for model in patient_data:
+        model_admin = admin.site._registry[model]
+        # Its permissions come from the one role table, as for the pages, the API and DICOMweb.
+        assert isinstance(model_admin, PolicyAdminMixin) and model_admin.policy_resource, model._meta.label_lower
         if model._meta.label_lower not in NOT_AUDITED:
-            assert isinstance(admin.site._registry[model], AuditedAdminMixin), model._meta.label_lower
+            assert isinstance(model_admin, AuditedAdminMixin), model._meta.label_lower
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework.views import APIView
 
+from accounts.policy import Act, Resource, allowed_roles
 from audit.access import UI_OR_API, audit_access, audited
 from audit.models import AuditAction
 from imaging.dicom.export import study_export_filename, study_export_stream
-from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
 from imaging.models import Image, Study
 
@@ -19,7 +19,7 @@ from imaging.models import Image, Study
 class ImageRenderApi(APIView):
     """GET /images/<id>/render.png[?size=N]: the image as PNG, windowed like the AI sees it."""
 
-    permission_classes = [DicomRolePermission]
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
     def get(self, request, image_id):
         image = get_object_or_404(Image.objects.select_related("study"), id=image_id)
@@ -45,7 +45,7 @@ class ImageRenderApi(APIView):
 class StudyExportApi(APIView):
     """GET /studies/<id>/export.zip[?anonymised=1]: the study's files, optionally de-identified."""
 
-    permission_classes = [DicomRolePermission]
+    required_roles = {"GET": allowed_roles(Resource.STUDY, Act.READ)}
 
     def get(self, request, study_id):
         study = get_object_or_404(Study.objects.select_related("patient"), id=study_id)

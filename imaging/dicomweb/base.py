@@ -1,4 +1,5 @@
-"""What every DICOMweb view shares: authentication and roles as for the API, DICOM JSON out."""
+"""What every DICOMweb view shares: authentication and roles as for the API (each view's ``required_roles``,
+from accounts.policy), DICOM JSON out."""
 
 from collections.abc import Iterable
 
@@ -8,7 +9,6 @@ from rest_framework.views import APIView
 
 from audit.access import audited
 from audit.models import AuditInterface
-from imaging.dicom.permissions import DicomRolePermission
 from imaging.dicomweb.dicom_json import DICOM_JSON
 from imaging.models import Image, Study
 
@@ -31,7 +31,6 @@ class FirstRenderer(BaseContentNegotiation):
 class DicomWebView(APIView):
     """Every DICOMweb service records what it returned or stored (its subclasses inherit the declaration)."""
 
-    permission_classes = [DicomRolePermission]
     renderer_classes = [DicomJsonRenderer]
     parser_classes: list = []
     content_negotiation_class = FirstRenderer

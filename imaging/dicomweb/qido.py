@@ -4,7 +4,7 @@ from django.http import HttpResponse
 from pydicom.datadict import tag_for_keyword
 from rest_framework.exceptions import PermissionDenied
 
-from accounts.policy import Act, Resource, may
+from accounts.policy import Act, Resource, allowed_roles, may
 from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom.selectors import (
@@ -47,6 +47,8 @@ def _limit_offset(request) -> tuple[int, int]:
 class StudySearchApi(DicomWebView):
     """GET /dicomweb/studies: QIDO-RS study search."""
 
+    required_roles = {"GET": allowed_roles(Resource.STUDY, Act.SEARCH)}
+
     def get(self, request):
         if (_query_value(request, "PatientID") or _query_value(request, "PatientName")) and not may(
             request.user, Resource.PATIENT, Act.SEARCH
@@ -78,6 +80,8 @@ class StudySearchApi(DicomWebView):
 class SeriesSearchApi(DicomWebView):
     """GET /dicomweb/studies/{study}/series: QIDO-RS series search."""
 
+    required_roles = {"GET": allowed_roles(Resource.STUDY, Act.READ)}
+
     def get(self, request, study_uid: str):
         study = dicom_study_get(study_uid=study_uid)
         if study is None:
@@ -103,6 +107,8 @@ class SeriesSearchApi(DicomWebView):
 
 class InstanceSearchApi(DicomWebView):
     """GET /dicomweb/studies/{study}[/series/{series}]/instances: QIDO-RS instance search."""
+
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.SEARCH)}
 
     def get(self, request, study_uid: str, series_uid: str | None = None):
         study = dicom_study_get(study_uid=study_uid)

@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
+from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -40,6 +41,8 @@ def _stow_limit() -> int:
 
 class StowRsApi(DicomWebView):
     """POST /dicomweb/studies[/{study}]: store instances sent as multipart/related application/dicom."""
+
+    required_roles = {"POST": allowed_roles(Resource.IMAGE, Act.WRITE)}
 
     def post(self, request, study_uid: str | None = None):
         try:

@@ -11,9 +11,13 @@ app_name = "dicomweb"
 class StudiesApi(StowRsApi, StudySearchApi):
     """/dicomweb/studies: GET searches studies (QIDO-RS), POST stores instances (STOW-RS)."""
 
+    required_roles = {**StowRsApi.required_roles, **StudySearchApi.required_roles}
+
 
 class StudyApi(StowRsApi, RetrieveApi):
     """/dicomweb/studies/{study}: GET retrieves the study (WADO-RS), POST stores into it (STOW-RS)."""
+
+    required_roles = {**StowRsApi.required_roles, **RetrieveApi.required_roles}
 
 
 _series = "studies/<str:study_uid>/series/<str:series_uid>"

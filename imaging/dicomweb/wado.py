@@ -9,6 +9,7 @@ from pydicom import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
 
+from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -64,6 +65,8 @@ def _frame_parts(dataset: Dataset, numbers: list[int], number_of_frames: int) ->
 class RetrieveApi(DicomWebView):
     """GET /dicomweb/studies/{study}[/series/{series}[/instances/{instance}]]: the original instances."""
 
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
+
     def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
         study = dicom_study_get(study_uid=study_uid)
         if study is None:
@@ -89,6 +92,8 @@ class RetrieveApi(DicomWebView):
 class MetadataApi(DicomWebView):
     """GET .../metadata: the instances' attributes as DICOM JSON, bulk data by reference."""
 
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
+
     def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
         study = dicom_study_get(study_uid=study_uid)
         if study is None:
@@ -104,6 +109,8 @@ class MetadataApi(DicomWebView):
 
 class FramesApi(DicomWebView):
     """GET .../instances/{instance}/frames/{list}: frame pixel data (uncompressed, or the original bitstream)."""
+
+    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
     def get(self, request, study_uid: str, series_uid: str, instance_uid: str, frames: str):
         study = dicom_study_get(study_uid=study_uid)
