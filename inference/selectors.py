@@ -73,7 +73,7 @@ def _ascending(*fields):
 
 
 # Sortable worklist columns: key -> the column's values in ascending order. Anything else is
-# ignored; the triage order breaks ties, so a sort never shuffles equal rows between polls.
+# ignored; priority and waiting time break ties, so a sort never shuffles equal rows between polls.
 WORKLIST_SORTS: dict[str, tuple] = {
     "priority": _ascending("priority"),
     "ai": (Coalesce(F("ai_top_confidence"), Value(-1.0)).asc(),),
@@ -109,20 +109,32 @@ def _local_midnight(day: datetime.date) -> datetime.datetime:
     return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
 
 
+# Up to this many patients matched by a search are looked up first and their studies read through
+# the patient index; a broader term (a common name fragment) is matched inside the backlog's scan.
+WORKLIST_SEARCH_PATIENTS = 200
+
+
 def _worklist_search(term: str, *, names: bool) -> Q:
-    """Accession number (exact), MRN (exact or its start) and, with ``names``, every word of the
-    patient's name, each in the family or given name. On PostgreSQL each part is served by an index:
-    the accession's and MRN's ``UPPER`` indexes and the names' and MRN's trigram indexes."""
-    patients = Q(mrn__iexact=term) | Q(mrn__istartswith=term)
+    """Accession number (exact), MRN (exact, or by its start among the backlog) and, with ``names``,
+    every word of the patient's name, each in the family or given name.
+
+    The matching patients are read first (the MRN's ``UPPER`` index, the names' and MRN's trigram
+    indexes on PostgreSQL) so that the studies are found through the patient and accession indexes:
+    an ``OR`` with a subquery would make PostgreSQL scan every study of the list instead, which for
+    the reviewed studies is the whole history.
+    """
+    patients = Q(mrn__iexact=term)
     words = term.replace(",", " ").split()
-    if names and words:
+    if names:
+        patients |= Q(mrn__istartswith=term)
         every_word = Q()
         for word in words:
             every_word &= Q(family_name__icontains=word) | Q(given_name__icontains=word)
         patients |= every_word
-    # A subquery of matching patients: the planner looks them up through the patient indexes
-    # and checks the backlog's rows against that short list, rather than joining every patient.
-    return Q(accession_number__iexact=term) | Q(patient__in=Patient.objects.filter(patients).values("pk"))
+    matching = Patient.objects.filter(patients).order_by()
+    found = list(matching.values_list("pk", flat=True)[: WORKLIST_SEARCH_PATIENTS + 1])
+    by_patient = Q(patient__in=matching.values("pk")) if len(found) > WORKLIST_SEARCH_PATIENTS else Q(patient__in=found)
+    return Q(accession_number__iexact=term) | by_patient
 
 
 def worklist_order(sort: str) -> tuple:
@@ -133,7 +145,9 @@ def worklist_order(sort: str) -> tuple:
     columns = WORKLIST_SORTS[key]
     if sort.startswith("-"):
         columns = tuple(column.copy().reverse_ordering() for column in columns)
-    return (*columns, *WORKLIST_TRIAGE_ORDER)
+    # Ties in priority, then waiting, order; not by the AI flag, which would have to be worked out
+    # for every row of the list before the sort rather than for the page's rows after it.
+    return (*columns, "priority", "created_at", "id")
 
 
 def studies_worklist_filtered(*, query: WorklistQuery) -> QuerySet[Study]:

@@ -86,9 +86,18 @@ def test_reviewed_studies_are_found_by_mrn_or_accession_but_not_by_name(three):
     reviewed = (StudyStatus.REVIEWED,)
     assert ids(statuses=reviewed, search="Okafor") == []
     assert ids(statuses=reviewed, search="MRN-0042") == [okafor.id]
+    assert ids(statuses=reviewed, search="MRN-00") == []  # a whole MRN: no browsing by its start
     assert ids(statuses=reviewed, search="ACC-1001") == [okafor.id]
     assert WorklistQuery(statuses=reviewed).names_searchable is False
     assert WorklistQuery().names_searchable is True
+
+
+def test_a_broad_search_matches_the_same_studies_inside_the_list(three, monkeypatch):
+    okafor, okoro, lind = three
+    narrow = {term: set(ids(search=term)) for term in ("Ada", "oko", "MRN-0", "ACC-1002")}
+    monkeypatch.setattr("inference.selectors.WORKLIST_SEARCH_PATIENTS", 1)
+    assert {term: set(ids(search=term)) for term in narrow} == narrow
+    assert narrow["Ada"] == {okafor.id, lind.id} and narrow["ACC-1002"] == {okoro.id}
 
 
 def test_filters_by_priority_modality_and_model(model):
