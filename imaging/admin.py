@@ -1,8 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from accounts.policy import PolicyAdminMixin, Resource
 from audit.admin import AuditedAdminMixin
-from imaging.models import STUDY_IDENTITY_FIELDS, DicomPeer, Image, Study
+from imaging.held import held_instance_file, held_instance_reject
+from imaging.models import STUDY_IDENTITY_FIELDS, DicomPeer, HeldInstance, HoldStatus, Image, Study
 
 
 class ImageInline(PolicyAdminMixin, admin.TabularInline):
@@ -64,3 +66,41 @@ class DicomPeerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("active",)
     search_fields = ("ae_title", "network", "description")
     readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(HeldInstance)
+class HeldInstanceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Instances that named a patient on record but did not match them: an administrator files or rejects each."""
+
+    audit_patient = staticmethod(lambda held: held.patient_id)
+    list_display = ("received_at", "reason", "patient", "source", "peer", "uploaded_by", "status")
+    list_filter = ("status", "reason", "source")
+    search_fields = ("patient__mrn", "sop_instance_uid", "study_instance_uid", "peer")
+    list_select_related = ("patient", "uploaded_by")
+    readonly_fields = [f.name for f in HeldInstance._meta.fields]
+    actions = ["file_under_patient", "reject_and_delete"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # instances are held by the intake, never made by hand
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # rejecting deletes the file and keeps the record of what happened
+
+    def _each(self, request, queryset, service, done: str) -> None:
+        count = 0
+        for held in queryset.filter(status=HoldStatus.HELD):
+            try:
+                service(held=held, user=request.user)
+                count += 1
+            except ValidationError as exc:
+                self.message_user(request, f"{held}: {' '.join(exc.messages)}", messages.ERROR)
+        if count:
+            self.message_user(request, f"{count} held instance(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="File under the patient on record (confirmed the same person)")
+    def file_under_patient(self, request, queryset):
+        self._each(request, queryset, held_instance_file, "filed under their patient")
+
+    @admin.action(description="Reject and delete the file")
+    def reject_and_delete(self, request, queryset):
+        self._each(request, queryset, held_instance_reject, "rejected; their files were deleted")

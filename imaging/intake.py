@@ -19,11 +19,12 @@ from django.db import DatabaseError, transaction
 
 from accounts.models import User
 from imaging.dicom.parsing import looks_like_dicom
-from imaging.dicom.services import CheckedDicom, dicom_check, dicom_store
-from imaging.models import Image, ImageSource, Study
+from imaging.dicom.services import CheckedDicom, dicom_check, dicom_hold, dicom_store
+from imaging.models import HeldInstance, Image, ImageSource, Study
 from imaging.services import CheckedImage, image_check, images_store
 from imaging.storage import StoredBlob, blob_discard, display_filename
 from imaging.validation import IdentityConflict, ImageRejected
+from patients.models import Patient
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class Intake:
     patient_created: bool = False
     study_created: bool = False
     error: str = ""
+    # Kept aside for an administrator: it names a patient on record but does not match them.
+    held: HeldInstance | None = None
     # What a network peer may be told (never names another patient's record); "" when as ``error``.
     peer_error: str = ""
     fault: bool = False  # the failure was ours, not the file's: sending it again may work
@@ -102,18 +105,26 @@ def files_intake(
     uploaded_by: User | None = None,
     study: Study | None = None,
     batch: Batch = Batch.EACH_FILE,
+    peer: str = "",
+    confirmed_patient: Patient | None = None,
 ) -> list[Intake]:
     """Check, store and announce files; one verdict per file, in order.
 
     With ``study`` every file goes into that study (a DICOM file must name its patient);
-    without, only DICOM files are accepted, each filed by its own tags. With
+    without, only DICOM files are accepted, each filed by its own tags. A DICOM file filed by
+    its tags that does not match the records (its PatientID names a patient with another name
+    or birth date, or its study is another patient's) is not filed but held for an
+    administrator (``Intake.held``); into a given study it is refused. With
     ``Batch.ALL_OR_NOTHING`` the first rejected file raises ``IntakeRejected`` and nothing
-    is stored; with ``Batch.EACH_FILE`` each file gets its own savepoint and verdict, and only
-    a database outage (no verdict on any file) is raised.
+    is stored or held; with ``Batch.EACH_FILE`` each file gets its own savepoint and verdict,
+    and only a database outage (no verdict on any file) is raised. ``peer`` names the DICOM node
+    that sent the files; ``confirmed_patient`` is a patient an administrator has confirmed the
+    files belong to, whatever name or birth date they carry.
     """
+    options = {"study": study, "source": source, "uploaded_by": uploaded_by, "confirmed_patient": confirmed_patient}
     if batch == Batch.ALL_OR_NOTHING:
-        return _all_or_nothing(files, study=study, source=source, uploaded_by=uploaded_by)
-    return [_each(file, study=study, source=source, uploaded_by=uploaded_by) for file in files]
+        return _all_or_nothing(files, **options)
+    return [_each(file, peer=peer, **options) for file in files]
 
 
 def image_upload(*, study: Study, data: bytes, filename: str = "", uploaded_by: User | None = None) -> Intake:
@@ -159,6 +170,7 @@ def _store(
     study: Study | None,
     source: ImageSource | str,
     uploaded_by: User | None,
+    confirmed_patient: Patient | None,
     stored: list[Intake],
 ) -> list[Intake]:
     """Store checked files: DICOM one instance at a time, PNG and JPEG all in one go.
@@ -170,7 +182,13 @@ def _store(
     for index, item in enumerate(checked):
         if isinstance(item, CheckedDicom):
             try:
-                result = dicom_store(checked=item, source=source, uploaded_by=uploaded_by, study=study)
+                result = dicom_store(
+                    checked=item,
+                    source=source,
+                    uploaded_by=uploaded_by,
+                    study=study,
+                    confirmed_patient=confirmed_patient,
+                )
             except ImageRejected as exc:
                 raise IntakeRejected(names[index], str(exc)) from exc
             verdicts[index] = Intake(
@@ -193,18 +211,36 @@ def _store(
     return [verdicts[index] for index in range(len(checked))]
 
 
-def _each(file: IncomingFile, *, study: Study | None, source, uploaded_by) -> Intake:
+def _each(file: IncomingFile, *, study: Study | None, source, uploaded_by, confirmed_patient, peer: str) -> Intake:
     name = _name(file)
     stored: list[Intake] = []
+    checked = None
     try:
         checked = _check(file, study=study)
         # A savepoint per file: one file's failure never undoes or blocks the others.
         with transaction.atomic():
-            [intake] = _store([checked], [name], study=study, source=source, uploaded_by=uploaded_by, stored=stored)
+            [intake] = _store(
+                [checked],
+                [name],
+                study=study,
+                source=source,
+                uploaded_by=uploaded_by,
+                confirmed_patient=confirmed_patient,
+                stored=stored,
+            )
     except ImageRejected as exc:
-        conflict = isinstance(exc, IdentityConflict) or isinstance(exc.__cause__, IdentityConflict)
-        peer_error = IdentityConflict.PEER_MESSAGE if conflict else ""
-        return Intake(filename=name, error=str(exc), peer_error=peer_error)
+        conflict = exc if isinstance(exc, IdentityConflict) else exc.__cause__
+        if not isinstance(conflict, IdentityConflict):
+            return Intake(filename=name, error=str(exc))
+        if study is not None or not isinstance(checked, CheckedDicom):
+            return Intake(filename=name, error=str(exc), peer_error=IdentityConflict.PEER_MESSAGE)
+        held = dicom_hold(checked=checked, conflict=conflict, source=source, uploaded_by=uploaded_by, peer=peer)
+        return Intake(
+            filename=name,
+            error=f"{conflict} It is held for an administrator to reconcile.",
+            peer_error=IdentityConflict.HELD_PEER_MESSAGE,
+            held=held,
+        )
     except DatabaseError:
         raise  # an outage is not the file's fault, and the next file would meet it too
     except Exception:
@@ -214,7 +250,9 @@ def _each(file: IncomingFile, *, study: Study | None, source, uploaded_by) -> In
     return intake
 
 
-def _all_or_nothing(files: Sequence[IncomingFile], *, study: Study | None, source, uploaded_by) -> list[Intake]:
+def _all_or_nothing(
+    files: Sequence[IncomingFile], *, study: Study | None, source, uploaded_by, confirmed_patient
+) -> list[Intake]:
     names = [_name(file) for file in files]
     # Every file is checked before any is stored, so a rejected one usually costs no storage at all.
     checked = []
@@ -226,7 +264,15 @@ def _all_or_nothing(files: Sequence[IncomingFile], *, study: Study | None, sourc
     stored: list[Intake] = []
     try:
         with transaction.atomic():
-            return _store(checked, names, study=study, source=source, uploaded_by=uploaded_by, stored=stored)
+            return _store(
+                checked,
+                names,
+                study=study,
+                source=source,
+                uploaded_by=uploaded_by,
+                confirmed_patient=confirmed_patient,
+                stored=stored,
+            )
     except BaseException:
         # The rows of the files stored before the failure are rolled back; their new files go too.
         _discard(stored)

@@ -322,3 +322,69 @@ class DicomPeer(models.Model):
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # an IPv4 peer reaching a dual-stack socket
         return ip.version == network.version and ip in network
+
+
+class HoldReason(models.TextChoices):
+    PATIENT_MISMATCH = "patient_mismatch", "Name or birth date differ from the patient with this PatientID"
+    STUDY_MISMATCH = "study_mismatch", "Its study belongs to another patient"
+
+
+class HoldStatus(models.TextChoices):
+    HELD = "held", "Held"
+    FILED = "filed", "Filed under the patient"
+    REJECTED = "rejected", "Rejected, file deleted"
+
+
+class HeldInstance(models.Model):
+    """A DICOM instance that names an existing patient but does not match them, kept aside unfiled.
+
+    Filing it under the PatientID alone could put one person's images in another's record. An
+    administrator decides: file it under that patient (the same person, e.g. a corrected name),
+    or reject it, which deletes the file. Only instances filed by their own tags are held
+    (C-STORE, STOW-RS, Import DICOM); an upload into a study is refused outright.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file = models.FileField(max_length=255, blank=True, help_text="The instance as received; removed on rejection.")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField()
+    sop_instance_uid = models.CharField("SOP Instance UID", max_length=64, db_index=True)
+    study_instance_uid = models.CharField("Study Instance UID", max_length=64)
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+", help_text="The patient on record it was matched against."
+    )
+    study = models.ForeignKey(
+        Study, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="The study it clashed with."
+    )
+    reason = models.CharField(max_length=32, choices=HoldReason.choices)
+    detail = models.TextField(help_text="What differs, for the administrator.")
+    source = models.CharField(max_length=16, choices=ImageSource.choices)
+    peer = models.CharField(max_length=120, blank=True, help_text="The DICOM node that sent it: AE title and address.")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.HELD)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    image = models.ForeignKey(
+        Image, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Once filed."
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "held DICOM instance"
+        indexes = [models.Index(fields=["status", "received_at"], name="heldinstance_status_received")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=HoldStatus.values), name="heldinstance_status_valid"),
+            models.CheckConstraint(condition=Q(reason__in=HoldReason.values), name="heldinstance_reason_valid"),
+            models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="heldinstance_source_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=HoldStatus.FILED) | Q(image__isnull=False), name="heldinstance_filed_has_image"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sop_instance_uid} ({self.get_reason_display()})"

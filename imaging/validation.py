@@ -25,6 +25,14 @@ class IdentityConflict(ImageRejected):
     """
 
     PEER_MESSAGE = "Patient or study does not match the archive; nothing stored."
+    # When the instance is kept aside for an administrator (imaging.models.HeldInstance).
+    HELD_PEER_MESSAGE = "Patient identity conflict; held for reconciliation."
+
+    def __init__(self, message: str, *, reason: str = "study_mismatch", patient=None, study=None):
+        super().__init__(message)
+        self.reason = reason  # an imaging.models.HoldReason value
+        self.patient = patient  # the patient on record it clashed with
+        self.study = study
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def _audit_import(request: HttpRequest, intakes: list[Intake]) -> None:
         (AuditAction.CREATE, [(i.image, s.patient_id) for i, s in stored if i.created], "dicom import"),
         # Telling where a duplicate is filed shows which patient it belongs to.
         (AuditAction.READ, [(i.image, s.patient_id) for i, s in stored if not i.created], "dicom import duplicate"),
+        (AuditAction.CREATE, [(i.held, i.held.patient_id) for i in intakes if i.held], "dicom import held"),
     ):
         audit_access(request, action=action, rows=items, detail=detail)
 

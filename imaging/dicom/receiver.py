@@ -70,6 +70,7 @@ def handle_store(event) -> Dataset:
     and removes that file once this returns.
     """
     calling = event.assoc.requestor.ae_title
+    address = event.assoc.requestor.address
     path = Path(event.dataset_path)
     size = path.stat().st_size
     limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
@@ -81,6 +82,7 @@ def handle_store(event) -> Dataset:
         [intake] = files_intake(
             files=[IncomingFile.from_path(path, size=size)],
             source=ImageSource.C_STORE,
+            peer=f"{calling} at {address}",
         )
     except Exception:
         logger.exception("C-STORE from %s failed", calling)
@@ -89,23 +91,15 @@ def handle_store(event) -> Dataset:
         close_old_connections()
     if intake.fault:
         return _status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
+    if intake.held is not None:
+        _audit_peer(intake.held, patient=intake.held.patient_id, ae_title=calling, address=address, detail="held")
+        logger.warning("C-STORE from %s held for reconciliation: %s", calling, intake.held.reason)
+        return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error)
     if not intake.stored:
         logger.warning("C-STORE from %s refused: %s", calling, intake.error)
         return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error or intake.error)
     if intake.created:
-        # Who sent it is the peer: its AE title and address stand where a user would.
-        close_old_connections()
-        audit_record(
-            actor=None,
-            action=AuditAction.CREATE,
-            obj=intake.image,
-            patient=intake.image.study.patient_id,
-            interface=AuditInterface.DIMSE,
-            detail="C-STORE",
-            username=calling,
-            address=event.assoc.requestor.address,
-        )
-        close_old_connections()
+        _audit_peer(intake.image, patient=intake.image.study.patient_id, ae_title=calling, address=address)
     logger.info(
         "C-STORE from %s: %s %s",
         calling,
@@ -113,6 +107,24 @@ def handle_store(event) -> Dataset:
         "stored" if intake.created else "already stored",
     )
     return _status(STATUS_SUCCESS)
+
+
+def _audit_peer(obj, *, patient, ae_title: str, address: str, detail: str = "") -> None:
+    """Record what a peer's C-STORE created: its AE title and address stand where a user would."""
+    close_old_connections()
+    try:
+        audit_record(
+            actor=None,
+            action=AuditAction.CREATE,
+            obj=obj,
+            patient=patient,
+            interface=AuditInterface.DIMSE,
+            detail=f"C-STORE {detail}".strip(),
+            username=ae_title,
+            address=address,
+        )
+    finally:
+        close_old_connections()
 
 
 def handle_echo(event) -> int:

@@ -9,13 +9,15 @@ import logging
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.identity import identity_mismatches
 from imaging.dicom.parsing import DicomInstance, dicom_parse
 from imaging.dicom.pixels import PixelDecodeError, frame_uint8
-from imaging.models import Image, ImageSource, Study
+from imaging.models import HeldInstance, HoldReason, HoldStatus, Image, ImageSource, Study
 from imaging.services import study_create
 from imaging.signals import images_stored_send
 from imaging.storage import blob_discard, blob_store, content_name, display_filename, sha256_hex
@@ -63,10 +65,12 @@ def _pixel_check(instance: DicomInstance) -> str:
     return ""
 
 
-def _patient_for(instance: DicomInstance, *, created_by: User | None) -> tuple[Patient, bool]:
+def _patient_for(
+    instance: DicomInstance, *, created_by: User | None, confirmed_patient: Patient | None = None
+) -> tuple[Patient, bool]:
     patient = Patient.objects.filter(mrn=instance.patient_id).first()
     if patient is not None:
-        return patient, False
+        return _same_person(patient, instance, confirmed_patient), False
     try:
         with transaction.atomic():
             return (
@@ -82,7 +86,22 @@ def _patient_for(instance: DicomInstance, *, created_by: User | None) -> tuple[P
             )
     except IntegrityError:
         # Another instance of the same new patient arrived at the same moment.
-        return Patient.objects.get(mrn=instance.patient_id), False
+        return _same_person(Patient.objects.get(mrn=instance.patient_id), instance, confirmed_patient), False
+
+
+def _same_person(patient: Patient, instance: DicomInstance, confirmed_patient: Patient | None) -> Patient:
+    """The patient on record, unless the instance disagrees with them (IdentityConflict)."""
+    if confirmed_patient is not None and confirmed_patient.pk == patient.pk:
+        return patient
+    mismatches = identity_mismatches(patient, instance)
+    if mismatches:
+        raise IdentityConflict(
+            f"Patient {patient.mrn} on record differs from this DICOM file ({', '.join(mismatches)}); "
+            "nothing was filed.",
+            reason=HoldReason.PATIENT_MISMATCH,
+            patient=patient,
+        )
+    return patient
 
 
 def _generated_accession(study_instance_uid: str) -> str:
@@ -94,7 +113,9 @@ def _check_same_patient(study: Study, patient: Patient, instance: DicomInstance)
     if study.patient_id != patient.id:
         raise IdentityConflict(
             f"Study {study.accession_number} belongs to patient {study.patient.mrn}, "
-            f"but this DICOM file names patient {instance.patient_id}; nothing was stored."
+            f"but this DICOM file names patient {instance.patient_id}; nothing was stored.",
+            patient=study.patient,
+            study=study,
         )
 
 
@@ -105,12 +126,16 @@ def _adopt_uid(study: Study, instance: DicomInstance) -> Study:
     if study.study_instance_uid:
         raise IdentityConflict(
             f"Study {study.accession_number} has Study Instance UID {study.study_instance_uid}, "
-            f"but this DICOM file belongs to study {instance.study_instance_uid}; nothing was stored."
+            f"but this DICOM file belongs to study {instance.study_instance_uid}; nothing was stored.",
+            patient=study.patient,
+            study=study,
         )
     other = Study.objects.filter(study_instance_uid=instance.study_instance_uid).first()
     if other is not None:
         raise IdentityConflict(
-            f"This DICOM file belongs to study {other.accession_number}, not to {study.accession_number}."
+            f"This DICOM file belongs to study {other.accession_number}, not to {study.accession_number}.",
+            patient=other.patient,
+            study=other,
         )
     study.study_instance_uid = instance.study_instance_uid
     study.save(update_fields=["study_instance_uid", "updated_at"])
@@ -208,14 +233,17 @@ def dicom_store(
     source: ImageSource | str,
     uploaded_by: User | None = None,
     study: Study | None = None,
+    confirmed_patient: Patient | None = None,
 ) -> DicomIngestResult:
     """Store and file one checked DICOM instance, then announce it so AI work can be queued.
 
-    The patient is matched (or created) by PatientID and the study by StudyInstanceUID, else by
-    accession number (a study registered from the order), else created from the tags. With
-    ``study`` the instance must belong to that study's patient. The original bytes are stored
-    untouched; the same SOP Instance UID received again gives back the stored image.
-    Raises ImageRejected with the reason for the user; nothing is stored then.
+    The patient is matched (or created) by PatientID, and must agree on the name and birth date
+    the file carries (``imaging.dicom.identity``) unless it is ``confirmed_patient`` (an
+    administrator reconciled it); the study by StudyInstanceUID, else by accession number (a
+    study registered from the order), else created from the tags. With ``study`` the instance
+    must belong to that study's patient. The original bytes are stored untouched; the same SOP
+    Instance UID received again gives back the stored image. Raises ImageRejected with the reason
+    for the user (IdentityConflict when it does not match the records); nothing is stored then.
     """
     instance, data, not_analysable_reason = checked.instance, checked.data, checked.not_analysable_reason
     existing = _existing(instance, study)
@@ -224,7 +252,9 @@ def dicom_store(
     blob = blob_store(data=data, name=content_name("images", checked.sha256, ".dcm"))
     try:
         with transaction.atomic():
-            patient, patient_created = _patient_for(instance, created_by=uploaded_by)
+            patient, patient_created = _patient_for(
+                instance, created_by=uploaded_by, confirmed_patient=confirmed_patient
+            )
             target, study_created = _study_for(instance, patient=patient, study=study, created_by=uploaded_by)
             image = Image(
                 study=target,
@@ -276,3 +306,47 @@ def dicom_store(
         study_created=study_created,
         followups=followups,
     )
+
+
+def dicom_hold(
+    *,
+    checked: CheckedDicom,
+    conflict: IdentityConflict,
+    source: ImageSource | str,
+    uploaded_by: User | None = None,
+    peer: str = "",
+) -> HeldInstance:
+    """Keep an instance that clashes with the records aside, unfiled, for an administrator.
+
+    The same instance sent again while it is held gives back the one hold.
+    """
+    existing = HeldInstance.objects.filter(
+        sop_instance_uid=checked.instance.sop_instance_uid, sha256=checked.sha256, status=HoldStatus.HELD
+    ).first()
+    if existing is not None:
+        return existing
+    blob = blob_store(data=checked.data, name=content_name("held", checked.sha256, ".dcm"))
+    try:
+        with transaction.atomic():
+            held = HeldInstance(
+                file=blob.name,
+                sha256=checked.sha256,
+                size_bytes=len(checked.data),
+                sop_instance_uid=checked.instance.sop_instance_uid,
+                study_instance_uid=checked.instance.study_instance_uid,
+                patient=conflict.patient,
+                study=conflict.study,
+                reason=conflict.reason,
+                detail=str(conflict),
+                source=source,
+                peer=peer[:120],
+                uploaded_by=uploaded_by,
+            )
+            held.full_clean()
+            held.save()
+    except BaseException:
+        if blob.created and not HeldInstance.objects.filter(file=blob.name).exists():
+            default_storage.delete(blob.name)
+        raise
+    logger.warning("Held DICOM %s from %s: %s", checked.instance.sop_instance_uid, source, conflict.reason)
+    return held

@@ -107,6 +107,16 @@ class StowRsApi(DicomWebView):
             return _failure(data, FAILURE_PROCESSING, f"Processing failure: {exc}")
         if intake.fault:
             return _failure(data, FAILURE_PROCESSING, f"Processing failure: {intake.error}")
+        if intake.held is not None:
+            # Kept aside for an administrator: a record of this patient's data was made.
+            audit_access(
+                request,
+                action=AuditAction.CREATE,
+                obj=intake.held,
+                patient=intake.held.patient_id,
+                detail="STOW-RS held",
+            )
+            return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.peer_error)
         if not intake.stored:
             return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.error)
         stored.append(stored_instance_item(request, intake.image))

@@ -53,10 +53,19 @@ def chest_radiograph_dataset(
     *,
     patient_id: str = "CXR-0001",
     patient_name: str = "Lovelace^Ada",
+    birth_date: str = "19601210",
     study_uid: str | None = None,
     sample: str = "cxr-pneumonia-1.png",
+    patient=None,
 ) -> FileDataset:
-    """A CR chest radiograph: a real chest X-ray from samples/, 12-bit MONOCHROME1 with a VOI window."""
+    """A CR chest radiograph: a real chest X-ray from samples/, 12-bit MONOCHROME1 with a VOI window.
+
+    With ``patient`` (a Patient on record) it carries that patient's ID, name and birth date.
+    """
+    if patient is not None:
+        patient_id = patient.mrn
+        patient_name = f"{patient.family_name}^{patient.given_name}"
+        birth_date = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
     pixels = np.asarray(PILImage.open(SAMPLES / sample).convert("L"), dtype=np.uint16)
     stored = (4095 - pixels * 16).astype(np.uint16)  # MONOCHROME1: high values are dark
     meta = FileMetaDataset()
@@ -68,7 +77,7 @@ def chest_radiograph_dataset(
     dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     dataset.PatientID = patient_id
     dataset.PatientName = patient_name
-    dataset.PatientBirthDate = "19601210"
+    dataset.PatientBirthDate = birth_date
     dataset.PatientSex = "F"
     dataset.StudyInstanceUID = study_uid or generate_uid()
     dataset.SeriesInstanceUID = generate_uid()

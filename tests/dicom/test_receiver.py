@@ -17,7 +17,7 @@ from pynetdicom.sop_class import Verification
 from audit.models import AuditEvent
 from imaging.dicom import receiver as receiver_module
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
-from imaging.models import DicomPeer, Image, ImageSource, Study
+from imaging.models import DicomPeer, HeldInstance, Image, ImageSource, Study
 from imaging.validation import IdentityConflict
 from inference.models import Prediction, PredictionStatus
 from patients.models import Patient
@@ -174,10 +174,17 @@ def test_a_patient_conflict_is_refused_without_naming_the_other_patient(receiver
         status = assoc.send_c_store(impostor)
     finally:
         assoc.release()
+    # It reuses the StudyInstanceUID of another patient's study: held, never filed there.
     assert status.Status == 0xC000
-    assert status.ErrorComment == IdentityConflict.PEER_MESSAGE
+    assert status.ErrorComment == IdentityConflict.HELD_PEER_MESSAGE
     assert ct.PatientID not in status.ErrorComment
-    assert Image.objects.count() == 1
+    assert Image.objects.count() == 1 and not Patient.objects.filter(mrn="SOMEONE-ELSE").exists()
+    held = HeldInstance.objects.get()
+    assert (held.reason, held.peer, held.patient.mrn) == ("study_mismatch", "MODALITY1 at 127.0.0.1", ct.PatientID)
+    event = AuditEvent.objects.get(object_type="imaging.heldinstance")
+    assert (event.action, event.actor_username, event.ip_address, event.patient_id) == (
+        "create", "MODALITY1", "127.0.0.1", held.patient_id,
+    )  # fmt: skip
 
 
 def associate(port: int, *, calling: str, called: str = "MEDPORTAL", source: str | None = None):

@@ -104,7 +104,7 @@ def test_chest_radiograph_is_routed_to_the_chest_model(tiny_model, chest_radiogr
 def test_image_upload_takes_dicom_into_the_matching_study(staff_user, chest_radiograph):
     patient = PatientFactory(mrn="CXR-0001")
     study = StudyFactory(patient=patient, accession_number="ORDER-1")
-    result = image_upload(study=study, data=chest_radiograph(patient_id="CXR-0001"), filename="x.dcm")
+    result = image_upload(study=study, data=chest_radiograph(patient=patient), filename="x.dcm")
     study.refresh_from_db()
     assert result.created and result.image.study_id == study.id
     assert study.study_instance_uid  # adopted from the file
@@ -123,7 +123,7 @@ def test_image_upload_refuses_dicom_of_another_patient(chest_radiograph):
 def test_study_ordered_by_accession_number_receives_its_images(chest_radiograph):
     patient = PatientFactory(mrn="CXR-0002")
     ordered = StudyFactory(patient=patient, accession_number="ACC-77")
-    data = chest_radiograph(patient_id="CXR-0002")
+    data = chest_radiograph(patient=patient)
     dataset = pydicom.dcmread(io.BytesIO(data))
     dataset.AccessionNumber = "ACC-77"
     dataset.SOPInstanceUID = generate_uid()

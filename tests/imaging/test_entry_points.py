@@ -45,28 +45,43 @@ class Case:
     """A file and the verdict every entry point must give it (``None``: stored)."""
 
     name: str
-    build: object  # (patient MRN) -> bytes
+    build: object  # (patient on record) -> bytes
     rejected: str | None
     dicom: bool = False
     picture: bool = False  # a PNG or JPEG: refused where no study is given
 
 
-def _chest(mrn: str) -> bytes:
-    return dataset_bytes(chest_radiograph_dataset(patient_id=mrn))
+def _chest(patient) -> bytes:
+    return dataset_bytes(chest_radiograph_dataset(patient=patient))
 
 
 CASES = [
-    Case("good.png", lambda mrn: _picture((32, 32), "PNG"), None, picture=True),
-    Case("good.jpg", lambda mrn: _picture((32, 32), "JPEG"), None, picture=True),
+    Case("good.png", lambda patient: _picture((32, 32), "PNG"), None, picture=True),
+    Case("good.jpg", lambda patient: _picture((32, 32), "JPEG"), None, picture=True),
     Case("good.dcm", _chest, None, dicom=True),
-    Case("truncated.png", lambda mrn: truncated_png(), "corrupt or truncated"),
-    Case("notes.txt", lambda mrn: b"This is a text file, not an image.\n" * 10, "not a PNG or JPEG image"),
-    Case("bomb.png", lambda mrn: png_claiming_size(60_000, 60_000), "too many pixels"),
-    Case("large.png", lambda mrn: _picture((256, 256), "PNG"), f"the limit is {LIMIT:,} bytes"),
-    Case("large.dcm", lambda mrn: retagged("CT_small.dcm", PatientID=mrn), f"the limit is {LIMIT:,} bytes", dicom=True),
-    Case("truncated-pixels.dcm", lambda mrn: retagged("MR_truncated.dcm", PatientID=mrn), "truncated", dicom=True),
-    Case("no-image.dcm", lambda mrn: retagged("rtplan.dcm", PatientID=mrn), "no image", dicom=True),
-    Case("other-patient.dcm", lambda mrn: _chest("SOMEONE-ELSE"), None, dicom=True),
+    Case("truncated.png", lambda patient: truncated_png(), "corrupt or truncated"),
+    Case("notes.txt", lambda patient: b"This is a text file, not an image.\n" * 10, "not a PNG or JPEG image"),
+    Case("bomb.png", lambda patient: png_claiming_size(60_000, 60_000), "too many pixels"),
+    Case("large.png", lambda patient: _picture((256, 256), "PNG"), f"the limit is {LIMIT:,} bytes"),
+    Case(
+        "large.dcm",
+        lambda patient: retagged("CT_small.dcm", PatientID=patient.mrn),
+        f"the limit is {LIMIT:,} bytes",
+        dicom=True,
+    ),
+    Case(
+        "truncated-pixels.dcm",
+        lambda patient: retagged("MR_truncated.dcm", PatientID=patient.mrn),
+        "truncated",
+        dicom=True,
+    ),
+    Case("no-image.dcm", lambda patient: retagged("rtplan.dcm", PatientID=patient.mrn), "no image", dicom=True),
+    Case(
+        "other-patient.dcm",
+        lambda patient: dataset_bytes(chest_radiograph_dataset(patient_id="SOMEONE-ELSE")),
+        None,
+        dicom=True,
+    ),
 ]
 
 
@@ -182,7 +197,7 @@ def test_every_entry_point_gives_a_file_the_same_verdict(request, entry, case, s
     if entry == "c-store":
         send = via_c_store(request.getfixturevalue("receiver"))
     study = StudyFactory(modality="CR", body_part="CHEST")
-    data = case.build(study.patient.mrn)
+    data = case.build(study.patient)
     before_files, before_rows = stored_files(), Image.objects.count()
 
     verdict = send(study, staff_user, case.name, data)

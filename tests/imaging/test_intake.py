@@ -149,7 +149,7 @@ class TestEachFile:
         intakes = files_intake(
             files=files(
                 ("a.png", sample_image_bytes("cxr-normal-1.png")),
-                ("b.dcm", chest_radiograph(patient_id=study.patient.mrn)),
+                ("b.dcm", chest_radiograph(patient=study.patient)),
             ),
             source=ImageSource.UPLOAD,
             study=study,
@@ -180,7 +180,7 @@ class TestAllOrNothing:
         with pytest.raises(IntakeRejected, match="belongs to patient") as error:
             files_intake(
                 files=files(
-                    ("mine.dcm", chest_radiograph(patient_id=study.patient.mrn)),
+                    ("mine.dcm", chest_radiograph(patient=study.patient)),
                     ("picture.png", sample_image_bytes("cxr-normal-1.png")),
                     ("theirs.dcm", chest_radiograph(patient_id="SOMEONE-ELSE")),
                 ),
@@ -199,7 +199,7 @@ class TestAllOrNothing:
         intakes = files_intake(
             files=files(
                 ("a.png", sample_image_bytes("cxr-normal-1.png")),
-                ("b.dcm", chest_radiograph(patient_id=study.patient.mrn)),
+                ("b.dcm", chest_radiograph(patient=study.patient)),
                 ("c.png", sample_image_bytes("cxr-pneumonia-1.png")),
                 ("a-again.png", sample_image_bytes("cxr-normal-1.png")),
             ),

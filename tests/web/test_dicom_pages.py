@@ -47,7 +47,8 @@ def test_import_page_is_linked_for_staff(staff_client):
 
 def test_two_files_are_filed_under_the_patient_and_study_of_their_tags(staff_client, staff_user):
     tags = pydicom.dcmread(shipped_path("CT_small.dcm"))
-    known = PatientFactory(mrn=tags.PatientID)  # matched by PatientID, not created again
+    # Matched by PatientID and name, not created again.
+    known = PatientFactory(mrn=tags.PatientID, family_name="CompressedSamples", given_name="CT1")
     response = staff_client.post(
         IMPORT_URL, {"files": [dcm("one.dcm", retagged("CT_small.dcm")), dcm("two.dcm", retagged("CT_small.dcm"))]}
     )
