@@ -167,13 +167,19 @@ def handle_requested(event) -> None:
     if allowed:
         return
     logger.warning("DICOM association from %s at %s refused: not an allowed peer", calling, address)
-    assoc.acse.send_reject(*REJECT_UNKNOWN_PEER)
-    assoc.kill()
-    _audit_refused(
-        ae_title=calling,
-        address=address,
-        detail=f"association rejected: unknown peer, called {str(request.called_ae_title).strip()}",
-    )
+    try:
+        # Recorded before the answer goes out, so the trail has it by the time the peer knows.
+        _audit_refused(
+            ae_title=calling,
+            address=address,
+            detail=f"association rejected: unknown peer, called {str(request.called_ae_title).strip()}",
+        )
+    except Exception:
+        logger.exception("Could not record the refused association from %s at %s", calling, address)
+    finally:
+        # Whatever happened above, the peer is refused: an error here must not let it in.
+        assoc.acse.send_reject(*REJECT_UNKNOWN_PEER)
+        assoc.kill()
 
 
 def handle_rejected(event) -> None:

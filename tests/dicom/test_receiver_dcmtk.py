@@ -1,0 +1,112 @@
+"""The C-STORE receiver driven by DCMTK's storescu and echoscu, the tools a modality integrator tries
+first: an allowed peer stores; an unknown AE title, or a known one from another address, is refused
+at association; a conflicting patient is held; an instance over the limit is refused.
+
+DCMTK comes from Debian's ``dcmtk`` package (.ci/run installs it). Without it these tests are
+skipped on a developer's machine and fail in CI. storescu cannot choose its source address, so the
+address check is driven here by allowing the title only from another loopback address (and, from
+that address, by pynetdicom in test_receiver.py).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from audit.models import AuditEvent
+from imaging.dicom.receiver import ReceiverConfig, receiver_start
+from imaging.models import DicomPeer, HeldInstance, Image
+from patients.models import Patient
+from tests.dicom.support import chest_radiograph_dataset
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOOLS = ("storescu", "echoscu")
+if not all(shutil.which(tool) for tool in TOOLS):
+    if os.environ.get("CI"):
+        raise RuntimeError("DCMTK (storescu, echoscu) is missing: apt-get install dcmtk")
+    pytest.skip("DCMTK is not installed (apt-get install dcmtk)", allow_module_level=True)
+
+
+@pytest.fixture
+def port():
+    server = receiver_start(ReceiverConfig(ae_title="MEDPORTAL", host="127.0.0.1", port=0))
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def dcmtk(tool: str, port: int, calling: str, *args: str) -> subprocess.CompletedProcess:
+    # -d prints the C-STORE response in full, its Error Comment included.
+    command = [tool, "-d", "-aet", calling, "-aec", "MEDPORTAL", "127.0.0.1", str(port), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)  # noqa: S603
+
+
+def radiograph(tmp_path: Path, name: str = "cxr.dcm", **tags) -> Path:
+    path = tmp_path / name
+    chest_radiograph_dataset(**tags).save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_an_allowed_peer_echoes_and_stores(port, tmp_path):
+    DicomPeer.objects.create(ae_title="ECHOSCU", network="127.0.0.1")
+    DicomPeer.objects.create(ae_title="CT1", network="127.0.0.0/24")
+    echo = dcmtk("echoscu", port, "ECHOSCU")
+    assert echo.returncode == 0, echo.stdout + echo.stderr
+    result = dcmtk("storescu", port, "CT1", str(radiograph(tmp_path, patient_id="CXR-0100")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = Image.objects.get()
+    assert image.study.patient.mrn == "CXR-0100" and image.source == "c-store"
+    event = AuditEvent.objects.get(object_id=str(image.id))
+    assert (event.action, event.interface, event.actor_username, event.ip_address) == (
+        "create", "dimse", "CT1", "127.0.0.1",
+    )  # fmt: skip
+
+
+def test_an_unknown_ae_title_is_refused_and_recorded(port, tmp_path):
+    DicomPeer.objects.create(ae_title="CT1", network="127.0.0.1")
+    result = dcmtk("storescu", port, "STRANGER", str(radiograph(tmp_path)))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Calling AE Title Not Recognized" in output, output
+    assert not Image.objects.exists() and not Patient.objects.exists()
+    event = AuditEvent.objects.get(action="login_failed")
+    assert (event.actor_username, event.ip_address, event.interface) == ("STRANGER", "127.0.0.1", "dimse")
+
+
+def test_a_known_ae_title_from_an_address_not_allowed_is_refused(port, tmp_path):
+    DicomPeer.objects.create(ae_title="CT1", network="127.0.0.2")  # CT1 is allowed, but only from there
+    result = dcmtk("storescu", port, "CT1", str(radiograph(tmp_path)))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Calling AE Title Not Recognized" in output, output
+    assert not Image.objects.exists()
+    event = AuditEvent.objects.get(action="login_failed")
+    assert (event.actor_username, event.ip_address) == ("CT1", "127.0.0.1")
+
+
+def test_a_conflicting_patient_is_held_and_the_sender_told_nothing_about_the_record(port, tmp_path):
+    DicomPeer.objects.create(ae_title="CT1", network="127.0.0.1")
+    PatientFactory(mrn="CXR-0100", family_name="Lovelace", given_name="Ada")
+    impostor = radiograph(tmp_path, patient_id="CXR-0100", patient_name="Byron^George", birth_date="19880122")
+    result = dcmtk("storescu", port, "CT1", str(impostor))
+    output = result.stdout + result.stderr
+    assert "0xc000: Error: Cannot understand" in output, output
+    assert "Patient identity conflict; held for reconciliation." in output, output
+    assert "Lovelace" not in output
+    assert not Image.objects.exists()
+    held = HeldInstance.objects.get()
+    assert (held.reason, held.peer, held.patient.mrn) == ("patient_mismatch", "CT1 at 127.0.0.1", "CXR-0100")
+
+
+def test_an_instance_over_the_limit_is_refused(port, tmp_path, settings):
+    DicomPeer.objects.create(ae_title="CT1", network="127.0.0.1")
+    path = radiograph(tmp_path)
+    settings.MEDPORTAL_MAX_UPLOAD_BYTES = path.stat().st_size // 2
+    result = dcmtk("storescu", port, "CT1", str(path))
+    output = result.stdout + result.stderr
+    assert "0xa700: Refused: Out of resources" in output, output
+    assert "Instance too large for this receiver; not stored." in output, output
+    assert not Image.objects.exists() and not Patient.objects.exists() and not HeldInstance.objects.exists()
