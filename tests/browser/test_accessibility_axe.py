@@ -262,6 +262,25 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
     page.goto(f"/studies/{broken.id}/")
     assert_no_axe_violations(page, "the study page as a radiologist, the AI result failed")
 
+    # Agree with all: the dialog and the page without JavaScript, each listing what is left out.
+    mixed = StudyFactory(accession_number="ACC-MIXED")
+    make_prediction(make_image(mixed, name="read.png"), model, label="pneumonia", confidence=0.9)
+    make_prediction(make_image(mixed, name="unreadable.png"), model, status=PredictionStatus.FAILED)
+    make_prediction(make_image(mixed, name="queued.png"), model, status=PredictionStatus.QUEUED)
+    study_refresh_status(study_id=mixed.id)
+    page.goto(f"/review/{mixed.id}/")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    page.keyboard.press("Shift+A")
+    expect(page.locator("[data-agree-all-dialog]")).to_be_visible()
+    expect(page.locator("[data-agree-all-dialog] .agree-all__left li")).to_have_count(2)
+    assert_no_axe_violations(page, "the agree-with-all dialog, two opinions left out")
+    page.goto(f"/review/{mixed.id}/agree-all/")
+    expect(page.locator(".agree-all__left li")).to_have_count(2)
+    assert_no_axe_violations(page, "the agree-with-all page")
+    page.goto(f"/review/{waiting.id}/agree-all/")
+    expect(page.get_by_text("No AI second opinion of this study awaits review.")).to_be_visible()
+    assert_no_axe_violations(page, "the agree-with-all page, nothing to agree with")
+
 
 def test_the_review_page_after_a_decision_and_an_amendment(page, login, browser_radiologist, assert_no_axe_violations):
     model = make_aimodel()
