@@ -6,6 +6,7 @@ from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
 from imaging.models import Priority
+from inference.models import Prediction, Review, ReviewDecision
 from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory, StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
@@ -48,7 +49,7 @@ def test_a_new_stat_study_appears_without_a_reload_and_is_announced_once(
 ):
     settings.MEDPORTAL_WORKLIST_POLL_SECONDS = 1
     model = make_aimodel()
-    awaiting_review(model, accession_number="ACC-EARLY", patient=PatientFactory(family_name="Early"))
+    early = awaiting_review(model, accession_number="ACC-EARLY", patient=PatientFactory(family_name="Early"))
     page.add_init_script(RECORD_ANNOUNCEMENTS)
     login(page, "radiologist-browser")
     page.goto("/worklist/")
@@ -80,11 +81,34 @@ def test_a_new_stat_study_appears_without_a_reload_and_is_announced_once(
     [polite] = spoken(page, "status")
     assert polite.startswith("1 new study (")
     expect(page.locator("[data-worklist-status]")).to_have_text(polite)
+
+    # A listed study changes (another image), then is reviewed elsewhere and leaves the list:
+    # each is said once.
+    make_prediction(make_image(early, name="second.png"), model, label="normal", confidence=0.7)
+    study_refresh_status(study_id=early.id)
+    expect(rows.filter(has_text="ACC-EARLY").locator('[data-label="Images"]')).to_have_text("2")
+    wait_for_polls(page, polls(page) + 2)
+    for prediction in Prediction.objects.filter(image__study=early):
+        Review.objects.create(
+            prediction=prediction,
+            decision=ReviewDecision.AGREE,
+            final_label=prediction.label,
+            reviewer=browser_radiologist,
+        )
+    study_refresh_status(study_id=early.id)
+    expect(rows).to_have_count(2)
+    wait_for_polls(page, polls(page) + 2)
+    assert [text.split(" (")[0] for text in spoken(page, "status")] == [
+        "1 new study",
+        "1 study updated",
+        "1 study left the list",
+    ]
+    assert len(spoken(page, "alert")) == 1
     assert page.evaluate("window.__sameDocument === true")
 
     # Opened again, the list is what it is: nothing is announced, the STAT study no more than the rest.
     page.reload()
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(2)
     wait_for_polls(page, 2)
     assert page.evaluate("window.__spoken") == []
 
