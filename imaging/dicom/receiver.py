@@ -4,11 +4,12 @@ association also answers C-FIND, C-MOVE and C-GET (``imaging.dicom.query_retriev
 Only the peers on the allow-list (``imaging.models.DicomPeer``: calling AE title *and* address)
 may associate, and only by calling this receiver's own AE title; everyone else is refused with an
 A-ASSOCIATE-RJ and recorded in the audit trail. A dataset is written to a temporary file as it
-arrives, never held whole in memory, and its size is checked before anything reads it. Every
+arrives, never held whole in memory, and no more of it once it is over the size limit. Every
 received instance then goes through ``imaging.intake``, like an upload: one instance, one verdict.
 """
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,11 @@ def handle_store(event) -> Dataset:
     calling = event.assoc.requestor.ae_title
     address = event.assoc.requestor.address
     path = Path(event.dataset_path)
-    size = path.stat().st_size
+    discarded = getattr(event.request, "_dataset_file", None)
+    size = discarded.received if isinstance(discarded, _Discarded) else path.stat().st_size
     limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
     if size > limit:
-        logger.warning("C-STORE from %s refused: %s bytes, the limit is %s", calling, size, limit)
+        logger.warning("C-STORE from %s refused: %s bytes or more, the limit is %s", calling, size, limit)
         return _status(STATUS_OUT_OF_RESOURCES, TOO_LARGE)
     close_old_connections()
     try:
@@ -203,11 +205,58 @@ class _BoundedSocket(AssociationSocket):
         return super().recv(nr_bytes)
 
 
+class _Discarded:
+    """Stands in for the temporary file of a dataset that went over the limit while arriving.
+
+    The rest of the dataset is counted, not written, so a peer cannot fill the disk; the peer is
+    answered Out of Resources once it has sent it all (handle_store).
+    """
+
+    def __init__(self, name: str, received: int):
+        self.name, self.received = name, received
+        self.file = self  # pynetdicom flushes ``file.file`` after each write
+
+    def write(self, data: bytes) -> int:
+        self.received += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _cap_datasets(assoc) -> None:
+    """Stop writing a dataset to disk once it is over MEDPORTAL_MAX_UPLOAD_BYTES, as it arrives.
+
+    pynetdicom (pinned) writes each P-DATA fragment of a C-STORE to the message's temporary file;
+    after each one, the file is measured and, once over the limit, emptied and swapped for _Discarded.
+    """
+    dimse = assoc.dimse
+    receive = dimse.receive_primitive
+
+    def receive_capped(primitive) -> None:
+        receive(primitive)
+        arriving = getattr(dimse.message, "_data_set_file", None)  # no message: it is complete
+        if arriving is None or isinstance(arriving, _Discarded):
+            return
+        received = arriving.tell()
+        if received > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
+            arriving.close()
+            os.truncate(arriving.name, 0)  # pynetdicom removes the (now empty) file after handle_store
+            dimse.message._data_set_file = _Discarded(arriving.name, received)
+            logger.warning("C-STORE dataset from %s over the limit while arriving", assoc.requestor.address)
+
+    dimse.receive_primitive = receive_capped
+
+
 class _RequestHandler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
         # pynetdicom builds the socket inside this method and allows no second one: give it our reader.
         assoc.dul.socket.__class__ = _BoundedSocket
+        _cap_datasets(assoc)
         return assoc
 
 

@@ -5,6 +5,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 
 import pydicom
@@ -276,12 +277,27 @@ print(status.get("ErrorComment", ""))
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory(receiver, settings, tmp_path):
+def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory_or_on_disk(
+    receiver, settings, tmp_path, monkeypatch
+):
     settings.MEDPORTAL_MAX_UPLOAD_BYTES = 2 * MB
     large = tmp_path / "large.dcm"
     ct, _ = ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), rows=4096, columns=2048)  # 16 MiB
     ct.save_as(large, enforce_file_format=True)
     assert large.stat().st_size > 16 * MB
+    # The datasets being received are written here; the largest any of them grew to is kept.
+    received = tmp_path / "receiving"
+    received.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(received))
+    largest = 0
+
+    def measured_truncate(path, length):
+        nonlocal largest
+        largest = max(largest, os.path.getsize(path))
+        truncate(path, length)
+
+    truncate = os.truncate
+    monkeypatch.setattr(receiver_module.os, "truncate", measured_truncate)
     # The sender is another process, so that only the receiver's allocations are traced here.
     tracemalloc.start()
     try:
@@ -298,3 +314,6 @@ def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory(rece
     size = large.stat().st_size
     assert peak < size // 4, f"the receiver held {peak:,} bytes for a {size:,}-byte instance"
     assert not Image.objects.exists() and not Patient.objects.exists() and not Study.objects.exists()
+    # The file stopped growing at the limit (within one PDU), was emptied, and is gone.
+    assert 2 * MB < largest <= 2 * MB + 1024 * 1024, largest
+    assert list(received.iterdir()) == []
