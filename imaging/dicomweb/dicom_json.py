@@ -5,7 +5,6 @@ import json
 from django.http import HttpResponse
 from django.urls import reverse
 from pydicom import Dataset
-from pydicom.datadict import dictionary_keyword
 
 from imaging.dicom.attributes import CHARACTER_SET, study_attributes
 from imaging.dicom.parsing import read_dataset
@@ -75,15 +74,29 @@ def instance_json(request, *, study_uid: str, image: Image, header: Dataset) -> 
     return item.to_json_dict()
 
 
+def _bulk_paths(dataset: Dataset, prefix: str = "") -> dict[int, str]:
+    """Each element's path in the data set (tags and item indexes), keyed by the element object."""
+    paths = {}
+    for element in dataset:
+        path = f"{prefix}{element.tag:08X}"
+        paths[id(element)] = path
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value):
+                paths.update(_bulk_paths(item, f"{path}/{index}/"))
+    return paths
+
+
 def metadata_json(request, *, image: Image, dataset: Dataset) -> dict:
-    """All attributes of an instance; bulk data (pixels above all) by reference, not inline."""
-    url = instance_url(request, image)
+    """All attributes of an instance; binary values over 1 KiB (the pixels above all) by BulkDataURI.
+
+    Each URI names the value itself (``.../bulkdata/{tag}[/{item}/{tag}...]``), so a client can fetch
+    an overlay, a waveform or an encapsulated document alone.
+    """
+    base = f"{instance_url(request, image)}/bulkdata/"
+    paths = _bulk_paths(dataset)
 
     def bulk_uri(element) -> str:
-        keyword = dictionary_keyword(element.tag) if element.tag.is_private is False else ""
-        if keyword == "PixelData":
-            return f"{url}/frames/1"
-        return url
+        return base + paths.get(id(element), f"{element.tag:08X}")
 
     return dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
 

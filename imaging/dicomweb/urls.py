@@ -2,7 +2,7 @@ from django.urls import path
 
 from imaging.dicomweb.qido import InstanceSearchApi, SeriesSearchApi, StudySearchApi
 from imaging.dicomweb.stow import StowRsApi
-from imaging.dicomweb.wado import FramesApi, MetadataApi, RetrieveApi
+from imaging.dicomweb.wado import BulkDataApi, FramesApi, MetadataApi, RetrieveApi
 
 app_name = "dicomweb"
 
@@ -35,4 +35,5 @@ urlpatterns = [
     path(_instance, RetrieveApi.as_view(), name="instance"),
     path(f"{_instance}/metadata", MetadataApi.as_view(), name="instance-metadata"),
     path(f"{_instance}/frames/<str:frames>", FramesApi.as_view(), name="instance-frames"),
+    path(f"{_instance}/bulkdata/<path:path>", BulkDataApi.as_view(), name="instance-bulkdata"),
 ]

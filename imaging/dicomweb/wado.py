@@ -1,4 +1,4 @@
-"""WADO-RS: retrieve the original instances, their metadata and their frames."""
+"""WADO-RS: retrieve instances (in the transfer syntax asked for), their metadata, frames and bulk data."""
 
 from collections.abc import Iterator
 
@@ -8,6 +8,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from pydicom import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pixel_array
+from pydicom.tag import Tag
 
 from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access
@@ -18,20 +19,41 @@ from imaging.dicom.selectors import dicom_instances, dicom_study_get
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
 from imaging.dicomweb.multipart import multipart_related_stream
+from imaging.dicomweb.negotiation import (
+    AS_STORED,
+    LOSSLESS_TARGETS,
+    OCTET_STREAM,
+    NotAcceptable,
+    accepted,
+    frame_syntax,
+    has_file_meta,
+    instance_syntax,
+    part10_bytes,
+)
 from imaging.models import Image
 from imaging.storage import blob_read
 
 _CHUNK = 1024 * 1024
 
 
-def _part_type(image: Image) -> str:
-    return f"{DICOM_CONTENT_TYPE}; transfer-syntax={image.transfer_syntax_uid}"
+def _text(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain")
 
 
 def _file_chunks(name: str) -> Iterator[bytes]:
     with default_storage.open(name, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             yield chunk
+
+
+def _head(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read(132)
+
+
+def has_pixels(image: Image) -> bool:
+    """Whether the instance is an image (non-image SOP classes are filed with no size)."""
+    return bool(image.width and image.height)
 
 
 def frame_numbers(frames: str) -> list[int]:
@@ -50,84 +72,144 @@ def frame_numbers(frames: str) -> list[int]:
     return list(dict.fromkeys(numbers))
 
 
-def _frame_parts(dataset: Dataset, numbers: list[int], number_of_frames: int) -> Iterator[tuple[str, list[bytes]]]:
-    # One frame is extracted or decoded as its part is sent.
+def _instance_part(image: Image, target: str) -> tuple[str, Iterator[bytes] | list[bytes]]:
+    """One instance as a multipart part: streamed untouched when it already is what was asked for."""
+    if target in (AS_STORED, image.transfer_syntax_uid) and has_file_meta(_head(image.file.name)):
+        return f"{DICOM_CONTENT_TYPE}; transfer-syntax={image.transfer_syntax_uid}", _file_chunks(image.file.name)
+    # Re-encoded (or given the file meta it was received without) one instance at a time.
+    syntax = image.transfer_syntax_uid if target == AS_STORED else target
+    return f"{DICOM_CONTENT_TYPE}; transfer-syntax={syntax}", [part10_bytes(blob_read(image.file.name), target=target)]
+
+
+def frame_parts(
+    dataset: Dataset, numbers: list[int], number_of_frames: int, *, media_type: str
+) -> Iterator[tuple[str, list[bytes]]]:
+    """Frames as multipart parts: the stored bitstream with its media type, or decoded little-endian octets."""
     syntax = dataset.file_meta.TransferSyntaxUID
     for number in numbers:
-        if syntax.is_compressed:
+        if media_type != OCTET_STREAM:
             frame = get_frame(dataset.PixelData, number - 1, number_of_frames=number_of_frames)
-            yield f"application/octet-stream; transfer-syntax={syntax}", [frame]
+            yield f"{media_type}; transfer-syntax={syntax}", [frame]
         else:
             array = pixel_array(dataset, index=number - 1, raw=True)
-            yield "application/octet-stream", [array.astype(array.dtype.newbyteorder("<")).tobytes()]
+            data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+            yield f"{OCTET_STREAM}; transfer-syntax=1.2.840.10008.1.2.1", [data]
 
 
-class RetrieveApi(DicomWebView):
-    """GET /dicomweb/studies/{study}[/series/{series}[/instances/{instance}]]: the original instances."""
-
+class _InstancesView(DicomWebView):
     required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
 
-    def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
+    def instances(self, study_uid: str, series_uid: str | None, instance_uid: str | None) -> list[Image] | None:
         study = dicom_study_get(study_uid=study_uid)
         if study is None:
-            return HttpResponse("No such study.", status=404, content_type="text/plain")
-        images = list(dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid))
-        if not images:
-            return HttpResponse("No such instances.", status=404, content_type="text/plain")
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if accept and "application/dicom" not in accept and "*/*" not in accept and "multipart/related" not in accept:
-            return HttpResponse(
-                'Instances are sent as multipart/related; type="application/dicom".',
-                status=406,
-                content_type="text/plain",
+            return None
+        return list(dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid)) or None
+
+
+class RetrieveApi(_InstancesView):
+    """GET /dicomweb/studies/{study}[/series/{series}[/instances/{instance}]]: the instances as Part 10 files."""
+
+    def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
+        images = self.instances(study_uid, series_uid, instance_uid)
+        if images is None:
+            return _text("No such instances.", 404)
+        try:
+            target = instance_syntax(
+                accepted(request.META.get("HTTP_ACCEPT", "")),
+                [(image.transfer_syntax_uid, has_pixels(image)) for image in images],
             )
+        except NotAcceptable as exc:
+            return _text(str(exc), 406)
+        parts = (_instance_part(image, target) for image in images)
+        if target in LOSSLESS_TARGETS:
+            # Compression can still fail on an unusual image: find out before the 200 is sent.
+            try:
+                parts = [(content_type, [b"".join(chunks)]) for content_type, chunks in parts]
+            except Exception as exc:  # each encoder plugin raises its own types
+                return _text(f"The instances cannot be compressed to {target}: {exc}", 406)
         audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows(images), detail="WADO-RS instances")
-        # Each instance is read from storage chunk by chunk as the response is sent.
-        body, content_type = multipart_related_stream(
-            ((_part_type(image), _file_chunks(image.file.name)) for image in images), root_type=DICOM_CONTENT_TYPE
-        )
+        body, content_type = multipart_related_stream(parts, root_type=DICOM_CONTENT_TYPE)
         return StreamingHttpResponse(body, content_type=content_type)
 
 
-class MetadataApi(DicomWebView):
-    """GET .../metadata: the instances' attributes as DICOM JSON, bulk data by reference."""
-
-    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
+class MetadataApi(_InstancesView):
+    """GET .../metadata: the instances' attributes as DICOM JSON, bulk data by BulkDataURI."""
 
     def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
-        study = dicom_study_get(study_uid=study_uid)
-        if study is None:
-            return HttpResponse("No such study.", status=404, content_type="text/plain")
-        images = list(dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid))
-        if not images:
-            return HttpResponse("No such instances.", status=404, content_type="text/plain")
+        images = self.instances(study_uid, series_uid, instance_uid)
+        if images is None:
+            return _text("No such instances.", 404)
         audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(images), detail="WADO-RS metadata")
         return dicom_json_response(
             [metadata_json(request, image=image, dataset=read_dataset(blob_read(image.file.name))) for image in images]
         )
 
 
-class FramesApi(DicomWebView):
-    """GET .../instances/{instance}/frames/{list}: frame pixel data (uncompressed, or the original bitstream)."""
-
-    required_roles = {"GET": allowed_roles(Resource.IMAGE, Act.READ)}
+class FramesApi(_InstancesView):
+    """GET .../instances/{instance}/frames/{list}: frame pixel data, as stored or decoded."""
 
     def get(self, request, study_uid: str, series_uid: str, instance_uid: str, frames: str):
-        study = dicom_study_get(study_uid=study_uid)
-        image = None
-        if study is not None:
-            image = dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid).first()
-        if image is None:
-            return HttpResponse("No such instance.", status=404, content_type="text/plain")
+        images = self.instances(study_uid, series_uid, instance_uid)
+        if images is None:
+            return _text("No such instance.", 404)
+        [image] = images
         try:
             numbers = frame_numbers(frames)
         except ValueError as exc:
-            return HttpResponse(str(exc), status=400, content_type="text/plain")
-        if any(number < 1 or number > image.number_of_frames for number in numbers):
-            return HttpResponse("No such frame.", status=404, content_type="text/plain")
-        audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows([image]), detail="WADO-RS frames")
+            return _text(str(exc), 400)
+        if not has_pixels(image) or any(number < 1 or number > image.number_of_frames for number in numbers):
+            return _text("No such frame.", 404)
         dataset = read_dataset(blob_read(image.file.name))
+        try:
+            media_type, _ = frame_syntax(
+                accepted(request.META.get("HTTP_ACCEPT", "")), stored=dataset.file_meta.TransferSyntaxUID
+            )
+        except NotAcceptable as exc:
+            return _text(str(exc), 406)
+        audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows([image]), detail="WADO-RS frames")
         body, content_type = multipart_related_stream(
-            _frame_parts(dataset, numbers, image.number_of_frames), root_type="application/octet-stream"
+            frame_parts(dataset, numbers, image.number_of_frames, media_type=media_type), root_type=media_type
         )
+        return StreamingHttpResponse(body, content_type=content_type)
+
+
+def _element_at(dataset: Dataset, path: str):
+    """The element a BulkDataURI path names: tags and item indexes, e.g. 00540016/0/00181072."""
+    steps = path.strip("/").split("/")
+    current = dataset
+    try:
+        for position in range(0, len(steps) - 1, 2):
+            current = current[Tag(steps[position])].value[int(steps[position + 1])]
+        return current[Tag(steps[-1])]
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return None
+
+
+class BulkDataApi(_InstancesView):
+    """GET .../instances/{instance}/bulkdata/{path}: one binary value a metadata BulkDataURI points at."""
+
+    def get(self, request, study_uid: str, series_uid: str, instance_uid: str, path: str):
+        images = self.instances(study_uid, series_uid, instance_uid)
+        if images is None:
+            return _text("No such instance.", 404)
+        [image] = images
+        dataset = read_dataset(blob_read(image.file.name))
+        element = _element_at(dataset, path)
+        if element is None or not isinstance(element.value, bytes):
+            return _text("No such bulk data.", 404)
+        entries = accepted(request.META.get("HTTP_ACCEPT", ""))
+        if element.tag == 0x7FE00010:
+            # Pixel data are sent frame by frame, negotiated as for the frames resource.
+            try:
+                media_type, _ = frame_syntax(entries, stored=dataset.file_meta.TransferSyntaxUID)
+            except NotAcceptable as exc:
+                return _text(str(exc), 406)
+            numbers = list(range(1, image.number_of_frames + 1))
+            parts = frame_parts(dataset, numbers, image.number_of_frames, media_type=media_type)
+        else:
+            if not any(entry.media_type in (OCTET_STREAM, "*/*", "application/*") for entry in entries):
+                return _text("Bulk data are sent as application/octet-stream.", 406)
+            media_type, parts = OCTET_STREAM, [(OCTET_STREAM, [element.value])]
+        audit_access(request, action=AuditAction.DOWNLOAD, rows=dicom_audit_rows([image]), detail="WADO-RS bulkdata")
+        body, content_type = multipart_related_stream(parts, root_type=media_type)
         return StreamingHttpResponse(body, content_type=content_type)

@@ -62,7 +62,7 @@ def _product_patterns():
 def _url(pattern: str, values: dict) -> str:
     url = pattern
     for key, value in values.items():
-        for converter in ("uuid", "str", "int"):
+        for converter in ("uuid", "str", "int", "path"):
             url = url.replace(f"<{converter}:{key}>", str(value))
     assert "<" not in url, f"no fixture value for {pattern}"
     return "/" + url
@@ -102,6 +102,7 @@ def values(admin_user):
         "series_uid": dataset.SeriesInstanceUID,
         "instance_uid": dataset.SOPInstanceUID,
         "frames": "1",
+        "path": "7FE00010",
     }
 
 

@@ -1,0 +1,173 @@
+"""DICOMweb driven by the standard Python client (dicomweb-client) against a live server, with an API token."""
+
+import io
+
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
+from tests.dicom.support import shipped_path
+from tokens.services import api_token_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def token_key(staff_user):
+    return api_token_create(name="viewer", user=staff_user)[1]
+
+
+@pytest.fixture
+def client(live_server, token_key) -> DICOMwebClient:
+    return DICOMwebClient(url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Bearer {token_key}"})
+
+
+def _stored(client, *names: str) -> list[pydicom.Dataset]:
+    datasets = [pydicom.dcmread(shipped_path(name)) for name in names]
+    client.store_instances(datasets=datasets)
+    return datasets
+
+
+def _get(client, url: str, accept: str) -> requests.Response:
+    return client._session.get(f"{client.base_url}{url}", headers={"Accept": accept})
+
+
+def _instance_url(dataset) -> str:
+    return f"/studies/{dataset.StudyInstanceUID}/series/{dataset.SeriesInstanceUID}/instances/{dataset.SOPInstanceUID}"
+
+
+def _as_sent(client, uri: str) -> str:
+    """The URI on the live server's port: the client sends its Host header without the port, so
+    URIs built from it name port 80 (not so behind a proxy on the standard ports)."""
+    path = uri.split("/dicomweb", 1)[1]
+    return f"{client.base_url}{path}"
+
+
+def test_retrieve_defaults_to_explicit_little_endian_and_always_has_file_meta(client):
+    [implicit, jpeg2000] = _stored(client, "MR_small_implicit.dcm", "JPEG2000.dcm")
+
+    # application/dicom without a transfer syntax: the default, Explicit VR Little Endian.
+    for original in (implicit, jpeg2000):
+        uids = (original.StudyInstanceUID, original.SeriesInstanceUID, original.SOPInstanceUID)
+        got = client.retrieve_instance(*uids, media_types=("application/dicom",))
+        assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert got.file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
+        assert (got.pixel_array == original.pixel_array).all()
+
+    # "*" (the client's own default) is as stored: the JPEG 2000 bitstream untouched.
+    got = client.retrieve_instance(jpeg2000.StudyInstanceUID, jpeg2000.SeriesInstanceUID, jpeg2000.SOPInstanceUID)
+    assert got.file_meta.TransferSyntaxUID == jpeg2000.file_meta.TransferSyntaxUID
+    assert got.PixelData == jpeg2000.PixelData
+
+    # An instance received without preamble or file meta comes back as a Part 10 file.
+    bare = pydicom.dcmread(shipped_path("CT_small.dcm"))
+    bare.preamble, bare.file_meta = None, FileMetaDataset()
+    buffer = io.BytesIO()
+    bare.save_as(buffer, implicit_vr=False, little_endian=True)
+    assert buffer.getvalue()[:4] == b"\x08\x00\x05\x00"  # the data set straight away
+    body, content_type = build_multipart_related(
+        [("application/dicom", buffer.getvalue())], root_type="application/dicom"
+    )
+    stored = client._session.post(f"{client.base_url}/studies", data=body, headers={"Content-Type": content_type})
+    assert stored.status_code == 200, stored.text
+    got = client.retrieve_instance(bare.StudyInstanceUID, bare.SeriesInstanceUID, bare.SOPInstanceUID)
+    assert got.preamble is not None
+    assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert got.file_meta.MediaStorageSOPClassUID == bare.SOPClassUID
+    assert (got.pixel_array == pydicom.dcmread(shipped_path("CT_small.dcm")).pixel_array).all()
+
+
+def test_retrieve_transcodes_losslessly_or_answers_406(client):
+    [ct] = _stored(client, "CT_small.dcm")
+    uids = (ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID)
+    for syntax in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
+        got = client.retrieve_instance(*uids, media_types=(("application/dicom", syntax),))
+        assert got.file_meta.TransferSyntaxUID == syntax
+        assert (got.pixel_array == ct.pixel_array).all(), syntax
+
+    # Implicit VR Little Endian (which the client will not ask for itself).
+    implicit = _get(
+        client,
+        _instance_url(ct),
+        f'multipart/related; type="application/dicom"; transfer-syntax={ImplicitVRLittleEndian}',
+    )
+    _, [part] = parse_multipart_related(implicit.content, implicit.headers["Content-Type"])
+    assert part.content_type == f"application/dicom; transfer-syntax={ImplicitVRLittleEndian}"
+    got = pydicom.dcmread(io.BytesIO(part.data))
+    assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian and got.original_encoding == (True, True)
+    assert (got.pixel_array == ct.pixel_array).all()
+
+    # Lossy JPEG cannot be made from the stored pixels without loss: 406, never another syntax with 200.
+    lossy = _get(
+        client, _instance_url(ct), 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    )
+    assert lossy.status_code == 406
+    # A lossy original cannot be offered as lossless either.
+    [jpeg] = _stored(client, "SC_rgb_jpeg_dcmtk.dcm")
+    assert (
+        _get(
+            client, _instance_url(jpeg), f'multipart/related; type="application/dicom"; transfer-syntax={RLELossless}'
+        ).status_code
+        == 406
+    )
+    # Several choices: the first that can be provided is taken.
+    both = _get(
+        client,
+        _instance_url(jpeg),
+        f'multipart/related; type="application/dicom"; transfer-syntax={RLELossless}, '
+        'multipart/related; type="application/dicom"; transfer-syntax=*;q=0.5',
+    )
+    assert both.status_code == 200
+    assert "transfer-syntax=1.2.840.10008.1.2.4.50" in both.content[:300].decode("latin-1")
+
+
+def test_frames_come_with_their_media_types(client):
+    [ct, jpeg] = _stored(client, "CT_small.dcm", "SC_rgb_jpeg_dcmtk.dcm")
+
+    # Uncompressed: octet-stream, little-endian samples.
+    [frame] = client.retrieve_instance_frames(ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, [1])
+    assert frame == ct.pixel_array.astype("<i2").tobytes()
+
+    # A JPEG original: the JPEG bitstream as image/jpeg.
+    uids = (jpeg.StudyInstanceUID, jpeg.SeriesInstanceUID, jpeg.SOPInstanceUID)
+    [frame] = client.retrieve_instance_frames(*uids, [1], media_types=(("image/jpeg", "1.2.840.10008.1.2.4.50"),))
+    assert frame[:2] == b"\xff\xd8"
+    response = _get(
+        client,
+        f"{_instance_url(jpeg)}/frames/1",
+        'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    )
+    assert response.status_code == 200
+    assert "Content-Type: image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50" in response.content[:200].decode(
+        "latin-1"
+    )
+    # The client's default (octet-stream, "*") is as stored too.
+    [frame] = client.retrieve_instance_frames(*uids, [1])
+    assert frame[:2] == b"\xff\xd8"
+    # ... and decoded when uncompressed octets are asked for.
+    [frame] = client.retrieve_instance_frames(
+        *uids, [1], media_types=(("application/octet-stream", ExplicitVRLittleEndian),)
+    )
+    assert len(frame) == jpeg.Rows * jpeg.Columns * 3
+    # Not a media type the frame can be: 406.
+    assert _get(client, f"{_instance_url(jpeg)}/frames/1", 'multipart/related; type="image/jp2"').status_code == 406
+    # Duplicate frame numbers are sent once.
+    frames = client.retrieve_instance_frames(ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, [1, 1])
+    assert len(frames) == 1
+
+
+def test_metadata_bulk_data_uris_resolve(client):
+    [ct] = _stored(client, "CT_small.dcm")
+    metadata = client.retrieve_instance_metadata(ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID)
+    pixel_uri = metadata["7FE00010"]["BulkDataURI"]
+    assert pixel_uri.endswith(f"{_instance_url(ct)}/bulkdata/7FE00010")
+    [pixels] = client.retrieve_bulkdata(_as_sent(client, pixel_uri))
+    assert pixels == ct.pixel_array.astype("<i2").tobytes()
+    # A large private binary value is by reference too, and its URI gives exactly that value.
+    private_uri = metadata["00431029"]["BulkDataURI"]
+    [value] = client.retrieve_bulkdata(_as_sent(client, private_uri))
+    assert value == ct[0x00431029].value
