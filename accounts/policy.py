@@ -27,6 +27,10 @@ class Resource(StrEnum):
     PREDICTION = "prediction"
     REVIEW = "review"
     AUDIT = "audit"
+    # A DICOM instance held because it did not match the patient its PatientID names (imaging.models).
+    HELD_INSTANCE = "held_instance"
+    # The DICOM nodes allowed to associate with the receiver (imaging.models.DicomPeer): who gets in.
+    DICOM_PEER = "dicom_peer"
 
 
 class Act(StrEnum):
@@ -58,6 +62,14 @@ POLICY: dict[tuple[Resource, Act], tuple[Role, ...]] = {
     (Resource.REVIEW, Act.WRITE): RADIOLOGISTS,
     (Resource.AUDIT, Act.SEARCH): ADMINS,
     (Resource.AUDIT, Act.READ): ADMINS,
+    # Reconciling: filing a held instance under the patient, or rejecting it (its file goes, its record stays).
+    (Resource.HELD_INSTANCE, Act.SEARCH): ADMINS,
+    (Resource.HELD_INSTANCE, Act.READ): ADMINS,
+    (Resource.HELD_INSTANCE, Act.WRITE): ADMINS,
+    (Resource.DICOM_PEER, Act.SEARCH): ADMINS,
+    (Resource.DICOM_PEER, Act.READ): ADMINS,
+    (Resource.DICOM_PEER, Act.WRITE): ADMINS,
+    (Resource.DICOM_PEER, Act.DELETE): ADMINS,
 }
 # Nothing not in the table is allowed: nobody deletes an AI output, a review or an audit record, and
 # nobody writes an audit record. Deletes of patients, studies and images exist in the admin only (a

@@ -59,9 +59,10 @@ class ImageAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DicomPeer)
-class DicomPeerAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class DicomPeerAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
     """The C-STORE receiver's allow-list. Audited like patient data: who let which node in is worth a trail."""
 
+    policy_resource = Resource.DICOM_PEER
     list_display = ("ae_title", "network", "port", "description", "active", "updated_at")
     list_filter = ("active",)
     search_fields = ("ae_title", "network", "description")
@@ -69,15 +70,18 @@ class DicomPeerAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(HeldInstance)
-class HeldInstanceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class HeldInstanceAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
     """Instances that named a patient on record but did not match them: an administrator files or rejects each."""
 
+    policy_resource = Resource.HELD_INSTANCE
     audit_patient = staticmethod(lambda held: held.patient_id)
     list_display = ("received_at", "reason", "patient", "source", "peer", "uploaded_by", "status")
     list_filter = ("status", "reason", "source")
     search_fields = ("patient__mrn", "sop_instance_uid", "study_instance_uid", "peer")
     list_select_related = ("patient", "uploaded_by")
-    readonly_fields = [f.name for f in HeldInstance._meta.fields]
+    # The file is not offered for download here: the media storage is not served, nor would a download be audited.
+    exclude = ("file",)
+    readonly_fields = [f.name for f in HeldInstance._meta.fields if f.name != "file"]
     actions = ["file_under_patient", "reject_and_delete"]
 
     def has_add_permission(self, request) -> bool:

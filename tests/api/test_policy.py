@@ -16,7 +16,7 @@ from accounts.policy import POLICY, Act, PolicyAdminMixin, Resource, allowed_rol
 from accounts.roles import Role
 from audit.models import AuditEvent
 from imaging.intake import IncomingFile, files_intake
-from imaging.models import Image, ImageSource, Study
+from imaging.models import DicomPeer, HeldInstance, Image, ImageSource, Study
 from inference.models import Prediction, Review, ReviewAmendment, ReviewDecision
 from inference.services import review_create
 from patients.models import Patient
@@ -36,6 +36,8 @@ RESOURCE_MODELS = {
     Resource.PREDICTION: Prediction,
     Resource.REVIEW: Review,
     Resource.AUDIT: AuditEvent,
+    Resource.HELD_INSTANCE: HeldInstance,
+    Resource.DICOM_PEER: DicomPeer,
 }
 
 # Where an admin page is narrower than the table, and why. It may refuse what the table allows, never the reverse.
@@ -68,6 +70,17 @@ def records(admin_user):
         Resource.PREDICTION: prediction,
         Resource.REVIEW: review,
         Resource.AUDIT: event,
+        Resource.HELD_INSTANCE: HeldInstance.objects.create(
+            sha256="0" * 64,
+            size_bytes=1,
+            sop_instance_uid="1.2.3",
+            study_instance_uid="1.2",
+            patient=image.study.patient,
+            reason="patient_mismatch",
+            detail="test",
+            source="c-store",
+        ),
+        Resource.DICOM_PEER: DicomPeer.objects.create(ae_title="CT1", network="10.1.2.3/32"),
         "study_uid": dataset.StudyInstanceUID,
         "series_uid": dataset.SeriesInstanceUID,
         "instance_uid": dataset.SOPInstanceUID,
@@ -205,6 +218,10 @@ def test_every_interface_follows_the_policy(client_for_role, user_for_role, role
 def test_every_pair_of_the_table_has_a_door_outside_the_admin_or_is_admin_only(client_for_role, records):
     doors = _http_doors(client_for_role("admin"), records)
     admin_only = {(resource, Act.DELETE) for resource in (Resource.PATIENT, Resource.STUDY, Resource.IMAGE)}
+    # Reconciling held DICOM instances is the admin's work alone.
+    admin_only |= {(Resource.HELD_INSTANCE, act) for act in (Act.SEARCH, Act.READ, Act.WRITE)}
+    # So is the receiver's allow-list.
+    admin_only |= {(Resource.DICOM_PEER, act) for act in Act}
     assert set(POLICY) - set(doors) == admin_only
 
 
