@@ -138,3 +138,19 @@ def test_import_dicom_and_stow_rs_hold_it_and_say_so(client, staff_user, ada):
     assert HeldInstance.objects.count() == 2 and not Image.objects.exists()
     held_rows = AuditEvent.objects.filter(object_type="imaging.heldinstance", action="create", actor=staff_user)
     assert {e.detail for e in held_rows} == {"dicom import held", "STOW-RS held"}
+
+
+def test_every_admin_page_of_a_held_instance_is_audited(client, admin_user, ada):
+    client.force_login(admin_user)
+    held = take(impostor()).held
+    base = "/admin/imaging/heldinstance/"
+    for url, detail in [
+        (f"{base}?q={ada.mrn}", "search"),
+        (f"{base}{held.id}/change/", ""),
+        (f"{base}{held.id}/history/", "history"),
+    ]:
+        before = AuditEvent.objects.latest("id").id if AuditEvent.objects.exists() else 0
+        assert client.get(url).status_code == 200, url
+        [event] = AuditEvent.objects.filter(id__gt=before)
+        assert (event.action, event.detail, event.object_id, event.patient_id) == ("read", detail, str(held.id), ada.id)
+    assert b"held/" not in client.get(f"{base}{held.id}/change/").content  # no unaudited link to the file
