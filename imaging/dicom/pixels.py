@@ -133,8 +133,13 @@ def _colour_uint8(array: np.ndarray, bits: int) -> np.ndarray:
     return _to_uint8(array.astype(np.float64) / peak)
 
 
-def frame_uint8(dataset: Dataset, index: int | None = None) -> np.ndarray:
-    """A frame as uint8: HxW for grayscale, HxWx3 for colour. Raises PixelDecodeError."""
+def frame_uint8(
+    dataset: Dataset, index: int | None = None, *, window: tuple[float, float, str] | None = None
+) -> np.ndarray:
+    """A frame as uint8: HxW for grayscale, HxWx3 for colour. Raises PixelDecodeError.
+
+    ``window`` (centre, width, LINEAR / LINEAR_EXACT / SIGMOID) replaces the file's VOI for grayscale.
+    """
     index = default_frame(dataset) if index is None else index
     array, photometric = decode_frame(dataset, index)
     try:
@@ -145,7 +150,7 @@ def frame_uint8(dataset: Dataset, index: int | None = None) -> np.ndarray:
         if array.ndim == 3:
             return _colour_uint8(array, int(dataset.get("BitsStored") or 8))
         values = modality_values(array, dataset, index)
-        unit = voi_scaled(values, dataset, index)
+        unit = _window(values, *window) if window else voi_scaled(values, dataset, index)
         if photometric == "MONOCHROME1":
             unit = 1.0 - unit
         return _to_uint8(unit)

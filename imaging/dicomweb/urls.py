@@ -1,6 +1,7 @@
 from django.urls import path
 
 from imaging.dicomweb.qido import InstanceSearchApi, SeriesSearchApi, StudySearchApi
+from imaging.dicomweb.rendered import RenderedApi, ThumbnailApi
 from imaging.dicomweb.stow import StowRsApi
 from imaging.dicomweb.wado import BulkDataApi, FramesApi, MetadataApi, RetrieveApi
 
@@ -23,6 +24,9 @@ class StudyApi(StowRsApi, RetrieveApi):
 _series = "studies/<str:study_uid>/series/<str:series_uid>"
 _instance = f"{_series}/instances/<str:instance_uid>"
 
+_study = "studies/<str:study_uid>"
+_frames = f"{_instance}/frames/<str:frames>"
+
 urlpatterns = [
     path("studies", StudiesApi.as_view(), name="studies"),
     path("studies/<str:study_uid>", StudyApi.as_view(), name="study"),
@@ -36,4 +40,10 @@ urlpatterns = [
     path(f"{_instance}/metadata", MetadataApi.as_view(), name="instance-metadata"),
     path(f"{_instance}/frames/<str:frames>", FramesApi.as_view(), name="instance-frames"),
     path(f"{_instance}/bulkdata/<path:path>", BulkDataApi.as_view(), name="instance-bulkdata"),
+    # Consumer images: one picture of the study, series, instance or frame.
+    *(
+        path(f"{prefix}/{kind}", view.as_view(), name=f"{level}-{kind}")
+        for level, prefix in (("study", _study), ("series", _series), ("instance", _instance), ("frames", _frames))
+        for kind, view in (("rendered", RenderedApi), ("thumbnail", ThumbnailApi))
+    ),
 ]

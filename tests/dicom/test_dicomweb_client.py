@@ -2,10 +2,12 @@
 
 import io
 
+import numpy as np
 import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image as PILImage
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
@@ -171,3 +173,62 @@ def test_metadata_bulk_data_uris_resolve(client):
     private_uri = metadata["00431029"]["BulkDataURI"]
     [value] = client.retrieve_bulkdata(_as_sent(client, private_uri))
     assert value == ct[0x00431029].value
+
+
+def test_rendered_and_thumbnail_at_every_level(client):
+    [ct, rle] = _stored(client, "CT_small.dcm", "SC_rgb_rle_2frame.dcm")
+    study, series, instance = ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID
+
+    jpeg = client.retrieve_instance_rendered(study, series, instance, media_types=("image/jpeg",))
+    picture = PILImage.open(io.BytesIO(jpeg))
+    assert picture.format == "JPEG" and picture.size == (ct.Columns, ct.Rows)
+    png = client.retrieve_instance_rendered(
+        study, series, instance, media_types=("image/png",), params={"viewport": "256,256"}
+    )
+    picture = PILImage.open(io.BytesIO(png))
+    assert picture.format == "PNG" and picture.size == (256, 256)  # scaled up to fit, square stays square
+
+    # A window of the client's choosing changes the picture: a narrow window saturates more pixels.
+    narrow = client.retrieve_instance_rendered(
+        study, series, instance, media_types=("image/png",), params={"window": "100,10"}
+    )
+    wide = client.retrieve_instance_rendered(
+        study, series, instance, media_types=("image/png",), params={"window": "100,4000"}
+    )
+    saturated = [int((np.asarray(PILImage.open(io.BytesIO(data))) % 255 == 0).sum()) for data in (narrow, wide)]
+    assert saturated[0] > saturated[1]
+
+    assert PILImage.open(io.BytesIO(client.retrieve_series_rendered(study, series))).format == "JPEG"
+    # The client has no call for a rendered study; the resource is there all the same.
+    study_png = _get(client, f"/studies/{study}/rendered", "image/png").content
+    assert PILImage.open(io.BytesIO(study_png)).format == "PNG"
+
+    # Frame level: each frame of a two-frame colour image on its own.
+    rle_uids = (rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID)
+    frames = [
+        np.asarray(
+            PILImage.open(
+                io.BytesIO(client.retrieve_instance_frames_rendered(*rle_uids, [n], media_types=("image/png",)))
+            )
+        )
+        for n in (1, 2)
+    ]
+    assert frames[0].shape == (rle.Rows, rle.Columns, 3)
+    assert (frames[0] == rle.pixel_array[0]).all() and (frames[1] == rle.pixel_array[1]).all()
+
+    # Thumbnails fit in 128 by 128 unless a viewport says otherwise.
+    for url in (
+        f"/studies/{study}/thumbnail",
+        f"/studies/{study}/series/{series}/thumbnail",
+        f"{_instance_url(ct)}/thumbnail",
+        f"{_instance_url(ct)}/frames/1/thumbnail",
+    ):
+        response = _get(client, url, "image/jpeg")
+        assert response.status_code == 200, url
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert max(PILImage.open(io.BytesIO(response.content)).size) == 128, url
+
+    assert _get(client, f"{_instance_url(ct)}/rendered", "image/gif").status_code == 406
+    assert _get(client, f"{_instance_url(ct)}/rendered?viewport=0,9", "image/jpeg").status_code == 400
+    assert _get(client, f"{_instance_url(ct)}/rendered?window=40", "image/jpeg").status_code == 400
+    assert _get(client, f"{_instance_url(ct)}/frames/2/rendered", "image/jpeg").status_code == 404
