@@ -149,7 +149,7 @@ def _find_patients(identifier: Dataset, limit: int) -> list[Match]:
         birth_date=_text(identifier, "PatientBirthDate"),
     )
     matches = []
-    for patient in patients[:limit]:
+    for patient in patients[: limit + 1]:
         attributes = patient_attributes(patient)
         attributes.NumberOfPatientRelatedStudies = patient.study_count
         attributes.NumberOfPatientRelatedSeries = patient.series_count
@@ -160,7 +160,7 @@ def _find_patients(identifier: Dataset, limit: int) -> list[Match]:
 
 def _find_studies(identifier: Dataset, limit: int) -> list[Match]:
     matches = []
-    for study in _studies(identifier)[:limit]:
+    for study in _studies(identifier)[: limit + 1]:
         attributes = study_attributes(study)
         attributes.NumberOfStudyRelatedSeries = study.series_count
         attributes.NumberOfStudyRelatedInstances = study.instance_count

@@ -23,6 +23,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
+from imaging.dicom.negotiation import keep_preferred_syntaxes
 from imaging.dicom.peers import dicom_peer_allowed
 from imaging.dicom.query_retrieve import qr_contexts_add, qr_handlers
 from imaging.intake import IncomingFile, files_intake
@@ -283,6 +284,7 @@ def receiver_start(config: ReceiverConfig, *, block: bool = False):
     ae = build_ae(config)
     handlers = [
         (evt.EVT_REQUESTED, handle_requested),
+        (evt.EVT_REQUESTED, keep_preferred_syntaxes),
         (evt.EVT_C_STORE, handle_store),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_REJECTED, handle_rejected),

@@ -2,6 +2,7 @@
 instances, and the matching rules both apply (wildcards, date ranges, UID lists)."""
 
 import datetime
+import re
 
 from django.core.files.storage import default_storage
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
@@ -135,15 +136,21 @@ def _patient_match(prefix: str, *, patient_id: str, patient_name: str) -> Q:
 
 
 def _wildcard(field: str, value: str) -> Q:
-    # QIDO wildcards: '*' any run, '?' one character. Only the common forms are needed here.
-    core = value.replace("?", "*")
-    if core.startswith("*") and core.endswith("*") and len(core) > 1:
-        return Q(**{f"{field}__icontains": core.strip("*")})
-    if core.endswith("*"):
-        return Q(**{f"{field}__istartswith": core.rstrip("*")})
-    if core.startswith("*"):
-        return Q(**{f"{field}__iendswith": core.lstrip("*")})
-    return Q(**{f"{field}__iexact": core})
+    """DICOM wildcard matching (PS3.4 C.2.2.2.4), case-insensitive: '*' any run, '?' one character."""
+    inner = value.strip("*")
+    if "*" in inner or "?" in inner:
+        pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
+        return Q(**{f"{field}__iregex": f"^{pattern}$"})
+    # The common forms, as plain LIKE queries the indexes can serve.
+    if not inner:
+        return Q()
+    if value.startswith("*") and value.endswith("*"):
+        return Q(**{f"{field}__icontains": inner})
+    if value.endswith("*"):
+        return Q(**{f"{field}__istartswith": inner})
+    if value.startswith("*"):
+        return Q(**{f"{field}__iendswith": inner})
+    return Q(**{f"{field}__iexact": value})
 
 
 def _date_range(field: str, value: str) -> Q:

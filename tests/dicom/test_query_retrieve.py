@@ -142,6 +142,30 @@ def test_c_find_study_level_matches_on_the_usual_keys(archive, scp, tmp_path):
     by_modality = findscu(scp, tmp_path, *keys, "ModalitiesInStudy=CT")
     assert [a.StudyInstanceUID for a in by_modality] == [ct_study]
     assert findscu(scp, tmp_path, *keys, "PatientID=NOBODY") == []
+    # '?' stands for one character anywhere, '*' for any run, case aside.
+    [ada] = findscu(scp, tmp_path, *keys, "PatientName=l?vel*E^A*")
+    assert ada.StudyInstanceUID == archive["cxr"].study.study_instance_uid
+    assert findscu(scp, tmp_path, *keys, "PatientName=L?velace^Ada?") == []
+
+
+def test_c_find_past_the_limit_answers_what_it_may_and_says_to_narrow_the_query(archive, scp, tmp_path, settings):
+    settings.MEDPORTAL_DICOM_FIND_LIMIT = 2
+    out = tmp_path / "limited"
+    out.mkdir()
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"]
+    result = dcmtk("findscu", "-d", "-S", "-X", "-od", str(out), "-aec", AE_TITLE, *keys, "127.0.0.1", str(scp))
+    assert len(list(out.glob("rsp*.dcm"))) == 2
+    assert re.search(r"DIMSE Status\s*: 0xa700", result.stdout + result.stderr, re.IGNORECASE), result.stdout
+
+
+def test_a_peer_not_on_the_allow_list_cannot_query(archive, scp, tmp_path):
+    result = dcmtk(
+        "findscu", "-S", "-aet", "STRANGER", "-aec", AE_TITLE, "-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", str(scp)
+    )
+    assert result.returncode != 0
+    assert "Association Rejected" in result.stdout + result.stderr
+    assert not AuditEvent.objects.filter(detail__startswith="C-FIND").exists()
+    wait_for(lambda: AuditEvent.objects.filter(action="login_failed", actor_username="STRANGER").exists(), timeout=5)
 
 
 def test_c_find_patient_series_and_image_levels(archive, scp, tmp_path):
@@ -329,3 +353,29 @@ def test_c_get_returns_the_instances_on_the_same_association(archive, scp, tmp_p
     rows = AuditEvent.objects.filter(interface="dimse", detail="C-GET")
     assert {(row.actor_username, row.ip_address, row.action) for row in rows} == {("GETSCU", "127.0.0.1", "download")}
     assert {row.object_id for row in rows} == {str(mr.id), str(archive["mr2"].id)}
+
+
+def test_c_get_counts_an_instance_the_peer_cannot_take_in_its_stored_syntax_as_failed(archive, scp, tmp_path):
+    out = tmp_path / "got"
+    out.mkdir()
+    rle = archive["rle"]
+    keys = ["-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={rle.study.study_instance_uid}"]
+    keys += ["-k", f"SeriesInstanceUID={rle.series_instance_uid}", "-k", f"SOPInstanceUID={rle.sop_instance_uid}"]
+    # getscu proposes only uncompressed syntaxes by default; the instance is RLE and is not transcoded.
+    result = dcmtk(
+        "getscu", "-d", "-S", "-aet", "GETSCU", "-aec", AE_TITLE, "-od", str(out), *keys, "127.0.0.1", str(scp)
+    )
+    output = result.stdout + result.stderr
+    final = output[output.rindex("C-GET RSP") :]
+    counts = dict(re.findall(r"(Remaining|Completed|Failed|Warning) Suboperations\s*: (\d+)", final))
+    assert counts.get("Failed") == "1" and counts.get("Completed", "0") == "0", final
+    assert not list(out.iterdir())
+
+    # Offered RLE, the peer gets it as stored.
+    result = dcmtk(
+        "getscu", "+xr", "-S", "-aet", "GETSCU", "-aec", AE_TITLE, "-od", str(out), *keys, "127.0.0.1", str(scp)
+    )
+    assert len(list(out.iterdir())) == 1, result.stdout + result.stderr
+    [path] = out.iterdir()
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert _pixels_and_uid(path) == _stored(rle)

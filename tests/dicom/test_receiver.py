@@ -11,7 +11,7 @@ import tracemalloc
 import pydicom
 import pytest
 from django.db import DatabaseError
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
@@ -317,3 +317,22 @@ def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory_or_o
     # The file stopped growing at the limit (within one PDU), was emptied, and is gone.
     assert 2 * MB < largest <= 2 * MB + 1024 * 1024, largest
     assert list(received.iterdir()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_c_store_accepts_the_transfer_syntax_the_sender_prefers_and_stores_it_as_sent(receiver):
+    """Offered RLE first, then uncompressed, in one context: RLE is accepted and the file kept as it was."""
+    rle = pydicom.dcmread(shipped_path("SC_rgb_rle.dcm"))
+    scu = AE(ae_title="MODALITY1")
+    scu.add_requested_context(rle.SOPClassUID, [RLELossless, ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = scu.associate("127.0.0.1", receiver, ae_title="MEDPORTAL")
+    try:
+        [context] = assoc.accepted_contexts
+        assert context.transfer_syntax == [RLELossless]
+        assert assoc.send_c_store(rle).Status == 0x0000
+    finally:
+        assoc.release()
+    image = Image.objects.get()
+    assert image.transfer_syntax_uid == RLELossless
+    stored = pydicom.dcmread(image.file.path)
+    assert (stored.SOPInstanceUID, stored.PixelData) == (rle.SOPInstanceUID, rle.PixelData)
