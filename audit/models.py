@@ -25,7 +25,7 @@ class AuditInterface(models.TextChoices):
     UI = "ui", "Web pages"
     ADMIN = "admin", "Django admin"
     DICOMWEB = "dicomweb", "DICOMweb"
-    DIMSE = "dimse", "DICOM network (C-STORE)"
+    DIMSE = "dimse", "DICOM network (DIMSE)"
     SYSTEM = "system", "System"
 
 
