@@ -15,7 +15,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 (VAR_DIR / "staticfiles").mkdir(exist_ok=True)  # whitenoise warns when STATIC_ROOT is missing
 MEDPORTAL_DEMO_ALLOWED = True
-# The demo receiver takes instances from DCMTK's and pynetdicom's tools on this machine only.
+# The demo receiver takes instances and queries from DCMTK's and pynetdicom's tools on this machine only.
 MEDPORTAL_DICOM_PEERS = env.list(
-    "MEDPORTAL_DICOM_PEERS", default=["STORESCU@127.0.0.1", "ECHOSCU@127.0.0.1", "PYNETDICOM@127.0.0.1"]
+    "MEDPORTAL_DICOM_PEERS",
+    default=[f"{title}@127.0.0.1" for title in ("STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "GETSCU", "PYNETDICOM")],
 )

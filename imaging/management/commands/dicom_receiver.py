@@ -13,7 +13,10 @@ from imaging.models import DicomPeer
 
 
 class Command(BaseCommand):
-    help = "Run the DICOM C-STORE receiver: instances pushed by modalities and PACS are ingested like uploads."
+    help = (
+        "Run the DICOM receiver: instances pushed by modalities and PACS are ingested like uploads; "
+        "C-FIND, C-MOVE and C-GET answer from the archive."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--ae-title", default="MEDPORTAL", help="Our AE title (max 16 characters).")
