@@ -2,8 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Upper
+from django.db.models import Q, Value
+from django.db.models.functions import Concat, Upper
 
 
 class Sex(models.TextChoices):
@@ -14,15 +14,32 @@ class Sex(models.TextChoices):
     UNKNOWN = "U", "Unknown"
 
 
+NAME_ORDER = ("family_name", "given_name", "mrn")
+
+# The shortest word a trigram index can find: ``%ab%`` holds no whole trigram.
+TRIGRAM_MIN_LENGTH = 3
+
+
 class PatientQuerySet(models.QuerySet):
     def search(self, term: str) -> "PatientQuerySet":
+        """Patients whose MRN is or starts with ``term``, or whose names contain one of its words, in name order."""
         term = term.strip()
         if not term:
             return self
+        words = term.split()
         query = Q(mrn__iexact=term) | Q(mrn__istartswith=term)
-        for word in term.split():
+        for word in words:
             query |= Q(family_name__icontains=word) | Q(given_name__icontains=word)
-        return self.filter(query)
+        matches = self.filter(query)
+        if all(len(word) >= TRIGRAM_MIN_LENGTH for word in words):
+            # Every word can be looked up in the trigram indexes, so PostgreSQL should collect the
+            # matches there and sort them (Smi: 251 rows, 6 ms). Ordered by the plain columns, it
+            # walks the name index instead and filters every row on the way, expecting matches to
+            # be spread evenly; names starting with S come after 80% of the register (177 ms). The
+            # family name is therefore sorted as an expression the index does not serve.
+            return matches.order_by(Concat("family_name", Value("")), *NAME_ORDER[1:])
+        # A shorter word matches through no index; walking the name index finds a page soonest.
+        return matches.order_by(*NAME_ORDER)
 
 
 class Patient(models.Model):
@@ -43,7 +60,7 @@ class Patient(models.Model):
     objects = PatientQuerySet.as_manager()
 
     class Meta:
-        ordering = ["family_name", "given_name", "mrn"]
+        ordering = list(NAME_ORDER)
         indexes = [
             # The list's order, so a page is read from the index rather than sorted.
             models.Index(fields=["family_name", "given_name", "mrn"], name="patient_name_order"),

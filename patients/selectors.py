@@ -2,12 +2,12 @@
 
 from django.db.models import Count, Max, QuerySet
 
-from patients.models import Patient
+from patients.models import NAME_ORDER, Patient
 
 
 def patient_list(*, search: str = "") -> QuerySet[Patient]:
-    """Matching patients in name order; page them, then add their study summaries."""
-    return Patient.objects.search(search).order_by("family_name", "given_name", "mrn")
+    """Matching patients in name order (see ``PatientQuerySet.search``); page them, then add their study summaries."""
+    return Patient.objects.search(search) if search.strip() else Patient.objects.order_by(*NAME_ORDER)
 
 
 def patients_with_study_summary(*, patients: list[Patient]) -> list[Patient]:
