@@ -318,6 +318,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
         "worklist_query": query.urlencode(),
         "worklist_url": _with_query(reverse("pages:worklist"), query),
         "window_presets": WINDOW_PRESETS,
+        "has_dicom": any(image.content_type == DICOM_CONTENT_TYPE for image in images),
         "amend_form": amend_form,
         "history": history,
         **_agree_all_context(predictions),

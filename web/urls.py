@@ -16,5 +16,6 @@ urlpatterns = [
     path("", include("patients.urls")),
     path("", include("imaging.urls")),
     path("", include("imaging.dicom.urls")),
+    path("", include("imaging.viewer.urls")),
     path("", include("inference.urls")),
 ]

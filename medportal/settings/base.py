@@ -208,6 +208,8 @@ MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
 MEDPORTAL_DICOM_PEERS = env.list("MEDPORTAL_DICOM_PEERS", default=[])
 # WADO-RS: the most frame numbers one request may list (duplicates count, they are sent once).
 MEDPORTAL_DICOMWEB_MAX_FRAMES = env.int("MEDPORTAL_DICOMWEB_MAX_FRAMES", default=1000)
+# The OHIF Viewer's prebuilt dist/, served under /viewer/; bin/_npm.sh installs it (version pinned in package.json).
+MEDPORTAL_OHIF_DIST = env.path("MEDPORTAL_OHIF_DIST", default=str(BASE_DIR / "node_modules" / "@ohif" / "app" / "dist"))
 # DICOM Query/Retrieve: the most matches one C-FIND answers (past it the peer is told to narrow the query).
 MEDPORTAL_DICOM_FIND_LIMIT = env.int("MEDPORTAL_DICOM_FIND_LIMIT", default=1000)
 # Keys the pseudonyms of de-identified exports (imaging.dicom.deid); each settings module sets it,

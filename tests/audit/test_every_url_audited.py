@@ -103,6 +103,8 @@ def values(admin_user):
         "instance_uid": dataset.SOPInstanceUID,
         "frames": "1",
         "path": "7FE00010",
+        # The OHIF Viewer's page with the study opened in it (imaging.viewer).
+        "route": f"viewer?StudyInstanceUIDs={dataset.StudyInstanceUID}",
     }
 
 

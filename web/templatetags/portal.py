@@ -1,6 +1,7 @@
 """Template helpers for the clinical pages."""
 
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django import template
 from django.urls import reverse
@@ -109,6 +110,15 @@ def display_url(image) -> str:
     if _is_dicom(image):
         return reverse("pages:image-render", args=[image.id])
     return reverse("pages:image-display", args=[image.id])
+
+
+@register.filter
+def viewer_url(study) -> str:
+    """The study in the OHIF Viewer (imaging.viewer); "" for a study that came in without a StudyInstanceUID."""
+    if not study.study_instance_uid:
+        return ""
+    query = urlencode({"StudyInstanceUIDs": study.study_instance_uid})
+    return f"{reverse('pages:viewer-route', args=['viewer'])}?{query}"
 
 
 @register.filter

@@ -1,0 +1,113 @@
+"""The OHIF Viewer's page, its configuration and its program files, under /viewer/.
+
+Everything here is for signed-in readers (the images' READ rule of accounts.policy). The page is
+the viewer's single-page app at any of its routes (``/viewer/viewer?StudyInstanceUIDs=...``); it
+records which studies were opened in it. The images themselves come from DICOMweb, which records
+each instance it serves: the viewer holds no patient data of its own.
+"""
+
+import json
+from datetime import UTC, datetime
+
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import condition, require_GET
+
+from accounts.policy import Act, Resource, allowed_roles
+from audit.access import audit_access, audit_exempt, audited
+from audit.models import AuditInterface
+from imaging.dicom.selectors import dicom_studies
+from imaging.viewer import dist
+from web.access import role_required
+
+VIEWER_ROLES = allowed_roles(Resource.IMAGE, Act.READ)
+# The viewer is isolated from other origins (no window of another site can reach it) and may use
+# SharedArrayBuffer, which cornerstone uses for volumes; its workers need the same headers.
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+YEAR = 365 * 24 * 3600
+
+
+def _isolated(response: HttpResponse) -> HttpResponse:
+    for name, value in ISOLATION_HEADERS.items():
+        response[name] = value
+    return response
+
+
+def _unavailable(request: HttpRequest, exc: dist.ViewerNotInstalled) -> HttpResponse:
+    return render(request, "imaging/viewer_unavailable.html", {"reason": str(exc)}, status=503)
+
+
+def _study_uids(request: HttpRequest) -> list[str]:
+    # OHIF takes several studies as a repeated parameter or one comma-separated value.
+    values = request.GET.getlist("StudyInstanceUIDs") + request.GET.getlist("studyInstanceUIDs")
+    return [uid.strip() for value in values for uid in value.split(",") if uid.strip()]
+
+
+@audited(AuditInterface.UI)
+@role_required(VIEWER_ROLES)
+@require_GET
+def viewer_page(request: HttpRequest, route: str = "") -> HttpResponse:
+    """GET /viewer/<route>: a program file of the viewer if ``route`` names one, else the viewer's page."""
+    try:
+        if route and (path := dist.dist_file(route)) is not None:
+            return _asset(request, path)
+        if not route and not _study_uids(request):
+            # The viewer opens studies chosen in MedPortal; its own study list is switched off.
+            return redirect("pages:home")
+        public_url = reverse("pages:viewer")
+        html = dist.index_html(public_url=public_url, config_url=reverse("pages:viewer-config"))
+    except dist.ViewerNotInstalled as exc:
+        return _unavailable(request, exc)
+    studies = list(dicom_studies().filter(study_instance_uid__in=_study_uids(request)))
+    if studies:
+        audit_access(request, rows=[(study, study.patient_id) for study in studies], detail="viewer")
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return _isolated(response)
+
+
+def _asset(request: HttpRequest, path) -> HttpResponse:
+    """A file of the dist: rewritten for the sub-path if it carries webpack's runtime, else streamed as it is."""
+    rewritten = dist.rewritten(path, public_url=reverse("pages:viewer"))
+    if rewritten is not None:
+        etag = rewritten.etag
+
+        @condition(etag_func=lambda request: etag)
+        def send(request):
+            return HttpResponse(rewritten.body, content_type=dist.media_type(path))
+
+        response = send(request)
+    else:
+        stat = path.stat()
+
+        @condition(last_modified_func=lambda request: datetime.fromtimestamp(int(stat.st_mtime), tz=UTC))
+        def send(request):
+            return FileResponse(path.open("rb"), content_type=dist.media_type(path))
+
+        response = send(request)
+    # Names with a content hash never change; the rest (index, config, icons) are checked each time.
+    response["Cache-Control"] = f"private, max-age={YEAR}, immutable" if dist.is_immutable(path) else "no-cache"
+    return _isolated(response)
+
+
+@audit_exempt("the viewer's configuration: where MedPortal's DICOMweb is; no patient data")
+@role_required(VIEWER_ROLES)
+@require_GET
+def viewer_config(request: HttpRequest) -> HttpResponse:
+    """GET /viewer/app-config.js: OHIF's window.config, pointing at MedPortal's own DICOMweb."""
+    settings_json = json.dumps(
+        {
+            "routerBasename": reverse("pages:viewer").rstrip("/"),
+            "dicomwebPath": reverse("dicomweb:studies").removesuffix("/studies"),
+        }
+    )
+    body = render_to_string("imaging/viewer_config.js", {"settings_json": settings_json}, request=request)
+    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    return _isolated(response)
