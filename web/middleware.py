@@ -1,7 +1,8 @@
-"""Answer a database outage with 503 and a clear message rather than a 500 page."""
+"""Answers given before or instead of a view: a request body too large (413), a database outage (503)."""
 
 import logging
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
@@ -44,4 +45,35 @@ class DatabaseUnavailableMiddleware:
                 content_type="text/html; charset=utf-8",
             )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a request body over ``MEDPORTAL_MAX_REQUEST_BYTES`` with 413 before anything reads it.
+
+    Django reads no more of a body than its Content-Length says (and nothing without one), so the
+    header decides: an oversized upload, REST upload or STOW-RS request is never parsed, spooled or
+    held. Within the limit, uploads stream to temporary files and each file's size is checked by
+    the intake before it is read.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.MEDPORTAL_MAX_REQUEST_BYTES
+        if length <= limit:
+            return self.get_response(request)
+        logger.info("Refused a %s-byte body for %s %s", length, request.method, request.path)
+        message = f"The request is {length:,} bytes; the limit is {limit:,} bytes. Send fewer or smaller files at once."
+        if request.path.startswith("/api/"):
+            response = JsonResponse(error_body(status_code=413, code="request_too_large", message=message), status=413)
+        else:
+            response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+        # The body was not read: the connection cannot carry another request.
+        response["Connection"] = "close"
         return response

@@ -7,7 +7,6 @@ from django.urls import reverse
 from pydicom import Dataset
 
 from imaging.dicom.attributes import CHARACTER_SET, study_attributes
-from imaging.dicom.parsing import read_dataset
 from imaging.models import Image, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -111,19 +110,10 @@ def stored_instance_item(request, image: Image) -> Dataset:
     return item
 
 
-def failed_instance_item(data: bytes, code: int) -> Dataset:
-    """An item of a STOW-RS FailedSOPSequence, with the part's UIDs if it can be parsed at all."""
-    sop_class, sop_instance = _sop_ids(data)
+def failed_instance_item(header: Dataset | None, code: int) -> Dataset:
+    """An item of a STOW-RS FailedSOPSequence, with the part's UIDs when its header could be read."""
     item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = sop_instance
+    item.ReferencedSOPClassUID = str(header.get("SOPClassUID", "")) if header is not None else ""
+    item.ReferencedSOPInstanceUID = str(header.get("SOPInstanceUID", "")) if header is not None else ""
     item.FailureReason = code
     return item
-
-
-def _sop_ids(data: bytes) -> tuple[str, str]:
-    try:
-        dataset = read_dataset(data)
-        return str(dataset.get("SOPClassUID", "")), str(dataset.get("SOPInstanceUID", ""))
-    except Exception:  # a part that cannot even be parsed has no UIDs to report
-        return "", ""

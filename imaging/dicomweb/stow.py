@@ -4,18 +4,19 @@ Storing needs the staff role. Each instance goes through ``imaging.intake`` on i
 upload: one bad part fails alone.
 """
 
+import io
 import logging
 
 from django.conf import settings
 from django.http import HttpResponse
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence
 
 from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
-from imaging.dicom.parsing import read_dataset
+from imaging.dicom.parsing import looks_like_dicom
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import (
     dicom_json_response,
@@ -23,7 +24,7 @@ from imaging.dicomweb.dicom_json import (
     failed_instance_item,
     stored_instance_item,
 )
-from imaging.dicomweb.multipart import MultipartError, parse_multipart_related
+from imaging.dicomweb.multipart import MultipartError, SpooledPart, close_parts, receive_multipart_related
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 
@@ -34,32 +35,31 @@ FAILURE_PROCESSING = 0x0110
 FAILURE_NOT_THIS_STUDY = 0xA900
 FAILURE_CANNOT_UNDERSTAND = 0xC000
 
-
-def _stow_limit() -> int:
-    return getattr(settings, "MEDPORTAL_STOW_MAX_BYTES", 4 * settings.MEDPORTAL_MAX_UPLOAD_BYTES)
+HEADER_BYTES = 64 * 1024
 
 
 class StowRsApi(DicomWebView):
-    """POST /dicomweb/studies[/{study}]: store instances sent as multipart/related application/dicom."""
+    """POST /dicomweb/studies[/{study}]: store instances sent as multipart/related application/dicom.
+
+    The body is read from the request stream into one spooled file per part, never held whole:
+    RequestSizeLimitMiddleware has refused a body over MEDPORTAL_MAX_REQUEST_BYTES before anything
+    read it, and Django reads no further than its Content-Length.
+    """
 
     required_roles = {"POST": allowed_roles(Resource.IMAGE, Act.WRITE)}
 
     def post(self, request, study_uid: str | None = None):
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > _stow_limit():
-            return HttpResponse(f"The request is larger than {_stow_limit():,} bytes.", status=413)
-        # Read from the stream: request.body would refuse anything over DATA_UPLOAD_MAX_MEMORY_SIZE.
-        body = request._request.read(_stow_limit() + 1)
-        if len(body) > _stow_limit():
-            return HttpResponse(f"The request is larger than {_stow_limit():,} bytes.", status=413)
-        try:
-            root_type, parts = parse_multipart_related(body, request.META.get("CONTENT_TYPE", ""))
+            root_type, parts = receive_multipart_related(request._request, request.META.get("CONTENT_TYPE", ""))
         except MultipartError as exc:
             status = 415 if "must be multipart/related" in str(exc) else 400
             return HttpResponse(str(exc), status=status, content_type="text/plain")
+        try:
+            return self._store_all(request, root_type, parts, study_uid)
+        finally:
+            close_parts(parts)
+
+    def _store_all(self, request, root_type: str, parts: list[SpooledPart], study_uid: str | None):
         if root_type and root_type.lower() != DICOM_CONTENT_TYPE:
             return HttpResponse(
                 f"Only type={DICOM_CONTENT_TYPE} is accepted (not {root_type}).", status=415, content_type="text/plain"
@@ -72,9 +72,9 @@ class StowRsApi(DicomWebView):
         for part in parts:
             media_type = part.content_type.split(";")[0].strip().lower()
             if media_type and media_type != DICOM_CONTENT_TYPE:
-                failed.append(_failure(part.data, FAILURE_CANNOT_UNDERSTAND, f"Unsupported part type {media_type}."))
+                failed.append(_failure(part, FAILURE_CANNOT_UNDERSTAND, f"Unsupported part type {media_type}."))
                 continue
-            reason = self._store_one(request, part.data, study_uid, stored, stored_images)
+            reason = self._store_one(request, part, study_uid, stored, stored_images)
             if reason is not None:
                 failed.append(reason)
 
@@ -93,20 +93,20 @@ class StowRsApi(DicomWebView):
         return dicom_json_response(response.to_json_dict(), status=status)
 
     def _store_one(
-        self, request, data: bytes, study_uid: str | None, stored: Sequence, stored_images: list
+        self, request, part: SpooledPart, study_uid: str | None, stored: Sequence, stored_images: list
     ) -> Dataset | None:
         """Take in one instance on its own; return its failure item, or None once stored."""
-        if study_uid and _study_uid_of(data) not in (None, study_uid):
-            return _failure(data, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
+        if study_uid and _study_uid_of(part) not in (None, study_uid):
+            return _failure(part, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
+        # The intake checks the size first: a part over the limit is refused without being read.
+        incoming = IncomingFile(filename="", size=part.size, read=part.read)
         try:
-            [intake] = files_intake(
-                files=[IncomingFile.from_bytes(data)], source=ImageSource.STOW_RS, uploaded_by=request.user
-            )
+            [intake] = files_intake(files=[incoming], source=ImageSource.STOW_RS, uploaded_by=request.user)
         except Exception as exc:
             logger.exception("STOW-RS could not store an instance")
-            return _failure(data, FAILURE_PROCESSING, f"Processing failure: {exc}")
+            return _failure(part, FAILURE_PROCESSING, f"Processing failure: {exc}")
         if intake.fault:
-            return _failure(data, FAILURE_PROCESSING, f"Processing failure: {intake.error}")
+            return _failure(part, FAILURE_PROCESSING, f"Processing failure: {intake.error}")
         if intake.held is not None:
             # Kept aside for an administrator: a record of this patient's data was made.
             audit_access(
@@ -116,23 +116,39 @@ class StowRsApi(DicomWebView):
                 patient=intake.held.patient_id,
                 detail="STOW-RS held",
             )
-            return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.peer_error)
+            return _failure(part, FAILURE_CANNOT_UNDERSTAND, intake.peer_error)
         if not intake.stored:
-            return _failure(data, FAILURE_CANNOT_UNDERSTAND, intake.error)
+            return _failure(part, FAILURE_CANNOT_UNDERSTAND, intake.error)
         stored.append(stored_instance_item(request, intake.image))
         stored_images.append(intake.image)
         return None
 
 
-def _study_uid_of(data: bytes) -> str | None:
-    """The part's Study Instance UID ("" when it has none), or None when it cannot be read at all."""
+def _header(part: SpooledPart) -> Dataset | None:
+    """The part's data set up to its pixels; None when it cannot be read at all.
+
+    A part over the upload limit is refused unread: its first 64 KiB are enough to name it in the
+    failure item.
+    """
+    over_limit = part.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    data = part.read(HEADER_BYTES if over_limit else -1)
+    if not looks_like_dicom(data):
+        return None  # parsing anything else as DICOM would only make up elements
+    if data[:4] == b"DICM":
+        data = b"\0" * 128 + data
     try:
-        return str(read_dataset(data).get("StudyInstanceUID", ""))
+        return dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
     except Exception:  # an unreadable part is for the intake to judge, like any file
         return None
 
 
-def _failure(data: bytes, code: int, reason: str) -> Dataset:
-    item = failed_instance_item(data, code)
+def _study_uid_of(part: SpooledPart) -> str | None:
+    """The part's Study Instance UID ("" when it has none), or None when it cannot be read at all."""
+    header = _header(part)
+    return None if header is None else str(header.get("StudyInstanceUID", ""))
+
+
+def _failure(part: SpooledPart, code: int, reason: str) -> Dataset:
+    item = failed_instance_item(_header(part), code)
     logger.info("STOW-RS failure %#06x for %s: %s", code, item.ReferencedSOPInstanceUID or "an unreadable part", reason)
     return item

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A body over MEDPORTAL_MAX_REQUEST_BYTES is answered 413 before anything reads it.
+    "web.middleware.RequestSizeLimitMiddleware",
     # A database outage answers 503 with a clear message, never a 500.
     "web.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -170,8 +172,19 @@ MEDPORTAL_MAX_UPLOAD_BYTES = env.int("MEDPORTAL_MAX_UPLOAD_BYTES", default=50 * 
 MEDPORTAL_MAX_IMAGE_PIXELS = env.int("MEDPORTAL_MAX_IMAGE_PIXELS", default=40_000_000)
 # Decoded pixel data: rows x columns x samples x frames x bytes per sample (imaging.validation).
 MEDPORTAL_MAX_PIXEL_BYTES = env.int("MEDPORTAL_MAX_PIXEL_BYTES", default=512 * 1024 * 1024)
+# A whole request body: larger ones are refused with 413 before anything reads them
+# (web.middleware.RequestSizeLimitMiddleware); room for a few files of the upload limit at once.
+MEDPORTAL_MAX_REQUEST_BYTES = env.int(
+    "MEDPORTAL_MAX_REQUEST_BYTES", default=4 * MEDPORTAL_MAX_UPLOAD_BYTES + 1024 * 1024
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A request of uploads larger than this is streamed to temporary files (FILE_UPLOAD_TEMP_DIR or
+# TMPDIR) as it is parsed, never held in memory; each file's size is checked before it is read.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Inference.
 MEDPORTAL_MODEL_ZOO = BASE_DIR / "inference" / "zoo"

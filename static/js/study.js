@@ -123,7 +123,9 @@
             ok: false,
             error: expired
               ? "Your session has expired: log in again, then upload this file again."
-              : "The server answered " + xhr.status + "; the file was not stored.",
+              : xhr.status === 413
+                ? xhr.responseText // the request was too large; the server says the limit
+                : "The server answered " + xhr.status + "; the file was not stored.",
           };
         }
         bar.value = 100;
