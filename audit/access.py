@@ -4,7 +4,7 @@ Every view declares where it is defined how its accesses are audited, and record
 ``audit_access``::
 
     @audited(AuditInterface.UI)
-    @role_required(READERS)
+    @role_required(allowed_roles(Resource.STUDY, Act.READ))
     def study_detail(request, study_id):
         study = ...
         audit_access(request, obj=study, patient=study.patient_id)

@@ -4,7 +4,7 @@ from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import ADMINS
+from accounts.policy import Act, Resource, allowed_roles
 from api.pagination import NewestFirstCursorPagination
 from audit.access import audit_exempt
 from audit.filters import AuditEventFilter
@@ -44,7 +44,7 @@ class AuditEventListApi(ListAPIView):
     Newest first, paged by cursor: follow ``next``; there is no page number and no count.
     """
 
-    required_roles = {"GET": ADMINS}
+    required_roles = {"GET": allowed_roles(Resource.AUDIT, Act.SEARCH)}
     serializer_class = AuditEventOutputSerializer
     filterset_class = AuditEventFilter
     pagination_class = NewestFirstCursorPagination
@@ -57,7 +57,7 @@ class AuditEventListApi(ListAPIView):
 
 @audit_exempt(TRAIL)
 class AuditEventDetailApi(APIView):
-    required_roles = {"GET": ADMINS}
+    required_roles = {"GET": allowed_roles(Resource.AUDIT, Act.READ)}
 
     @extend_schema(summary="Read an audit event", responses=AuditEventOutputSerializer)
     def get(self, request, event_id):
