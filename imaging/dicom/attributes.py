@@ -14,24 +14,42 @@ def _person_name(family: str, given: str) -> str:
     return f"{family}^{given}".rstrip("^")
 
 
-def patient_attributes(patient: Patient) -> Dataset:
+def patient_values(patient: Patient) -> list[tuple[str, object]]:
+    """The patient's attributes as (keyword, value) pairs: what both a Dataset and DICOM JSON are built from."""
+    return [
+        ("PatientName", _person_name(patient.family_name, patient.given_name)),
+        ("PatientID", patient.mrn),
+        ("PatientBirthDate", patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""),
+        ("PatientSex", patient.sex if patient.sex in ("M", "F", "O") else ""),
+    ]
+
+
+def study_values(study: Study) -> list[tuple[str, object]]:
+    """The study's attributes and its patient's (the counts are the caller's: they depend on the query)."""
+    return [
+        *patient_values(study.patient),
+        ("StudyDate", study.study_date.strftime("%Y%m%d") if study.study_date else ""),
+        ("StudyTime", ""),
+        ("AccessionNumber", study.accession_number[:16]),
+        ("ModalitiesInStudy", [study.modality]),
+        ("ReferringPhysicianName", study.referring_physician.replace(" ", "^")),
+        ("StudyInstanceUID", study.study_instance_uid),
+        ("StudyID", ""),
+        ("StudyDescription", study.description[:64]),
+    ]
+
+
+def attributes_dataset(values: list[tuple[str, object]]) -> Dataset:
     item = Dataset()
-    item.PatientName = _person_name(patient.family_name, patient.given_name)
-    item.PatientID = patient.mrn
-    item.PatientBirthDate = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
-    item.PatientSex = patient.sex if patient.sex in ("M", "F", "O") else ""
+    for keyword, value in values:
+        setattr(item, keyword, value)
     return item
+
+
+def patient_attributes(patient: Patient) -> Dataset:
+    return attributes_dataset(patient_values(patient))
 
 
 def study_attributes(study: Study) -> Dataset:
     """The study's attributes and its patient's (the counts are the caller's: they depend on the query)."""
-    item = patient_attributes(study.patient)
-    item.StudyDate = study.study_date.strftime("%Y%m%d") if study.study_date else ""
-    item.StudyTime = ""
-    item.AccessionNumber = study.accession_number[:16]
-    item.ModalitiesInStudy = [study.modality]
-    item.ReferringPhysicianName = study.referring_physician.replace(" ", "^")
-    item.StudyInstanceUID = study.study_instance_uid
-    item.StudyID = ""
-    item.StudyDescription = study.description[:64]
-    return item
+    return attributes_dataset(study_values(study))

@@ -1,12 +1,14 @@
 """DICOM JSON (PS3.18 F.2) for DICOMweb answers: what a viewer or PACS reads back from MedPortal."""
 
+import functools
 import json
 
 from django.http import HttpResponse
 from django.urls import reverse
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from imaging.dicom.attributes import CHARACTER_SET, study_attributes
+from imaging.dicom.attributes import CHARACTER_SET, attributes_dataset, study_values
 from imaging.models import Image, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -31,12 +33,54 @@ def instance_url(request, image: Image) -> str:
 
 
 def study_json(request, study: Study, *, series_count: int, instance_count: int) -> dict:
-    item = study_attributes(study)
-    item.SpecificCharacterSet = CHARACTER_SET
-    item.NumberOfStudyRelatedSeries = series_count
-    item.NumberOfStudyRelatedInstances = instance_count
-    item.RetrieveURL = dicomweb_url(request, "study", study_uid=study.study_instance_uid)
-    return item.to_json_dict()
+    values = [
+        *study_values(study),
+        ("SpecificCharacterSet", CHARACTER_SET),
+        ("NumberOfStudyRelatedSeries", series_count),
+        ("NumberOfStudyRelatedInstances", instance_count),
+        ("RetrieveURL", dicomweb_url(request, "study", study_uid=study.study_instance_uid)),
+    ]
+    return plain_json(values) or attributes_dataset(values).to_json_dict()
+
+
+@functools.cache
+def _tag_and_vr(keyword: str) -> tuple[str, str]:
+    tag = tag_for_keyword(keyword)
+    return f"{tag:08X}", dictionary_VR(tag)
+
+
+def _plain_element(vr: str, value: object) -> dict | None:
+    """``value`` as pydicom's ``to_json_dict`` writes it, or None when pydicom would read more into it."""
+    if isinstance(value, int) and not isinstance(value, bool) and vr == "IS":
+        return {"vr": vr, "Value": [value]}
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v and "\\" not in v for v in value) or vr == "PN":
+            return None
+        return {"vr": vr, "Value": list(value)}
+    if not isinstance(value, str) or "\\" in value or (vr == "PN" and "=" in value):
+        return None  # several values, or a name's ideographic and phonetic groups
+    if not value:
+        return {"vr": vr}
+    return {"vr": vr, "Value": [{"Alphabetic": value} if vr == "PN" else value]}
+
+
+def plain_json(values: list[tuple[str, object]]) -> dict | None:
+    """DICOM JSON for (keyword, value) pairs of plain text, names and counts, without a pydicom Dataset.
+
+    QIDO-RS answers a study search with up to a thousand such items; built through a Dataset (a
+    data element, a VR check and a conversion per attribute, then the same again to JSON) they cost
+    as much as the rest of the request. The result equals ``Dataset.to_json_dict`` (tested); a value
+    pydicom would split or interpret (a backslash, a name's ``=`` groups) returns None, so the
+    caller builds that item the slow way.
+    """
+    item = {}
+    for keyword, value in values:
+        tag, vr = _tag_and_vr(keyword)
+        element = _plain_element(vr, value)
+        if element is None:
+            return None
+        item[tag] = element
+    return item
 
 
 def series_json(request, *, study_uid: str, series_uid: str, header: Dataset, instance_count: int) -> dict:
