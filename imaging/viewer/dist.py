@@ -8,6 +8,8 @@ the page's and the style sheets' links get the viewer's prefix, and each webpack
 ``window.PUBLIC_URL`` (set by the page) or, in a worker, from the folder of the worker's own script.
 """
 
+import base64
+import hashlib
 import mimetypes
 import re
 from dataclasses import dataclass
@@ -107,3 +109,11 @@ def index_html(*, public_url: str, config_url: str) -> str:
 
 def _js_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("<", "\\u003c") + '"'
+
+
+def inline_script_hashes(html: str) -> list[str]:
+    """The base64 sha256 of each inline script of the page, for its Content-Security-Policy."""
+    return [
+        base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        for body in re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", html, flags=re.S)
+    ]

@@ -31,11 +31,24 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 YEAR = 365 * 24 * 3600
+# The viewer's code handles patient data: it may talk to this origin only (no CDN, no exfiltration),
+# compile WebAssembly (its codecs) and run only its own scripts; the page's few inline scripts are
+# allowed by their hashes, and the page evaluates no strings. A worker takes its policy from its own
+# script's response: the image decoders' glue code (Emscripten's embind) builds functions from
+# strings, so scripts, which only a worker reads a policy from, also allow 'unsafe-eval'.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{script}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' data: blob:; "
+    "worker-src 'self' blob:; media-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
-def _isolated(response: HttpResponse) -> HttpResponse:
+def _secured(response: HttpResponse, *, inline_script_hashes: list[str] = (), worker: bool = False) -> HttpResponse:
     for name, value in ISOLATION_HEADERS.items():
         response[name] = value
+    script = " 'unsafe-eval'" if worker else "".join(f" 'sha256-{digest}'" for digest in inline_script_hashes)
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(script=script)
     return response
 
 
@@ -69,7 +82,7 @@ def viewer_page(request: HttpRequest, route: str = "") -> HttpResponse:
         audit_access(request, rows=[(study, study.patient_id) for study in studies], detail="viewer")
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     response["Cache-Control"] = "no-store"
-    return _isolated(response)
+    return _secured(response, inline_script_hashes=dist.inline_script_hashes(html))
 
 
 def _asset(request: HttpRequest, path) -> HttpResponse:
@@ -93,7 +106,7 @@ def _asset(request: HttpRequest, path) -> HttpResponse:
         response = send(request)
     # Names with a content hash never change; the rest (index, config, icons) are checked each time.
     response["Cache-Control"] = f"private, max-age={YEAR}, immutable" if dist.is_immutable(path) else "no-cache"
-    return _isolated(response)
+    return _secured(response, worker=path.suffix in (".js", ".mjs"))
 
 
 @audit_exempt("the viewer's configuration: where MedPortal's DICOMweb is; no patient data")
@@ -110,4 +123,4 @@ def viewer_config(request: HttpRequest) -> HttpResponse:
     body = render_to_string("imaging/viewer_config.js", {"settings_json": settings_json}, request=request)
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-cache"
-    return _isolated(response)
+    return _secured(response)

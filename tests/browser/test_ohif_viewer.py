@@ -62,11 +62,17 @@ def store(files: list[bytes], user) -> None:
 
 
 def watch_requests(page) -> list[tuple[int, str]]:
+    """Every refused or failed request of the page, and anything its Content-Security-Policy blocked."""
     failed: list[tuple[int, str]] = []
     page.on(
         "response", lambda response: failed.append((response.status, response.url)) if response.status >= 400 else None
     )
     page.on("requestfailed", lambda request: failed.append((0, request.url)))
+    # Whatever the viewer's Content-Security-Policy blocks is a failure too.
+    page.on(
+        "console",
+        lambda message: failed.append((0, message.text)) if "Content Security Policy" in message.text else None,
+    )
     return failed
 
 

@@ -81,6 +81,14 @@ def test_the_image_defaults_to_production_settings():
     assert "DJANGO_SETTINGS_MODULE=medportal.settings.production" in dockerfile
 
 
+def test_the_image_carries_the_ohif_viewer_where_the_settings_look_for_it():
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "ensure_ohif_viewer" in dockerfile
+    assert "COPY --from=viewer /build/node_modules/@ohif/app/dist node_modules/@ohif/app/dist" in dockerfile
+    # WORKDIR /app: the default MEDPORTAL_OHIF_DIST of the settings, BASE_DIR/node_modules/@ohif/app/dist.
+    assert "WORKDIR /app" in dockerfile
+
+
 def test_only_the_migrate_step_connects_as_the_owner_of_the_tables(compose):
     # The application's role owns no table, so it cannot drop the audit trail's triggers.
     migrate = compose["services"]["migrate"]

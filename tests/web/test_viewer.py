@@ -5,6 +5,10 @@ root, webpack runtimes with the public path "/", a style sheet naming a font fro
 needs no npm; tests/browser/test_ohif_viewer.py drives the real viewer.
 """
 
+import base64
+import hashlib
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -63,6 +67,22 @@ def test_the_page_serves_the_dist_under_the_viewer_path_with_medportals_config(o
     assert response["Cache-Control"] == "no-store"
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
     assert response["Cross-Origin-Embedder-Policy"] == "require-corp"
+
+
+def test_the_page_runs_only_its_own_scripts_and_talks_to_this_origin_only(ohif_dist, radiologist_client):
+    response = radiologist_client.get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+    policy = dict(directive.strip().split(" ", 1) for directive in response["Content-Security-Policy"].split(";"))
+    html = response.content.decode()
+    inline = re.findall(r"<script>(.*?)</script>", html)
+    assert len(inline) == 2
+    hashes = {f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'" for body in inline}
+    assert set(policy["script-src"].split()) == {"'self'", "'wasm-unsafe-eval'"} | hashes
+    assert policy["connect-src"] == "'self' data: blob:" and policy["default-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    # A worker reads its policy from its script's response: the decoders' glue code evaluates strings.
+    worker = radiologist_client.get("/viewer/histogram-worker.bundle.ec5f0cf05ce3909c.js")
+    assert "script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval';" in worker["Content-Security-Policy"]
+    assert "connect-src 'self' data: blob:" in worker["Content-Security-Policy"]
 
 
 def test_the_config_points_ohif_at_medportals_own_dicomweb(ohif_dist, radiologist_client):
