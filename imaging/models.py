@@ -106,6 +106,10 @@ class Study(models.Model):
     )
     description = models.CharField(max_length=255, blank=True)
     study_date = models.DateField(null=True, blank=True)
+    study_time = models.TimeField(null=True, blank=True, help_text="DICOM StudyTime, when the study came from DICOM.")
+    dicom_study_id = models.CharField(
+        "Study ID", max_length=16, blank=True, help_text="DICOM StudyID (0020,0010): the modality's own study number."
+    )
     referring_physician = models.CharField(max_length=120, blank=True)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
     status = models.CharField(max_length=16, choices=StudyStatus.choices, default=StudyStatus.RECEIVED, db_index=True)
@@ -213,6 +217,11 @@ class Image(models.Model):
     series_instance_uid = models.CharField("Series Instance UID", max_length=64, blank=True, db_index=True)
     transfer_syntax_uid = models.CharField("Transfer Syntax UID", max_length=64, blank=True)
     number_of_frames = models.PositiveIntegerField(default=1)
+    modality = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="DICOM Modality (0008,0060) as the instance says it (CT, SR, SEG, ...); empty for PNG/JPEG.",
+    )
     analysable = models.BooleanField(
         default=True, help_text="False when the pixels cannot be decoded; no AI runs on it then."
     )

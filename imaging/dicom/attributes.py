@@ -24,17 +24,22 @@ def patient_values(patient: Patient) -> list[tuple[str, object]]:
     ]
 
 
-def study_values(study: Study) -> list[tuple[str, object]]:
-    """The study's attributes and its patient's (the counts are the caller's: they depend on the query)."""
+def study_values(study: Study, *, modalities: list[str] | None = None) -> list[tuple[str, object]]:
+    """The study's attributes and its patient's (the counts are the caller's: they depend on the query).
+
+    ``modalities`` is the study's ModalitiesInStudy (``dicom_study_modalities``, read for a page of
+    studies at once); without it, or for a study whose instances predate the per-instance modality,
+    the modality the study was filed as.
+    """
     return [
         *patient_values(study.patient),
         ("StudyDate", study.study_date.strftime("%Y%m%d") if study.study_date else ""),
-        ("StudyTime", ""),
+        ("StudyTime", study.study_time.strftime("%H%M%S") if study.study_time else ""),
         ("AccessionNumber", study.accession_number[:16]),
-        ("ModalitiesInStudy", [study.modality]),
+        ("ModalitiesInStudy", list(modalities or [study.modality])),
         ("ReferringPhysicianName", study.referring_physician.replace(" ", "^")),
         ("StudyInstanceUID", study.study_instance_uid),
-        ("StudyID", ""),
+        ("StudyID", study.dicom_study_id),
         ("StudyDescription", study.description[:64]),
     ]
 
@@ -50,6 +55,6 @@ def patient_attributes(patient: Patient) -> Dataset:
     return attributes_dataset(patient_values(patient))
 
 
-def study_attributes(study: Study) -> Dataset:
+def study_attributes(study: Study, *, modalities: list[str] | None = None) -> Dataset:
     """The study's attributes and its patient's (the counts are the caller's: they depend on the query)."""
-    return attributes_dataset(study_values(study))
+    return attributes_dataset(study_values(study, modalities=modalities))

@@ -91,6 +91,8 @@ class DicomInstance:
     body_part: str
     accession_number: str
     study_date: datetime.date | None
+    study_time: datetime.time | None
+    study_id: str
     study_description: str
     referring_physician: str
     rows: int
@@ -165,6 +167,20 @@ def _date(value) -> datetime.date | None:
         return None
     try:
         return datetime.date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def dicom_time(value) -> datetime.time | None:
+    """A TM value (HH, HHMM, HHMMSS or HHMMSS.FFFFFF; colons of old files allowed), or None."""
+    text = str(value or "").strip().replace(":", "")
+    whole, _, fraction = text.partition(".")
+    if not whole.isdigit() or len(whole) not in (2, 4, 6):
+        return None
+    try:
+        hour, minute, second = int(whole[0:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
+        micro = int((fraction + "000000")[:6]) if fraction.isdigit() else 0
+        return datetime.time(hour, minute, min(second, 59), micro)
     except ValueError:
         return None
 
@@ -288,6 +304,8 @@ def _instance(dataset: Dataset) -> DicomInstance:
         body_part=map_body_part(dataset),
         accession_number=_text(dataset, "AccessionNumber")[:64],
         study_date=_date(dataset.get("StudyDate")),
+        study_time=dicom_time(dataset.get("StudyTime")),
+        study_id=_text(dataset, "StudyID")[:16],
         study_description=_text(dataset, "StudyDescription")[:255],
         referring_physician=str(dataset.get("ReferringPhysicianName") or "").replace("^", " ").strip()[:120],
         rows=rows,

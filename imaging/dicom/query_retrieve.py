@@ -36,6 +36,7 @@ from imaging.dicom.selectors import (
     dicom_instance_search,
     dicom_patient_search,
     dicom_series_counts,
+    dicom_study_modalities,
     dicom_study_search,
 )
 from imaging.models import Image, Study
@@ -134,6 +135,8 @@ def _studies(identifier: Dataset) -> QuerySet[Study]:
         patient_name=_text(identifier, "PatientName"),
         accession_number=_text(identifier, "AccessionNumber"),
         study_date=_text(identifier, "StudyDate"),
+        study_time=_text(identifier, "StudyTime"),
+        study_id=_text(identifier, "StudyID"),
         modalities=[modality.upper() for modality in _list(identifier, "ModalitiesInStudy")],
         description=_text(identifier, "StudyDescription"),
     )
@@ -160,8 +163,10 @@ def _find_patients(identifier: Dataset, limit: int) -> list[Match]:
 
 def _find_studies(identifier: Dataset, limit: int) -> list[Match]:
     matches = []
-    for study in _studies(identifier)[: limit + 1]:
-        attributes = study_attributes(study)
+    studies = list(_studies(identifier)[: limit + 1])
+    modalities = dicom_study_modalities(study_ids=[study.pk for study in studies])
+    for study in studies:
+        attributes = study_attributes(study, modalities=modalities[study.pk])
         attributes.NumberOfStudyRelatedSeries = study.series_count
         attributes.NumberOfStudyRelatedInstances = study.instance_count
         matches.append(Match(attributes, study, study.patient_id))

@@ -5,11 +5,12 @@ import datetime
 import re
 
 from django.core.files.storage import default_storage
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from pydicom import Dataset, dcmread
 
 from imaging.dicom import DICOM_CONTENT_TYPE
+from imaging.dicom.parsing import dicom_time
 from imaging.models import Image, Study
 from patients.models import Patient
 
@@ -55,19 +56,28 @@ def dicom_study_search(
     patient_name: str = "",
     accession_number: str = "",
     study_date: str = "",
+    study_time: str = "",
+    study_id: str = "",
     modalities: list[str] = (),
     description: str = "",
+    fuzzy_names: bool = False,
 ) -> QuerySet[Study]:
     """QIDO-RS and C-FIND study matching; an empty value matches everything. Annotates the counts."""
-    studies = dicom_studies().filter(_patient_match("patient__", patient_id=patient_id, patient_name=patient_name))
+    studies = dicom_studies().filter(
+        _patient_match("patient__", patient_id=patient_id, patient_name=patient_name, fuzzy=fuzzy_names)
+    )
     if study_uids:
         studies = studies.filter(study_instance_uid__in=study_uids)
     if accession_number:
         studies = studies.filter(_wildcard("accession_number", accession_number))
     if study_date:
         studies = studies.filter(_date_range("study_date", study_date))
+    if study_time:
+        studies = studies.filter(_time_range("study_time", study_time))
+    if study_id:
+        studies = studies.filter(_wildcard("dicom_study_id", study_id))
     if modalities:
-        studies = studies.filter(modality__in=modalities)
+        studies = studies.filter(_modalities_match(modalities))
     if description:
         studies = studies.filter(_wildcard("description", description))
     # The counts are subqueries run for the rows of the page, not a join of every image grouped first.
@@ -105,9 +115,14 @@ def dicom_patient_search(*, patient_id: str = "", patient_name: str = "", birth_
 
 
 def dicom_instance_search(
-    *, studies: QuerySet[Study], series_uids: list[str] = (), instance_uids: list[str] = (), sop_classes: list[str] = ()
+    *,
+    studies: QuerySet[Study],
+    series_uids: list[str] = (),
+    instance_uids: list[str] = (),
+    sop_classes: list[str] = (),
+    modalities: list[str] = (),
 ) -> QuerySet[Image]:
-    """The DICOM instances of ``studies``, optionally only of these series, instances or SOP classes."""
+    """The DICOM instances of ``studies``, optionally only of these series, instances, SOP classes or modalities."""
     images = Image.objects.filter(
         study__in=studies.values("pk"), content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False
     )
@@ -117,15 +132,72 @@ def dicom_instance_search(
         images = images.filter(sop_instance_uid__in=instance_uids)
     if sop_classes:
         images = images.filter(sop_class_uid__in=sop_classes)
+    if modalities:
+        images = images.filter(modality__in=modalities)
     return images.select_related("study__patient").order_by("study_id", "series_instance_uid", "uploaded_at")
 
 
-def _patient_match(prefix: str, *, patient_id: str, patient_name: str) -> Q:
-    """PatientID and PatientName (family^given, each with wildcards) on a patient or a related one."""
+def _modalities_match(modalities: list[str]) -> Q:
+    """ModalitiesInStudy: a study with an instance of any of these modalities.
+
+    A study whose instances predate the per-instance modality falls back to the modality it was filed as.
+    """
+    instances = Image.objects.filter(study=OuterRef("pk"), sop_instance_uid__isnull=False)
+    return Exists(instances.filter(modality__in=modalities)) | (
+        Q(modality__in=modalities) & ~Exists(instances.exclude(modality=""))
+    )
+
+
+def dicom_study_modalities(*, study_ids: list) -> dict:
+    """Each study's ModalitiesInStudy: the distinct modalities of its instances, sorted."""
+    found: dict = {study_id: set() for study_id in study_ids}
+    rows = (
+        Image.objects.filter(study_id__in=study_ids, sop_instance_uid__isnull=False)
+        .exclude(modality="")
+        .values_list("study_id", "modality")
+        .distinct()
+    )
+    for study_id, modality in rows:
+        found[study_id].add(modality)
+    return {study_id: sorted(values) for study_id, values in found.items()}
+
+
+def dicom_series_search(
+    *, studies: QuerySet[Study], series_uids: list[str] = (), modalities: list[str] = ()
+) -> QuerySet:
+    """One row per series of ``studies``: ``study_id``, ``series_instance_uid``, ``modality`` and ``n`` instances."""
+    images = Image.objects.filter(
+        study__in=studies.values("pk"), content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False
+    )
+    if series_uids:
+        images = images.filter(series_instance_uid__in=series_uids)
+    if modalities:
+        images = images.filter(modality__in=modalities)
+    return (
+        images.values("study_id", "series_instance_uid")
+        .annotate(n=Count("id"), modality=Max("modality"))
+        .order_by("study_id", "series_instance_uid")
+    )
+
+
+def _patient_match(prefix: str, *, patient_id: str, patient_name: str, fuzzy: bool = False) -> Q:
+    """PatientID and PatientName (family^given, each with wildcards) on a patient or a related one.
+
+    With ``fuzzy`` (QIDO ``fuzzymatching=true``) each word of the name matches the start of any
+    word of the family or given name, in any order and case: "smi jo" finds Smith^John and John^Smith.
+    """
     query = Q()
     if patient_id:
         query &= _wildcard(f"{prefix}mrn", patient_id)
-    if patient_name:
+    if patient_name and fuzzy:
+        for word in patient_name.replace("^", " ").replace("*", " ").replace("?", " ").split():
+            query &= (
+                Q(**{f"{prefix}family_name__istartswith": word})
+                | Q(**{f"{prefix}family_name__icontains": f" {word}"})
+                | Q(**{f"{prefix}given_name__istartswith": word})
+                | Q(**{f"{prefix}given_name__icontains": f" {word}"})
+            )
+    elif patient_name:
         family, _, given = patient_name.partition("^")
         given = given.partition("^")[0]
         if family and family != "*":
@@ -151,6 +223,36 @@ def _wildcard(field: str, value: str) -> Q:
     if value.startswith("*"):
         return Q(**{f"{field}__iendswith": inner})
     return Q(**{f"{field}__iexact": value})
+
+
+def _time_range(field: str, value: str) -> Q:
+    """A TM value or range (HHMMSS, HHMM-, -HHMMSS, HHMM-HHMMSS); a single value matches to its precision."""
+    if "-" not in value:
+        start = dicom_time(value)
+        if start is None:
+            return Q(pk__in=[])
+        whole, _, fraction = value.strip().replace(":", "").partition(".")
+        # A value matches to its precision: "10" is 10:00 to 10:59:59.999999, "1030" the minute, "103000" the second.
+        if len(whole) <= 2:
+            end = start.replace(minute=59, second=59, microsecond=999999)
+        elif len(whole) <= 4:
+            end = start.replace(second=59, microsecond=999999)
+        else:
+            end = start if fraction else start.replace(microsecond=999999)
+        return Q(**{f"{field}__gte": start, f"{field}__lte": end})
+    start_text, end_text = value.split("-", 1)
+    query = Q()
+    if start_text.strip():
+        start = dicom_time(start_text)
+        if start is None:
+            return Q(pk__in=[])
+        query &= Q(**{f"{field}__gte": start})
+    if end_text.strip():
+        end = dicom_time(end_text)
+        if end is None:
+            return Q(pk__in=[])
+        query &= Q(**{f"{field}__lte": end})
+    return query
 
 
 def _date_range(field: str, value: str) -> Q:

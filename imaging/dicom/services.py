@@ -169,6 +169,8 @@ def _study_for(
                 body_part=instance.body_part,
                 description=instance.study_description,
                 study_date=instance.study_date,
+                study_time=instance.study_time,
+                dicom_study_id=instance.study_id,
                 referring_physician=instance.referring_physician,
                 study_instance_uid=instance.study_instance_uid,
                 created_by=created_by,
@@ -272,6 +274,7 @@ def dicom_store(
                 series_instance_uid=instance.series_instance_uid,
                 transfer_syntax_uid=instance.transfer_syntax_uid,
                 number_of_frames=instance.number_of_frames,
+                modality=instance.modality_code[:16],
                 analysable=not not_analysable_reason,
                 not_analysable_reason=not_analysable_reason,
             )

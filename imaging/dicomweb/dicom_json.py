@@ -32,9 +32,12 @@ def instance_url(request, image: Image) -> str:
     )
 
 
-def study_json(request, study: Study, *, series_count: int, instance_count: int) -> dict:
+def study_json(
+    request, study: Study, *, series_count: int, instance_count: int, modalities: list[str] | None = None
+) -> dict:
+    """A study as QIDO-RS returns it (PS3.18 table 10.6.3-3), from MedPortal's records."""
     values = [
-        *study_values(study),
+        *study_values(study, modalities=modalities),
         ("SpecificCharacterSet", CHARACTER_SET),
         ("NumberOfStudyRelatedSeries", series_count),
         ("NumberOfStudyRelatedInstances", instance_count),
@@ -83,38 +86,39 @@ def plain_json(values: list[tuple[str, object]]) -> dict | None:
     return item
 
 
-def series_json(request, *, study_uid: str, series_uid: str, header: Dataset, instance_count: int) -> dict:
-    """One series, described by the header of its first instance."""
+def series_dataset(request, *, study: Study, series_uid: str, header: Dataset, instance_count: int) -> Dataset:
+    """A series (PS3.18 table 10.6.3-4), described by the header of its first instance."""
     item = Dataset()
     item.SpecificCharacterSet = CHARACTER_SET
+    item.StudyInstanceUID = study.study_instance_uid
     item.Modality = str(header.get("Modality", ""))
     item.SeriesInstanceUID = series_uid
     item.SeriesNumber = header.get("SeriesNumber", "")
     item.SeriesDescription = str(header.get("SeriesDescription", ""))
+    item.PerformedProcedureStepStartDate = str(header.get("PerformedProcedureStepStartDate", ""))
+    item.PerformedProcedureStepStartTime = str(header.get("PerformedProcedureStepStartTime", ""))
     item.NumberOfSeriesRelatedInstances = instance_count
-    item.RetrieveURL = dicomweb_url(request, "series", study_uid=study_uid, series_uid=series_uid or "-")
-    return item.to_json_dict()
+    item.RetrieveURL = dicomweb_url(request, "series", study_uid=study.study_instance_uid, series_uid=series_uid or "-")
+    return item
 
 
-def instance_json(request, *, study_uid: str, image: Image, header: Dataset) -> dict:
+def instance_dataset(request, *, image: Image, header: Dataset) -> Dataset:
+    """An instance (PS3.18 table 10.6.3-5)."""
     item = Dataset()
     item.SpecificCharacterSet = CHARACTER_SET
-    item.StudyInstanceUID = study_uid
+    item.StudyInstanceUID = image.study.study_instance_uid
     item.SeriesInstanceUID = image.series_instance_uid
+    item.Modality = image.modality or str(header.get("Modality", ""))
     item.SOPClassUID = image.sop_class_uid
     item.SOPInstanceUID = image.sop_instance_uid
+    item.InstanceAvailability = "ONLINE"
     item.InstanceNumber = header.get("InstanceNumber", "")
-    item.Rows = image.height
-    item.Columns = image.width
-    item.NumberOfFrames = image.number_of_frames
-    item.RetrieveURL = dicomweb_url(
-        request,
-        "instance",
-        study_uid=study_uid,
-        series_uid=image.series_instance_uid or "-",
-        instance_uid=image.sop_instance_uid,
-    )
-    return item.to_json_dict()
+    if image.width and image.height:
+        item.Rows = image.height
+        item.Columns = image.width
+        item.NumberOfFrames = image.number_of_frames
+    item.RetrieveURL = instance_url(request, image)
+    return item
 
 
 def _bulk_paths(dataset: Dataset, prefix: str = "") -> dict[int, str]:

@@ -29,6 +29,8 @@ _frames = f"{_instance}/frames/<str:frames>"
 
 urlpatterns = [
     path("studies", StudiesApi.as_view(), name="studies"),
+    path("series", SeriesSearchApi.as_view(), name="series-search"),
+    path("instances", InstanceSearchApi.as_view(), name="instance-search"),
     path("studies/<str:study_uid>", StudyApi.as_view(), name="study"),
     path("studies/<str:study_uid>/metadata", MetadataApi.as_view(), name="study-metadata"),
     path("studies/<str:study_uid>/series", SeriesSearchApi.as_view(), name="study-series"),

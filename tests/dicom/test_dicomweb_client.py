@@ -9,7 +9,14 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image as PILImage
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
 from tests.dicom.support import shipped_path
@@ -232,3 +239,120 @@ def test_rendered_and_thumbnail_at_every_level(client):
     assert _get(client, f"{_instance_url(ct)}/rendered?viewport=0,9", "image/jpeg").status_code == 400
     assert _get(client, f"{_instance_url(ct)}/rendered?window=40", "image/jpeg").status_code == 400
     assert _get(client, f"{_instance_url(ct)}/frames/2/rendered", "image/jpeg").status_code == 404
+
+
+@pytest.fixture
+def searchable(client):
+    """A CT+MR study (with a StudyTime, StudyID and accession), an NM study and an MR study of another patient."""
+    ct, mr_same_study, nm, mr = (
+        pydicom.dcmread(shipped_path(name)) for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small.dcm")
+    )
+    ct.AccessionNumber, ct.StudyTime, ct.StudyID = "ACC-1", "101500.25", "4711"
+    for key in (
+        "StudyInstanceUID",
+        "PatientID",
+        "PatientName",
+        "PatientAge",
+        "AccessionNumber",
+        "StudyTime",
+        "StudyID",
+        "StudyDate",
+    ):
+        setattr(mr_same_study, key, ct.get(key))
+    mr_same_study.SeriesInstanceUID, mr_same_study.SOPInstanceUID = generate_uid(), generate_uid()
+    nm.StudyTime = "183000"
+    client.store_instances(datasets=[ct, mr_same_study, nm, mr])
+    return {"ct": ct, "nm": nm, "mr": mr}
+
+
+def _uids(results) -> list[str]:
+    return sorted(pydicom.Dataset.from_json(item).StudyInstanceUID for item in results)
+
+
+def test_qido_study_matching(client, searchable):
+    ct, nm, mr = searchable["ct"], searchable["nm"], searchable["mr"]
+
+    [study] = client.search_for_studies(search_filters={"StudyInstanceUID": ct.StudyInstanceUID})
+    study = pydicom.Dataset.from_json(study)
+    assert sorted(study.ModalitiesInStudy) == ["CT", "MR"]
+    assert (study.StudyTime, study.StudyID, study.AccessionNumber) == ("101500", "4711", "ACC-1")
+    assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (2, 2)
+    [nm_study] = client.search_for_studies(search_filters={"StudyInstanceUID": nm.StudyInstanceUID})
+    assert pydicom.Dataset.from_json(nm_study).ModalitiesInStudy == "NM"  # as sent, not mapped to OT
+
+    def found(**filters):
+        return _uids(client.search_for_studies(search_filters=filters))
+
+    assert found(ModalitiesInStudy="MR") == sorted([ct.StudyInstanceUID, mr.StudyInstanceUID])
+    assert found(ModalitiesInStudy="NM") == [nm.StudyInstanceUID]
+    assert found(ModalitiesInStudy="NM,CT") == sorted([ct.StudyInstanceUID, nm.StudyInstanceUID])
+    assert found(StudyTime="1000-1100") == [ct.StudyInstanceUID]
+    assert found(StudyTime="10") == [ct.StudyInstanceUID]  # to its precision: the hour
+    assert found(StudyTime="1015") == [ct.StudyInstanceUID]
+    assert found(StudyTime="183000") == [nm.StudyInstanceUID]
+    assert found(StudyTime="1830-") == sorted([mr.StudyInstanceUID, nm.StudyInstanceUID])
+    assert found(StudyDate="20040101-20040201") == [ct.StudyInstanceUID]
+    assert found(StudyDate="20040826", StudyTime="-184000") == [nm.StudyInstanceUID]
+    assert found(StudyID="4711") == [ct.StudyInstanceUID]
+    assert found(AccessionNumber="ACC-1") == [ct.StudyInstanceUID]
+    assert found(AccessionNumber="acc*") == [ct.StudyInstanceUID]
+    assert found(PatientID="8NM1") == [nm.StudyInstanceUID]
+    assert found(PatientName="compressed*^nm*") == [nm.StudyInstanceUID]
+    assert found(PatientName="*^?R1") == [mr.StudyInstanceUID]
+    assert found(PatientName="samples") == []  # not fuzzy: the whole family name
+    fuzzy = client.search_for_studies(search_filters={"PatientName": "nm1 compr"}, fuzzymatching=True)
+    assert _uids(fuzzy) == [nm.StudyInstanceUID]
+
+
+def test_qido_includefield_limit_offset_and_warnings(client, searchable):
+    ct = searchable["ct"]
+    [study] = client.search_for_studies(
+        search_filters={"StudyInstanceUID": ct.StudyInstanceUID}, fields=["PatientAge", "00104000"]
+    )
+    assert study["00101010"]["Value"] == ["000Y"]  # PatientAge, from the instance
+    assert study["00104000"] == {"vr": "LT"}  # PatientComments: asked for, none in the instance
+    [everything] = client.search_for_studies(search_filters={"StudyInstanceUID": ct.StudyInstanceUID}, fields=["all"])
+    assert everything["00101010"]["Value"] == ["000Y"]
+
+    first = client.search_for_studies(limit=2)
+    rest = client.search_for_studies(limit=2, offset=2)
+    assert len(first) == 2 and len(rest) == 1
+    assert set(_uids(first)).isdisjoint(_uids(rest))
+
+    truncated = _get(client, "/studies?limit=2", "application/dicom+json")
+    assert truncated.status_code == 200
+    assert truncated.headers["Warning"].startswith("299 ")
+    assert "offset=2" in truncated.headers["Warning"]
+    assert "Warning" not in _get(client, "/studies?limit=3", "application/dicom+json").headers
+
+    ignored = _get(client, "/studies?ReferringPhysicianName=Smith&00081030=x*", "application/dicom+json")
+    assert "ReferringPhysicianName" in ignored.headers["Warning"]
+    assert "00081030" not in ignored.headers["Warning"]  # StudyDescription, by tag, is matched on
+    assert ignored.status_code == 204
+
+
+def test_qido_series_and_instances_at_every_level(client, searchable):
+    ct, nm = searchable["ct"], searchable["nm"]
+
+    every_series = client.search_for_series()
+    assert len(every_series) == 4
+    mr_series = [pydicom.Dataset.from_json(s) for s in client.search_for_series(search_filters={"Modality": "MR"})]
+    assert len(mr_series) == 2 and {s.Modality for s in mr_series} == {"MR"}
+    # Across studies, a series carries its study and patient.
+    assert {s.PatientID for s in mr_series} == {ct.PatientID, "4MR1"}
+
+    in_study = [pydicom.Dataset.from_json(s) for s in client.search_for_series(ct.StudyInstanceUID)]
+    assert sorted(s.Modality for s in in_study) == ["CT", "MR"]
+    assert all(s.StudyInstanceUID == ct.StudyInstanceUID for s in in_study)
+
+    assert len(client.search_for_instances()) == 4
+    [nm_instance] = client.search_for_instances(search_filters={"Modality": "NM"})
+    assert pydicom.Dataset.from_json(nm_instance).SOPInstanceUID == nm.SOPInstanceUID
+    [ct_instance] = client.search_for_instances(ct.StudyInstanceUID, ct.SeriesInstanceUID)
+    assert pydicom.Dataset.from_json(ct_instance).SOPInstanceUID == ct.SOPInstanceUID
+    assert len(client.search_for_instances(ct.StudyInstanceUID)) == 2
+    [by_patient] = client.search_for_instances(search_filters={"PatientID": "8NM1"})
+    assert pydicom.Dataset.from_json(by_patient).SOPInstanceUID == nm.SOPInstanceUID
+    [everything] = client.search_for_instances(ct.StudyInstanceUID, ct.SeriesInstanceUID, fields=["all"])
+    assert everything["00180050"]["Value"] == [float(ct.SliceThickness)]  # SliceThickness, from the header
+    assert "7FE00010" not in everything
