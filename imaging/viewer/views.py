@@ -118,6 +118,7 @@ def viewer_config(request: HttpRequest) -> HttpResponse:
         {
             "routerBasename": reverse("pages:viewer").rstrip("/"),
             "dicomwebPath": reverse("dicomweb:studies").removesuffix("/studies"),
+            "homePath": reverse("pages:home"),
         }
     )
     body = render_to_string("imaging/viewer_config.js", {"settings_json": settings_json}, request=request)

@@ -9,6 +9,16 @@
     modes: [],
     customizationService: {},
     showStudyList: false,
+    // The header's logo is the way back to MedPortal.
+    whiteLabeling: {
+      createLogoComponentFn: function (React) {
+        return React.createElement(
+          'a',
+          { href: medportal.homePath, className: 'text-primary-light text-lg font-semibold' },
+          'MedPortal'
+        );
+      },
+    },
     investigationalUseDialog: { option: 'never' },
     maxNumberOfWebWorkers: 3,
     showWarningMessageForCrossOrigin: false,

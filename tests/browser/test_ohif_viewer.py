@@ -132,6 +132,10 @@ def test_a_ct_and_an_mr_series_render_in_the_viewer(page, login, screenshot, bro
     assert wait_for_image(page)["lit"] > 0.3 and first["lit"] > 0.3  # the head phantom fills the viewport
     screenshot(page, "ohif-ct-mr")
     assert failed == []
+    # The header's logo leads back to MedPortal.
+    page.get_by_role("link", name="MedPortal").click()
+    page.wait_for_url("**/")
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
 def test_a_multiframe_ultrasound_renders_its_frames_in_colour(page, login, screenshot, browser_staff):

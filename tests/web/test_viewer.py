@@ -91,6 +91,7 @@ def test_the_config_points_ohif_at_medportals_own_dicomweb(ohif_dist, radiologis
     assert response["Content-Type"].startswith("text/javascript")
     body = response.content.decode()
     assert '"dicomwebPath": "/dicomweb"' in body and '"routerBasename": "/viewer"' in body
+    assert '"homePath": "/"' in body and "createLogoComponentFn" in body  # the way back to MedPortal
     assert "somewhere else" not in body  # the dist's own app-config.js is never served
     for key in ("qidoRoot: dicomweb", "wadoRoot: dicomweb", "wadoUriRoot: dicomweb", "showStudyList: false"):
         assert key in body
