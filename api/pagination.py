@@ -44,11 +44,15 @@ class BoundedCountPaginator(DjangoPaginator):
     @cached_property
     def count(self) -> int:
         # COUNT(*) over "any LIMIT + 1 rows": it stops reading there, in whatever order is cheapest.
-        exact = self.object_list.order_by()[: EXACT_COUNT_LIMIT + 1].count()
+        # Only the key is selected: an annotation the list shows (a study's image count, the worklist's
+        # top confidence) would otherwise run as a subquery for each of those rows; one the filters
+        # use stays in the WHERE clause.
+        rows = self.object_list.order_by().values("pk")
+        exact = rows[: EXACT_COUNT_LIMIT + 1].count()
         if exact <= EXACT_COUNT_LIMIT:
             self.count_is_exact = True
             return exact
-        estimate = estimated_count(self.object_list)
+        estimate = estimated_count(rows)
         if estimate is None:
             self.count_is_exact = True
             return self.object_list.count()

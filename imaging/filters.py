@@ -3,6 +3,7 @@ from django.db.models import Q
 
 from api.filters import UtcDateTimeRangeFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Study, StudyStatus
+from patients.models import Patient
 
 
 class StudyFilter(django_filters.FilterSet):
@@ -28,8 +29,11 @@ class StudyFilter(django_filters.FilterSet):
         value = value.strip()
         if not value:
             return queryset
+        # The MRN as a subquery (one patient, through its UPPER(mrn) index), not a join: an OR across
+        # the join made PostgreSQL merge-join every study with its patient (74 ms of SQL for "brain").
+        patient = Patient.objects.filter(mrn__iexact=value).values("pk")
         return queryset.filter(
-            Q(accession_number__iexact=value) | Q(patient__mrn__iexact=value) | Q(description__icontains=value)
+            Q(accession_number__iexact=value) | Q(patient__in=patient) | Q(description__icontains=value)
         )
 
 

@@ -34,6 +34,13 @@ def prediction_queryset():
     return Prediction.objects.select_related(*PREDICTION_RELATED, "image__study")
 
 
+# A list shows each result's model by name and version; its card, labels, metrics and settings
+# (JSON decoded for every row, the card several kilobytes) are left in the database.
+PREDICTION_LIST_MODEL_DEFERRED = tuple(
+    f"model__{field}" for field in ("modalities", "labels", "normal_labels", "preprocessing", "weights", "card", "metrics")
+)
+
+
 class PredictionListApi(AuditedListApi):
     """AI second opinions. Each carries its confidence, every class probability and the exact model version."""
 
@@ -42,7 +49,7 @@ class PredictionListApi(AuditedListApi):
     filterset_class = PredictionFilter
 
     def get_queryset(self):
-        return prediction_queryset()
+        return prediction_queryset().defer(*PREDICTION_LIST_MODEL_DEFERRED)
 
     @staticmethod
     def audit_patient(row: Prediction):

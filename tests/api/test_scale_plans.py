@@ -4,10 +4,13 @@ which index the query can use rather than what a handful of test rows make cheap
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
+from api import pagination
 from patients.models import Patient
 from patients.selectors import patient_list
-from tests.factories import PatientFactory
+from tests.api.helpers import make_image
+from tests.factories import PatientFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +74,40 @@ def test_name_search_reads_the_trigram_indexes_not_the_whole_name_order(register
     assert "patient_name_order" not in plan
     # A two-letter word has no trigram: the name index's order is the quickest way to a page.
     assert "patient_name_order" in _plan(patient_list(search="Sm")[:25])
+
+
+def _counts(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+
+
+def test_a_page_count_selects_only_the_key_not_the_rows_annotations(client_for_role, monkeypatch):
+    """The studies list shows an image count per row (a subquery); counting the rows must not run it."""
+    monkeypatch.setattr(pagination, "EXACT_COUNT_LIMIT", 3)
+    for _ in range(5):
+        make_image(StudyFactory())
+    client = client_for_role("staff")
+    client.get("/api/v1/models/")
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get("/api/v1/studies/", {"page_size": 2}).json()
+    assert [row["image_count"] for row in body["results"]] == [1, 1]
+    counts = _counts(queries)
+    assert counts
+    assert all("imaging_image" not in sql for sql in counts), counts
+    if connection.vendor != "postgresql":
+        assert body["count"] == 5  # no estimate elsewhere: an exact count, still without the subquery
+
+
+def test_study_search_finds_by_accession_mrn_and_description_without_joining_patients(client_for_role):
+    by_mrn = StudyFactory(patient=PatientFactory(mrn="BRAIN-7"))
+    by_description = StudyFactory(description="MRI brain with contrast")
+    by_accession = StudyFactory(accession_number="brain-7")
+    StudyFactory(description="Chest PA")
+    client = client_for_role("staff")
+    client.get("/api/v1/models/")
+    with CaptureQueriesContext(connection) as queries:
+        rows = client.get("/api/v1/studies/", {"search": "brain-7"}).json()["results"]
+    assert {row["id"] for row in rows} == {str(by_mrn.id), str(by_accession.id)}
+    rows = client.get("/api/v1/studies/", {"search": "BRAIN"}).json()["results"]
+    assert [row["id"] for row in rows] == [str(by_description.id)]
+    # An OR across a join to the patients made PostgreSQL join every study to its patient first.
+    assert all('JOIN "patients_patient"' not in sql for sql in _counts(queries))
