@@ -37,7 +37,8 @@ def prediction_queryset():
 # A list shows each result's model by name and version; its card, labels, metrics and settings
 # (JSON decoded for every row, the card several kilobytes) are left in the database.
 PREDICTION_LIST_MODEL_DEFERRED = tuple(
-    f"model__{field}" for field in ("modalities", "labels", "normal_labels", "preprocessing", "weights", "card", "metrics")
+    f"model__{field}"
+    for field in ("modalities", "labels", "normal_labels", "preprocessing", "weights", "card", "metrics")
 )
 
 
