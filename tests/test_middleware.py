@@ -1,4 +1,4 @@
-"""A database outage answers 503 with a clear message, for the API and for pages."""
+"""A database outage answers 503 with a clear message, for the API and for pages; a body over its limit 413."""
 
 import pytest
 from django.db import OperationalError
@@ -38,3 +38,37 @@ def test_a_page_during_a_database_outage_gets_a_503_page(client, staff_user, mon
 def test_other_errors_are_left_alone(rf):
     middleware = DatabaseUnavailableMiddleware(lambda request: None)
     assert middleware.process_exception(rf.get("/api/v1/patients/"), ValueError("boom")) is None
+
+
+class UnreadBody:
+    """A request body that fails the test if anything reads it."""
+
+    def read(self, *args):
+        raise AssertionError("the body was read")
+
+    readline = read
+
+
+def _post_unread(client, path: str, *, content_type: str, length: int):
+    return client.generic(
+        "POST", path, b"", **{"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(length), "wsgi.input": UnreadBody()}
+    )
+
+
+def test_a_json_or_form_body_over_the_memory_limit_is_refused_unread(client, staff_user, settings):
+    # Forms and JSON are parsed in memory, DRF's parsers included: the small limit holds for them.
+    client.force_login(staff_user)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = _post_unread(client, "/api/v1/patients/", content_type="application/json", length=1001)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    response = _post_unread(client, "/patients/new/", content_type="application/x-www-form-urlencoded", length=1001)
+    assert response.status_code == 413 and b"the limit is 1,000 bytes" in response.content
+
+
+def test_a_multipart_body_may_be_larger_up_to_the_request_limit(client, staff_user, settings):
+    client.force_login(staff_user)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.MEDPORTAL_MAX_REQUEST_BYTES = 5000
+    response = _post_unread(client, "/dicom/import/", content_type="multipart/form-data; boundary=x", length=5001)
+    assert response.status_code == 413 and b"the limit is 5,000 bytes" in response.content

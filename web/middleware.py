@@ -49,12 +49,13 @@ class DatabaseUnavailableMiddleware:
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse a request body over ``MEDPORTAL_MAX_REQUEST_BYTES`` with 413 before anything reads it.
+    """Refuse a request body over its limit with 413 before anything reads it.
 
     Django reads no more of a body than its Content-Length says (and nothing without one), so the
-    header decides: an oversized upload, REST upload or STOW-RS request is never parsed, spooled or
-    held. Within the limit, uploads stream to temporary files and each file's size is checked by
-    the intake before it is read.
+    header decides. A multipart body (the uploads, REST upload, STOW-RS) may be up to
+    ``MEDPORTAL_MAX_REQUEST_BYTES``: it streams to temporary files and each file's size is checked
+    by the intake before the file is read. Any other body (a form, JSON) is read whole into memory,
+    by DRF's parsers too, so it may be no larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
     """
 
     def __init__(self, get_response):
@@ -65,15 +66,16 @@ class RequestSizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
+        multipart = request.META.get("CONTENT_TYPE", "").lower().startswith("multipart/")
         limit = settings.MEDPORTAL_MAX_REQUEST_BYTES
+        if not multipart and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+            limit = min(limit, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if length <= limit:
             return self.get_response(request)
         logger.info("Refused a %s-byte body for %s %s", length, request.method, request.path)
-        message = f"The request is {length:,} bytes; the limit is {limit:,} bytes. Send fewer or smaller files at once."
+        message = f"The request is {length:,} bytes; the limit is {limit:,} bytes."
+        if multipart:
+            message += " Send fewer or smaller files at once."
         if request.path.startswith("/api/"):
-            response = JsonResponse(error_body(status_code=413, code="request_too_large", message=message), status=413)
-        else:
-            response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
-        # The body was not read: the connection cannot carry another request.
-        response["Connection"] = "close"
-        return response
+            return JsonResponse(error_body(status_code=413, code="request_too_large", message=message), status=413)
+        return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
