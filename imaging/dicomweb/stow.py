@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 from accounts.policy import Act, Resource, allowed_roles
 from audit.access import audit_access
@@ -30,10 +31,13 @@ from imaging.models import ImageSource
 
 logger = logging.getLogger(__name__)
 
-# PS3.4 C-STORE / PS3.18 failure reasons.
-FAILURE_PROCESSING = 0x0110
-FAILURE_NOT_THIS_STUDY = 0xA900
+# PS3.18 10.5.3 / PS3.4 Annex GG failure reasons, as the FailureReason (0008,1197) of a failed instance.
+FAILURE_PROCESSING = 0x0110  # our failure: sending it again may work
+FAILURE_SOP_CLASS_NOT_SUPPORTED = 0x0122
+FAILURE_OUT_OF_RESOURCES = 0xA700  # over the instance size limit
+FAILURE_NOT_THIS_STUDY = 0xA900  # data set does not match: another study than the one posted to
 FAILURE_CANNOT_UNDERSTAND = 0xC000
+FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 HEADER_BYTES = 64 * 1024
 
@@ -118,7 +122,7 @@ class StowRsApi(DicomWebView):
             )
             return _failure(part, FAILURE_CANNOT_UNDERSTAND, intake.peer_error)
         if not intake.stored:
-            return _failure(part, FAILURE_CANNOT_UNDERSTAND, intake.error)
+            return _failure(part, _refusal_code(part), intake.error)
         stored.append(stored_instance_item(request, intake.image))
         stored_images.append(intake.image)
         return None
@@ -140,6 +144,23 @@ def _header(part: SpooledPart) -> Dataset | None:
         return dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
     except Exception:  # an unreadable part is for the intake to judge, like any file
         return None
+
+
+def _refusal_code(part: SpooledPart) -> int:
+    """Why the intake refused a part, as a FailureReason: what the part is tells which rule it broke."""
+    if part.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
+        return FAILURE_OUT_OF_RESOURCES
+    header = _header(part)
+    if header is None:
+        return FAILURE_CANNOT_UNDERSTAND
+    syntax = str(header.file_meta.get("TransferSyntaxUID", "") if hasattr(header, "file_meta") else "")
+    if syntax and not UID(syntax).is_transfer_syntax:
+        return FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED
+    sop_class = UID(str(header.get("SOPClassUID", "")))
+    if sop_class.name != sop_class and "Image" not in sop_class.name:
+        # A storage SOP class MedPortal knows but does not take in (no pixel data to file).
+        return FAILURE_SOP_CLASS_NOT_SUPPORTED
+    return FAILURE_CANNOT_UNDERSTAND
 
 
 def _study_uid_of(part: SpooledPart) -> str | None:

@@ -19,7 +19,7 @@ from pydicom.uid import (
 )
 
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
-from tests.dicom.support import shipped_path
+from tests.dicom.support import shipped_bytes, shipped_path
 from tokens.services import api_token_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -356,3 +356,58 @@ def test_qido_series_and_instances_at_every_level(client, searchable):
     [everything] = client.search_for_instances(ct.StudyInstanceUID, ct.SeriesInstanceUID, fields=["all"])
     assert everything["00180050"]["Value"] == [float(ct.SliceThickness)]  # SliceThickness, from the header
     assert "7FE00010" not in everything
+
+
+def _basic_text_sr() -> pydicom.Dataset:
+    """A Basic Text SR: a storage SOP class without pixel data."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = pydicom.dataset.FileDataset("", pydicom.Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.PatientID, dataset.PatientName, dataset.Modality = "SR-1", "Report^Only", "SR"
+    return dataset
+
+
+def _failure_reasons(answer: pydicom.Dataset) -> dict[str, int]:
+    return {item.ReferencedSOPInstanceUID: item.FailureReason for item in answer.get("FailedSOPSequence", [])}
+
+
+def test_stow_failure_reasons(client, settings, monkeypatch):
+    ct, big = (pydicom.dcmread(shipped_path(name)) for name in ("JPEG2000.dcm", "CT_small.dcm"))
+    settings.MEDPORTAL_MAX_UPLOAD_BYTES = 20_000  # the CT is 39 kB, the JPEG 2000 instance 3 kB
+    sr = _basic_text_sr()
+    truncated = shipped_bytes("MR_small.dcm")[:3000]
+    # A private transfer syntax MedPortal cannot read the data set in (an unreadable one is stored as sent).
+    private_syntax = truncated.replace(b"1.2.840.10008.1.2.1\0", b"1.2.840.99999.1.2.1\0", 1)
+    assert private_syntax != truncated
+    datasets = [ct, big, sr]
+    answer = client.store_instances(datasets=datasets)  # 202: some stored, some failed
+    assert [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence] == [ct.SOPInstanceUID]
+    assert _failure_reasons(answer) == {big.SOPInstanceUID: 0xA700, sr.SOPInstanceUID: 0x0122}
+
+    body, content_type = build_multipart_related(
+        [("application/dicom", data) for data in (truncated, private_syntax)], root_type="application/dicom"
+    )
+    response = client._session.post(f"{client.base_url}/studies", data=body, headers={"Content-Type": content_type})
+    assert response.status_code == 409  # nothing stored
+    failed = pydicom.Dataset.from_json(response.json()).FailedSOPSequence
+    assert [item.FailureReason for item in failed] == [0xC000, 0xC122]
+
+    # Posted to a study it is not part of: the data set does not match the request.
+    mr = pydicom.dcmread(shipped_path("MR_small_implicit.dcm"))
+    with pytest.raises(requests.HTTPError) as refused:
+        client.store_instances(datasets=[mr], study_instance_uid=ct.StudyInstanceUID)
+    assert refused.value.response.status_code == 409
+    assert _failure_reasons(pydicom.Dataset.from_json(refused.value.response.json())) == {mr.SOPInstanceUID: 0xA900}
+
+    # Our own failure (here a fault injected into the intake) is a processing failure.
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("imaging.dicomweb.stow.files_intake", broken)
+    with pytest.raises(requests.HTTPError) as failed:
+        client.store_instances(datasets=[mr])
+    assert _failure_reasons(pydicom.Dataset.from_json(failed.value.response.json())) == {mr.SOPInstanceUID: 0x0110}
