@@ -27,3 +27,13 @@ class ApiTokenRateThrottle(SimpleRateThrottle):
             return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
+
+
+class DicomWebTokenRateThrottle(ApiTokenRateThrottle):
+    """DICOMweb's own budget per token (MEDPORTAL_DICOMWEB_TOKEN_RATE): a viewer loading a series frame by
+    frame makes hundreds of requests a minute, and must not use up the token's API budget either."""
+
+    scope = "dicomweb_token"
+
+    def get_rate(self):
+        return getattr(settings, "MEDPORTAL_DICOMWEB_TOKEN_RATE", None)

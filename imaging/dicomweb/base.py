@@ -7,6 +7,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from api.throttling import DicomWebTokenRateThrottle
 from audit.access import audited
 from audit.models import AuditInterface
 from imaging.dicomweb.dicom_json import DICOM_JSON
@@ -32,6 +33,7 @@ class DicomWebView(APIView):
     """Every DICOMweb service records what it returned or stored (its subclasses inherit the declaration)."""
 
     renderer_classes = [DicomJsonRenderer]
+    throttle_classes = [DicomWebTokenRateThrottle]
     parser_classes: list = []
     content_negotiation_class = FirstRenderer
 

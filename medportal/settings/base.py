@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -51,6 +52,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Cross-origin viewers: answers preflight requests to DICOMweb before anything else (see CORS_ below).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # A body over MEDPORTAL_MAX_REQUEST_BYTES is answered 413 before anything reads it.
     "web.middleware.RequestSizeLimitMiddleware",
@@ -221,6 +224,15 @@ MEDPORTAL_AUDIT_FLUSH_ALLOWED = False
 MEDPORTAL_DICOM_PEERS = env.list("MEDPORTAL_DICOM_PEERS", default=[])
 # WADO-RS: the most frame numbers one request may list (duplicates count, they are sent once).
 MEDPORTAL_DICOMWEB_MAX_FRAMES = env.int("MEDPORTAL_DICOMWEB_MAX_FRAMES", default=1000)
+# A viewer on another origin (its own web server) may read DICOMweb from these origins only
+# (e.g. https://viewer.hospital.example); none by default. Only /dicomweb/ answers cross-origin requests.
+CORS_ALLOWED_ORIGINS = env.list("MEDPORTAL_DICOMWEB_CORS_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/dicomweb/.*$"
+# Such a viewer signs in with an API token (Authorization header); cookies only if this is on.
+CORS_ALLOW_CREDENTIALS = env.bool("MEDPORTAL_DICOMWEB_CORS_CREDENTIALS", default=False)
+# QIDO-RS tells what it ignored or truncated in Warning; a script on another origin may read it.
+CORS_EXPOSE_HEADERS = ["Warning", "Content-Location"]
+CORS_PREFLIGHT_MAX_AGE = 86400
 # The OHIF Viewer's prebuilt dist/, served under /viewer/; bin/_npm.sh installs it (version pinned in package.json).
 MEDPORTAL_OHIF_DIST = env.path("MEDPORTAL_OHIF_DIST", default=str(BASE_DIR / "node_modules" / "@ohif" / "app" / "dist"))
 # DICOM Query/Retrieve: the most matches one C-FIND answers (past it the peer is told to narrow the query).
@@ -273,6 +285,9 @@ REST_FRAMEWORK = {
 }
 # Requests per API token (machine client); browser sessions are not throttled.
 MEDPORTAL_API_TOKEN_RATE = env.str("MEDPORTAL_API_TOKEN_RATE", default="600/min")
+# DICOMweb requests per API token, counted apart from the API: a viewer asks for one frame per request,
+# so a 1,000-slice CT is 1,000 requests in a few seconds.
+MEDPORTAL_DICOMWEB_TOKEN_RATE = env.str("MEDPORTAL_DICOMWEB_TOKEN_RATE", default="20000/min")
 # A token created without an expiry lives this many days; 0 lets such tokens live until revoked.
 MEDPORTAL_API_TOKEN_DAYS = env.int("MEDPORTAL_API_TOKEN_DAYS", default=90)
 SPECTACULAR_SETTINGS = {

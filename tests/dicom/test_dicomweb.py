@@ -6,6 +6,7 @@ from audit.models import AuditAction, AuditEvent, AuditInterface
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
 from imaging.models import Image, ImageSource
 from tests.dicom.support import shipped_bytes, shipped_path
+from tokens.services import api_token_create
 
 SOP_INSTANCE = "00081155"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -177,3 +178,57 @@ def test_every_dicomweb_service_writes_its_audit_rows(staff_client, radiologist_
         assert (event.detail, event.action, event.object_type) == (detail, action, object_type), url
         assert event.interface == AuditInterface.DICOMWEB and event.actor == radiologist_user
         assert event.patient_id == image.study.patient_id and event.path == url.split("?")[0]
+
+
+VIEWER = "https://viewer.example.org"
+
+
+@pytest.mark.django_db
+def test_cors_preflight_and_headers_for_configured_origins_only(client, settings):
+    settings.CORS_ALLOWED_ORIGINS = [VIEWER]
+    preflight = client.options(
+        "/dicomweb/studies",
+        HTTP_ORIGIN=VIEWER,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, accept",
+    )
+    assert preflight.status_code == 200
+    assert preflight["Access-Control-Allow-Origin"] == VIEWER
+    assert "authorization" in preflight["Access-Control-Allow-Headers"]
+    assert "GET" in preflight["Access-Control-Allow-Methods"]
+
+    # The answer itself carries the origin and lets the viewer read QIDO's Warning.
+    answer = client.get("/dicomweb/studies", HTTP_ORIGIN=VIEWER)
+    assert answer.status_code == 401
+    assert answer["Access-Control-Allow-Origin"] == VIEWER
+    assert "Warning" in answer["Access-Control-Expose-Headers"]
+
+    # Another origin, or another part of MedPortal, gets no CORS headers.
+    other = client.options(
+        "/dicomweb/studies", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
+    )
+    assert "Access-Control-Allow-Origin" not in other
+    api = client.options("/api/v1/studies/", HTTP_ORIGIN=VIEWER, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
+    assert "Access-Control-Allow-Origin" not in api
+
+
+@pytest.mark.django_db
+def test_cors_is_off_by_default(client):
+    preflight = client.options("/dicomweb/studies", HTTP_ORIGIN=VIEWER, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
+    assert "Access-Control-Allow-Origin" not in preflight
+
+
+@pytest.mark.django_db
+def test_dicomweb_has_its_own_rate_per_token(api_client, staff_user, settings):
+    settings.MEDPORTAL_API_TOKEN_RATE = "2/min"
+    settings.MEDPORTAL_DICOMWEB_TOKEN_RATE = "5/min"
+    _, key = api_token_create(name="viewer", user=staff_user)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    # Far more DICOMweb requests than the API rate allows...
+    assert [api_client.get("/dicomweb/studies").status_code for _ in range(5)] == [204] * 5
+    # ...until DICOMweb's own rate is used up.
+    limited = api_client.get("/dicomweb/studies")
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) > 0
+    # The API's budget was not touched by them.
+    assert api_client.get("/api/v1/studies/").status_code == 200
