@@ -39,5 +39,8 @@ ensure_ohif_viewer() {
     mkdir -p "$target"
     tar -xzf "$tarball" -C "$target" --strip-components=1
     rm -rf "$tmp"
+    # Gzipped copies beside the program files, which MedPortal sends to browsers that take gzip.
+    find "$target/dist" -type f -size +1k \( -name '*.js' -o -name '*.mjs' -o -name '*.css' -o -name '*.wasm' \
+        -o -name '*.json' -o -name '*.svg' \) -exec gzip -k -6 {} +
     touch "$stamp"
 }

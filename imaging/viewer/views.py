@@ -86,24 +86,36 @@ def viewer_page(request: HttpRequest, route: str = "") -> HttpResponse:
 
 
 def _asset(request: HttpRequest, path) -> HttpResponse:
-    """A file of the dist: rewritten for the sub-path if it carries webpack's runtime, else streamed as it is."""
+    """A file of the dist, gzipped where the browser takes it: rewritten for the sub-path if it names the
+    root (kept in memory), else streamed from disk (its gzipped copy from the install step, if any)."""
+    gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
+    media_type = dist.media_type(path)
     rewritten = dist.rewritten(path, public_url=reverse("pages:viewer"))
     if rewritten is not None:
-        etag = rewritten.etag
+        etag = rewritten.etag.replace('"', "") + ("-gz" if gzip_ok else "")
 
-        @condition(etag_func=lambda request: etag)
+        @condition(etag_func=lambda request: f'"{etag}"')
         def send(request):
-            return HttpResponse(rewritten.body, content_type=dist.media_type(path))
+            return HttpResponse(rewritten.gzipped if gzip_ok else rewritten.body, content_type=media_type)
 
         response = send(request)
+        compressed = gzip_ok
+        response["Vary"] = "Accept-Encoding"
     else:
         stat = path.stat()
+        source = dist.precompressed(path) if gzip_ok else None
+        compressed = source is not None
 
         @condition(last_modified_func=lambda request: datetime.fromtimestamp(int(stat.st_mtime), tz=UTC))
         def send(request):
-            return FileResponse(path.open("rb"), content_type=dist.media_type(path))
+            return FileResponse((source or path).open("rb"), content_type=media_type)
 
         response = send(request)
+        if compressed or dist.precompressed(path):
+            response["Vary"] = "Accept-Encoding"
+    if compressed and response.status_code == 200:
+        response["Content-Encoding"] = "gzip"
+        response.headers.pop("Content-Disposition", None)
     # Names with a content hash never change; the rest (index, config, icons) are checked each time.
     response["Cache-Control"] = f"private, max-age={YEAR}, immutable" if dist.is_immutable(path) else "no-cache"
     return _secured(response, worker=path.suffix in (".js", ".mjs"))

@@ -6,6 +6,7 @@ needs no npm; tests/browser/test_ohif_viewer.py drives the real viewer.
 """
 
 import base64
+import gzip
 import hashlib
 import re
 
@@ -129,6 +130,22 @@ def test_program_files_have_their_media_types_and_hashed_names_are_cached(ohif_d
         "/viewer/app.bundle.0f6159c501addfe9.js", headers={"if-none-match": bundle["ETag"]}
     )
     assert unchanged.status_code == 304
+
+
+def test_program_files_go_gzipped_to_browsers_that_take_gzip(ohif_dist, radiologist_client):
+    chunk = ohif_dist / "8478.bundle.4520037e6185b95f.js"
+    (ohif_dist / "8478.bundle.4520037e6185b95f.js.gz").write_bytes(gzip.compress(chunk.read_bytes()))
+    zipped = radiologist_client.get(f"/viewer/{chunk.name}", headers={"accept-encoding": "gzip, br"})
+    assert zipped["Content-Encoding"] == "gzip" and "Accept-Encoding" in zipped["Vary"]
+    assert zipped["Content-Type"] == "text/javascript"
+    assert gzip.decompress(b"".join(zipped.streaming_content)) == b"var chunk = 2;"
+    plain = radiologist_client.get(f"/viewer/{chunk.name}")
+    assert "Content-Encoding" not in plain and b"".join(plain.streaming_content) == b"var chunk = 2;"
+    # The rewritten runtimes are compressed in memory, and have an ETag of their own per encoding.
+    name = "/viewer/app.bundle.0f6159c501addfe9.js"
+    bundle, bundle_gz = radiologist_client.get(name), radiologist_client.get(name, headers={"accept-encoding": "gzip"})
+    assert bundle_gz["Content-Encoding"] == "gzip" and gzip.decompress(bundle_gz.content) == bundle.content
+    assert bundle["ETag"] != bundle_gz["ETag"]
 
 
 def test_nothing_outside_the_dist_is_served(ohif_dist, radiologist_client):
