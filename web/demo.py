@@ -6,12 +6,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from pydicom.data import get_testdata_file
 
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import roles_ensure, user_create
-from imaging.intake import image_upload
-from imaging.models import BodyPart, Modality, Priority, Procedure, Study
+from imaging.intake import IncomingFile, files_intake, image_upload
+from imaging.models import BodyPart, ImageSource, Modality, Priority, Procedure, Study
 from imaging.services import study_create
 from patients.models import Patient, Sex
 from patients.services import patient_create
@@ -52,6 +53,9 @@ DEMO_STUDIES = {
                   "Breast ultrasound, palpable lump", ("us-breast-benign-1.png",)),
     ],
 }  # fmt: skip
+# Real DICOM instances from pydicom's wheel (a CT and an MR slice), filed by their own tags like any
+# DICOM import, so the demo has studies to open in the DICOM viewer (/viewer/).
+DEMO_DICOM = ("CT_small.dcm", "MR_small.dcm")
 
 
 def demo_users_ensure() -> list[tuple[str, Role]]:
@@ -92,4 +96,9 @@ def demo_records_ensure() -> int:
             for name in demo.samples:
                 result = image_upload(study=study, data=(SAMPLES / name).read_bytes(), filename=name, uploaded_by=staff)
                 uploaded += int(result.created)
-    return uploaded
+    files = [
+        IncomingFile.from_bytes(Path(get_testdata_file(name, download=False)).read_bytes(), filename=name)
+        for name in DEMO_DICOM
+    ]
+    results = files_intake(files=files, source=ImageSource.UPLOAD, uploaded_by=staff)
+    return uploaded + sum(int(result.created) for result in results)

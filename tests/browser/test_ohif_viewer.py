@@ -4,14 +4,17 @@ WebAssembly codec), a multi-frame colour ultrasound (JPEG baseline frames) and, 
 instances are stored, a Structured Report. Each test reads the viewport's pixels back from the page,
 counts the series in OHIF's study browser and fails on any refused request."""
 
+import io
 import os
 
+import pydicom
 import pytest
 from playwright.sync_api import expect
 
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource, Study
 from imaging.viewer import dist
+from tests.dicom.support import shipped_bytes
 from tests.dicom.synthetic import basic_text_sr, ct_series, mr_series, new_study, us_cine
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -186,3 +189,16 @@ def test_a_radiologist_reads_in_the_viewer_without_searching_the_patient_registe
     expect(thumbnails(page)).to_have_count(1)
     wait_for_image(page)
     assert [(status, "00100020=" in url) for status, url in failed] == [(403, True)]
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_the_demos_dicom_samples_render_in_the_viewer(page, login, browser_staff, name):
+    """The real instances bin/demo files (web.demo.DEMO_DICOM), from pydicom's wheel."""
+    data = shipped_bytes(name)
+    store([data], browser_staff)
+    failed = watch_requests(page)
+    login(page, "staff-browser")
+    open_study(page, pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
+    expect(thumbnails(page)).to_have_count(1)
+    wait_for_image(page)
+    assert failed == []
