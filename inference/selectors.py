@@ -376,28 +376,66 @@ def studies_today(*, day: datetime.date) -> QuerySet[Study]:
     )
 
 
+# The dashboards' counts (studies awaiting review by priority, the AI queue per model version,
+# failures) are counted at most this often per cache; every admin and radiologist reading the
+# dashboard in between gets the same numbers, and the page says when they were counted. The studies
+# and results a dashboard names (the oldest waiting study, the latest failures, today's studies)
+# are read fresh on every request.
+DASHBOARD_COUNTS_SECONDS = 5
+
+
+def _dashboard_counts(key: str, count) -> dict:
+    """``count()``'s dict with its ``counted_at``, from the cache while that is under the age limit."""
+    cached = cache.get(key)
+    now = timezone.now()
+    if cached is not None and now - cached["counted_at"] <= timedelta(seconds=DASHBOARD_COUNTS_SECONDS):
+        return cached
+    fresh = {**count(), "counted_at": now}
+    cache.set(key, fresh, timeout=DASHBOARD_COUNTS_SECONDS)
+    return fresh
+
+
 def worklist_summary() -> dict:
-    """Size of the radiologists' worklist, its split by priority, and the study waiting longest."""
-    waiting = Study.objects.filter(status=StudyStatus.AI_DONE)
-    by_priority = dict(waiting.order_by().values_list("priority").annotate(n=Count("id")))
+    """Size of the radiologists' worklist and its split by priority (counted at most every few
+    seconds, see ``DASHBOARD_COUNTS_SECONDS``), and the study waiting longest (always fresh)."""
+
+    def count() -> dict:
+        waiting = Study.objects.filter(status=StudyStatus.AI_DONE)
+        return {"by_priority": dict(waiting.order_by().values_list("priority").annotate(n=Count("id")))}
+
+    counts = _dashboard_counts("medportal:dashboard:worklist", count)
     oldest = studies_worklist(statuses=(StudyStatus.AI_DONE,)).order_by("created_at").first()
-    return {"size": sum(by_priority.values()), "by_priority": by_priority, "oldest": oldest}
+    return {
+        "size": sum(counts["by_priority"].values()),
+        "by_priority": counts["by_priority"],
+        "counted_at": counts["counted_at"],
+        "oldest": oldest,
+    }
 
 
 def prediction_queue() -> dict:
-    """Queue depth (queued and running AI results) per model version, and failures."""
-    rows = (
-        Prediction.objects.filter(status__in=("queued", "running"))
-        .order_by()
-        .values("model__name", "model__version", "status")
-        .annotate(n=Count("id"))
-    )
-    per_model: dict[str, dict[str, int]] = {}
-    for row in rows:
-        key = f"{row['model__name']} v{row['model__version']}"
-        per_model.setdefault(key, {"queued": 0, "running": 0})[row["status"]] = row["n"]
-    since = timezone.now() - timedelta(hours=24)
-    failed = Prediction.objects.filter(status="failed")
+    """Queue depth (queued and running AI results) per model version and failures, counted at most
+    every few seconds (``DASHBOARD_COUNTS_SECONDS``); the latest failures are read fresh."""
+
+    def count() -> dict:
+        rows = (
+            Prediction.objects.filter(status__in=("queued", "running"))
+            .order_by()
+            .values("model__name", "model__version", "status")
+            .annotate(n=Count("id"))
+        )
+        per_model: dict[str, dict[str, int]] = {}
+        for row in rows:
+            key = f"{row['model__name']} v{row['model__version']}"
+            per_model.setdefault(key, {"queued": 0, "running": 0})[row["status"]] = row["n"]
+        since = timezone.now() - timedelta(hours=24)
+        failures = Prediction.objects.filter(status="failed").aggregate(
+            total=Count("id"), last_24h=Count("id", filter=Q(finished_at__gte=since))
+        )
+        return {"per_model": per_model, "failed_total": failures["total"], "failed_24h": failures["last_24h"]}
+
+    counts = _dashboard_counts("medportal:dashboard:queue", count)
+    per_model = counts["per_model"]
     status = queue_status()
     return {
         "throughput": status.throughput,
@@ -408,9 +446,14 @@ def prediction_queue() -> dict:
         "queued": sum(v["queued"] for v in per_model.values()),
         "running": sum(v["running"] for v in per_model.values()),
         "per_model": per_model,
-        "failed_total": failed.count(),
-        "failed_24h": failed.filter(finished_at__gte=since).count(),
-        "failed_latest": list(failed.select_related("model", "image__study").order_by("-finished_at")[:5]),
+        "failed_total": counts["failed_total"],
+        "failed_24h": counts["failed_24h"],
+        "counted_at": counts["counted_at"],
+        "failed_latest": list(
+            Prediction.objects.filter(status="failed")
+            .select_related("model", "image__study")
+            .order_by("-finished_at")[:5]
+        ),
     }
 
 

@@ -7,7 +7,13 @@ from accounts.roles import Role
 from audit.access import audit_access, audited
 from audit.models import AuditInterface
 from imaging.models import Priority, StudyStatus
-from inference.selectors import agreement_per_model, prediction_queue, studies_today, worklist_summary
+from inference.selectors import (
+    DASHBOARD_COUNTS_SECONDS,
+    agreement_per_model,
+    prediction_queue,
+    studies_today,
+    worklist_summary,
+)
 from web.charts import hbar_chart, stacked_bar
 
 STATUS_CSS = {
@@ -23,7 +29,7 @@ STATUS_CSS = {
 def home(request: HttpRequest) -> HttpResponse:
     """Each role's dashboard; a user with several roles sees each of their panels."""
     user = request.user
-    context: dict = {"today": timezone.localdate()}
+    context: dict = {"today": timezone.localdate(), "counts_max_age": DASHBOARD_COUNTS_SECONDS}
     if user.has_role(Role.STAFF):
         studies = list(studies_today(day=context["today"]))
         audit_access(request, rows=[(s, s.patient_id) for s in studies], detail="dashboard")

@@ -1,8 +1,12 @@
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from imaging.models import Priority, StudyStatus
+from inference import selectors
 from inference.models import PredictionStatus, Review
 from inference.study_status import study_refresh_status
 from tests.factories import StudyFactory, UserFactory
@@ -73,3 +77,32 @@ def test_admin_dashboard_and_study_page_show_the_expected_wait(client, admin_use
     assert 'data-stat="expected-wait">about 2 s<' in dashboard
     page = client.get(f"/studies/{study.id}/").content.decode()
     assert "4 images in the AI queue; expected wait about 2 s." in page
+
+
+def _stat(html: str, name: str) -> str:
+    return html.split(f'data-stat="{name}">', 1)[1].split("<", 1)[0]
+
+
+def test_dashboard_counts_are_shared_for_a_few_seconds_and_the_page_says_how_old(client_for, admin_user, monkeypatch):
+    """The counts are read once for every dashboard within ``DASHBOARD_COUNTS_SECONDS``; the
+    studies and results the page names (the oldest waiting study, the latest failures) are not."""
+    client = client_for(admin_user)
+    model = make_aimodel()
+    make_prediction(make_image(StudyFactory(), name="q"), model, status=PredictionStatus.QUEUED)
+    first = client.get(reverse("pages:home")).content.decode()
+    assert _stat(first, "queue-depth") == "1" and _stat(first, "failed") == "0"
+    assert f"at most {selectors.DASHBOARD_COUNTS_SECONDS} seconds old" in first
+
+    make_prediction(make_image(StudyFactory(), name="f"), model, status=PredictionStatus.FAILED, error="Disk full.")
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(reverse("pages:home")).content.decode()
+    assert _stat(second, "failed") == "0"  # counted a moment ago
+    assert "Disk full." in second  # the failure itself is listed at once
+    counting = ("SELECT COUNT(", 'SELECT "imaging_study"."priority"', 'SELECT "inference_aimodel"."name"')
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith(counting)]
+
+    later = timezone.now() + timezone.timedelta(seconds=selectors.DASHBOARD_COUNTS_SECONDS + 1)
+    monkeypatch.setattr(selectors.timezone, "now", lambda: later)
+    third = client.get(reverse("pages:home")).content.decode()
+    assert _stat(third, "failed") == "1" and _stat(third, "queue-depth") == "1"
+    assert f"Counts as of {timezone.localtime(later):%H:%M:%S}" in third
