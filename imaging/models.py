@@ -149,6 +149,9 @@ class Study(models.Model):
                 condition=Q(study_instance_uid__isnull=False),
                 name="study_dicom_date",
             ),
+            # QIDO-RS and C-FIND by patient (name, ID): the few DICOM studies of each matching patient.
+            # Without it PostgreSQL read every DICOM study into a hash join (18 ms for "Smi*"; 1.5 ms with).
+            models.Index(fields=["patient"], condition=Q(study_instance_uid__isnull=False), name="study_dicom_patient"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=StudyStatus.values), name="study_status_valid"),
