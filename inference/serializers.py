@@ -69,6 +69,54 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "disclaimer",
         )
 
+    def to_representation(self, obj: Prediction) -> dict:
+        """What DRF builds field by field from the declarations above (tested equal), written out.
+
+        A list of 100 results spent most of its serializer time in DRF's per-field machinery (source
+        lookups, None checks, the time zone looked up again for each timestamp).
+        """
+        model = obj.model
+        when = self.fields["queued_at"]
+        zone = getattr(when, "timezone", None) or when.default_timezone()
+
+        def timestamp(value):
+            if value is None:
+                return None
+            text = (value.astimezone(zone) if zone is not None else value).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+        probabilities = obj.probabilities
+        return {
+            "id": str(obj.id),
+            "image": obj.image_id,
+            "study": str(obj.image.study_id),
+            "model": {
+                "id": str(model.id),
+                "name": model.name,
+                "version": model.version,
+                "display_name": model.display_name,
+            },
+            "status": obj.status,
+            "label": obj.label,
+            "confidence": None if obj.confidence is None else float(obj.confidence),
+            "probabilities": None
+            if probabilities is None
+            else {str(k): None if v is None else float(v) for k, v in probabilities.items()},
+            "is_abnormal": obj.is_abnormal,
+            "error": obj.error,
+            "attempts": obj.attempts,
+            "queued_at": timestamp(obj.queued_at),
+            "started_at": timestamp(obj.started_at),
+            "finished_at": timestamp(obj.finished_at),
+            "inference_ms": None if obj.inference_ms is None else float(obj.inference_ms),
+            "expected_wait_seconds": self.get_expected_wait_seconds(obj),
+            "heatmap_url": self.get_heatmap_url(obj),
+            "report_url": self.get_report_url(obj),
+            "review": self.get_review(obj),
+            "is_second_opinion": self.get_is_second_opinion(obj),
+            "disclaimer": self.get_disclaimer(obj),
+        }
+
     @extend_schema_field({"type": "string", "nullable": True, "description": "Grad-CAM heatmap (PNG) download."})
     def get_heatmap_url(self, obj: Prediction) -> str | None:
         if not obj.heatmap:
