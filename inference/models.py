@@ -148,6 +148,13 @@ class Prediction(models.Model):
             models.Index(fields=["status", "finished_at"], name="prediction_status_finished"),
             models.Index(fields=["finished_at"], name="prediction_finished"),
             models.Index(fields=["model", "queued_at"], name="prediction_model_queued"),
+            # The worklist's AI flag: each backlog study's abnormal results, image by image, answered
+            # from the index alone (the confidence and the id the review check needs are in it).
+            models.Index(
+                fields=["image", "confidence", "id"],
+                condition=Q(status="succeeded", is_abnormal=True),
+                name="prediction_abnormal_image",
+            ),
         ]
 
     def __str__(self) -> str:

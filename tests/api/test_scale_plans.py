@@ -8,9 +8,10 @@ from django.test.utils import CaptureQueriesContext
 
 from api import pagination
 from imaging.dicom.selectors import dicom_study_search
+from inference.selectors import studies_worklist
 from patients.models import Patient
 from patients.selectors import patient_list
-from tests.api.helpers import make_image
+from tests.api.helpers import make_image, make_prediction
 from tests.factories import PatientFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +129,18 @@ def test_dicom_study_search_by_patient_reads_each_patients_dicom_studies():
     assert [study.id for study in found] == [dicom.id]
     plan = _plan(dicom_study_search(patient_name="Smi*")[:100])
     assert "study_dicom_patient" in plan, plan
+
+
+@pytest.mark.services
+@on_postgresql
+def test_worklist_flag_reads_abnormal_results_from_their_partial_index():
+    """The worklist sorts its backlog by the AI flag, so the top unreviewed abnormal confidence is
+    looked up for every backlog study; each lookup is answered from a partial index of abnormal
+    results (confidence and id included) instead of fetching every result of each image."""
+    study = StudyFactory(status="ai_done")
+    flagged = make_prediction(make_image(study, color=1))
+    make_prediction(make_image(study, color=2), label="normal")
+    rows = list(studies_worklist(statuses=("ai_done",)))
+    assert [(row.id, row.ai_top_confidence) for row in rows] == [(study.id, flagged.confidence)]
+    plan = _plan(studies_worklist(statuses=("ai_done",))[:25])
+    assert "prediction_abnormal_image" in plan, plan
