@@ -5,9 +5,7 @@ DCMTK comes from Debian's ``dcmtk`` package (.ci/run installs it). Without it th
 skipped on a developer's machine and fail in CI.
 """
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -21,15 +19,12 @@ from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import DicomPeer, Image, ImageSource
 from tests.dicom.support import chest_radiograph_dataset, dataset_bytes, free_port, shipped_bytes, shipped_path
+from tests.support.dcmtk import require_dcmtk
 from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TOOLS = ("findscu", "movescu", "getscu", "storescp")
-if not all(shutil.which(tool) for tool in TOOLS):
-    if os.environ.get("CI"):
-        raise RuntimeError("DCMTK (findscu, movescu, getscu, storescp) is missing: apt-get install dcmtk")
-    pytest.skip("DCMTK is not installed (apt-get install dcmtk)", allow_module_level=True)
+TOOLS = require_dcmtk("findscu", "movescu", "getscu", "storescp")
 
 AE_TITLE = "MEDPORTAL"
 DESTINATION = "STORESCP"
@@ -64,7 +59,7 @@ def storescp(tmp_path):
     received = tmp_path / "received"
     received.mkdir()
     process = subprocess.Popen(
-        ["storescp", "-aet", DESTINATION, "+xa", "-od", str(received), str(port)],
+        [TOOLS["storescp"], "-aet", DESTINATION, "+xa", "-od", str(received), str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,7 +94,7 @@ def scp(storescp):
 
 
 def dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)  # noqa: S603
+    return subprocess.run([TOOLS[tool], *args], capture_output=True, text=True, timeout=60)  # noqa: S603
 
 
 def findscu(port: int, tmp_path: Path, *keys: str, model: str = "-S") -> list[pydicom.Dataset]:

@@ -8,8 +8,6 @@ address check is driven here by allowing the title only from another loopback ad
 that address, by pynetdicom in test_receiver.py).
 """
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,14 +19,11 @@ from imaging.models import DicomPeer, HeldInstance, Image
 from patients.models import Patient
 from tests.dicom.support import chest_radiograph_dataset
 from tests.factories import PatientFactory
+from tests.support.dcmtk import require_dcmtk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TOOLS = ("storescu", "echoscu")
-if not all(shutil.which(tool) for tool in TOOLS):
-    if os.environ.get("CI"):
-        raise RuntimeError("DCMTK (storescu, echoscu) is missing: apt-get install dcmtk")
-    pytest.skip("DCMTK is not installed (apt-get install dcmtk)", allow_module_level=True)
+TOOLS = require_dcmtk("storescu", "echoscu")
 
 
 @pytest.fixture
@@ -42,7 +37,7 @@ def port():
 
 def dcmtk(tool: str, port: int, calling: str, *args: str) -> subprocess.CompletedProcess:
     # -d prints the C-STORE response in full, its Error Comment included.
-    command = [tool, "-d", "-aet", calling, "-aec", "MEDPORTAL", "127.0.0.1", str(port), *args]
+    command = [TOOLS[tool], "-d", "-aet", calling, "-aec", "MEDPORTAL", "127.0.0.1", str(port), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)  # noqa: S603
 
 
