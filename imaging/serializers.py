@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from api.links import api_url
+from api.representation import datetime_text, time_zone_of
 from imaging.models import Image, Study
 
 
@@ -33,6 +34,29 @@ class StudyOutputSerializer(serializers.ModelSerializer):
             "updated_at",
             "ai_completed_at",
         )
+
+    def to_representation(self, obj: Study) -> dict:
+        """What DRF builds from the fields above (tested equal), written out for the list pages."""
+        zone = time_zone_of(self.fields["created_at"])
+        return {
+            "id": str(obj.id),
+            "patient": obj.patient_id,
+            "mrn": obj.patient.mrn,
+            "accession_number": obj.accession_number,
+            "study_instance_uid": obj.study_instance_uid,
+            "modality": obj.modality,
+            "body_part": obj.body_part,
+            "procedure": obj.procedure,
+            "description": obj.description,
+            "study_date": obj.study_date.isoformat() if obj.study_date else None,
+            "referring_physician": obj.referring_physician,
+            "priority": obj.priority,
+            "status": obj.status,
+            "image_count": int(obj.image_count),
+            "created_at": datetime_text(obj.created_at, zone),
+            "updated_at": datetime_text(obj.updated_at, zone),
+            "ai_completed_at": datetime_text(obj.ai_completed_at, zone),
+        }
 
 
 class ImageOutputSerializer(serializers.ModelSerializer):

@@ -398,6 +398,14 @@ class WorklistStudySerializer(StudyOutputSerializer):
     class Meta(StudyOutputSerializer.Meta):
         fields = (*StudyOutputSerializer.Meta.fields, "ai_flagged", "ai_top_confidence")
 
+    def to_representation(self, obj) -> dict:
+        top = obj.ai_top_confidence
+        return {
+            **super().to_representation(obj),
+            "ai_flagged": bool(obj.ai_flagged),
+            "ai_top_confidence": None if top is None else float(top),
+        }
+
 
 class WorklistApi(AuditedListApi):
     """Studies awaiting review in triage order: priority, then AI-flagged abnormal, then oldest (as the pages)."""

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.links import api_url
+from api.representation import datetime_text, time_zone_of
 from inference.models import AIModel, Prediction, PredictionStatus, Review
 from inference.selectors import queue_status
 
@@ -76,15 +77,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         lookups, None checks, the time zone looked up again for each timestamp).
         """
         model = obj.model
-        when = self.fields["queued_at"]
-        zone = getattr(when, "timezone", None) or when.default_timezone()
-
-        def timestamp(value):
-            if value is None:
-                return None
-            text = (value.astimezone(zone) if zone is not None else value).isoformat()
-            return text[:-6] + "Z" if text.endswith("+00:00") else text
-
+        zone = time_zone_of(self.fields["queued_at"])
         probabilities = obj.probabilities
         return {
             "id": str(obj.id),
@@ -105,9 +98,9 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "is_abnormal": obj.is_abnormal,
             "error": obj.error,
             "attempts": obj.attempts,
-            "queued_at": timestamp(obj.queued_at),
-            "started_at": timestamp(obj.started_at),
-            "finished_at": timestamp(obj.finished_at),
+            "queued_at": datetime_text(obj.queued_at, zone),
+            "started_at": datetime_text(obj.started_at, zone),
+            "finished_at": datetime_text(obj.finished_at, zone),
             "inference_ms": None if obj.inference_ms is None else float(obj.inference_ms),
             "expected_wait_seconds": self.get_expected_wait_seconds(obj),
             "heatmap_url": self.get_heatmap_url(obj),

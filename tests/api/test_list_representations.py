@@ -1,4 +1,4 @@
-"""The prediction representation is written out by hand for speed; it must equal DRF's field by field."""
+"""List representations written out by hand for speed must equal what DRF builds field by field."""
 
 import datetime
 import json
@@ -11,8 +11,11 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
-from inference.apis import PREDICTION_LIST_MODEL_DEFERRED, prediction_queryset
+from imaging.apis import study_queryset
+from imaging.serializers import StudyOutputSerializer
+from inference.apis import PREDICTION_LIST_MODEL_DEFERRED, WorklistStudySerializer, prediction_queryset
 from inference.models import Prediction, PredictionStatus, Review
+from inference.selectors import studies_worklist
 from inference.serializers import PredictionOutputSerializer
 from tests.api.helpers import make_aimodel, make_image, make_prediction
 from tests.factories import StudyFactory, UserFactory
@@ -67,3 +70,27 @@ def test_a_list_page_reads_no_row_on_its_own(predictions, client_for_role):
         rows = client.get("/api/v1/predictions/", {"page_size": 100}).json()["results"]
     assert len(rows) == len(predictions)
     assert len(all_rows) == len(few)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/St_Johns"])
+def test_written_out_study_and_worklist_rows_equal_drfs(predictions, settings, zone):
+    settings.TIME_ZONE = zone
+    bare = StudyFactory(
+        study_date=None, study_instance_uid="1.2.840.1", description="", referring_physician="Dr Ö", priority=1
+    )
+    make_prediction(make_image(predictions[0].image.study, color=6))  # unreviewed and abnormal: flagged
+    flags = set()
+    with timezone.override(zone):
+        for serializer_class, rows in (
+            (StudyOutputSerializer, study_queryset()),
+            (WorklistStudySerializer, studies_worklist()),
+        ):
+            assert {row.id for row in rows} >= {bare.id, predictions[0].image.study_id}
+            for study in rows:
+                serializer = serializer_class()
+                fast = serializer.to_representation(study)
+                generic = serializers.ModelSerializer.to_representation(serializer, study)
+                assert fast == generic
+                assert json.dumps(fast, default=str) == json.dumps(generic, default=str)
+                flags.add(fast.get("ai_flagged"))
+    assert flags == {None, True, False}
