@@ -103,6 +103,11 @@ class DicomInstance:
     def transfer_syntax(self) -> UID:
         return UID(self.transfer_syntax_uid)
 
+    @property
+    def is_image(self) -> bool:
+        """False for an instance without pixel data (SR, KO, PR, waveform, encapsulated document): 0 rows."""
+        return self.rows > 0
+
 
 def looks_like_dicom(data: bytes) -> bool:
     """Whether ``data`` is DICOM: a Part 10 file, or a bare data set without the 128-byte preamble."""
@@ -244,14 +249,18 @@ def dicom_parse(data: bytes) -> DicomInstance:
 
 def _instance(dataset: Dataset) -> DicomInstance:
     meta = dataset.file_meta
-    if "PixelData" not in dataset:
+    has_pixels = "PixelData" in dataset
+    if not has_pixels:
         if "FloatPixelData" in dataset or "DoubleFloatPixelData" in dataset:
             raise ImageRejected("Floating-point DICOM pixel data is not supported.")
         sop_class = UID(_text(dataset, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID"))
         if not sop_class.name or "Image" in sop_class.name:
             # An image instance whose pixel data is missing: the file stops before its end.
             raise ImageRejected("The DICOM file ends before its pixel data: it is truncated. Nothing was stored.")
-        raise ImageRejected(f"The DICOM instance has no image (pixel data): it is a {sop_class.name}.")
+        if sop_class.name != sop_class and "Storage" not in sop_class.name:
+            raise ImageRejected(f"The DICOM instance is not of a storage SOP class: it is a {sop_class.name}.")
+        # Any other storage SOP class (SR, KO, PR, waveforms, encapsulated documents, private ones)
+        # is stored as sent, to be searched and retrieved; there is nothing in it for the AI to read.
     sop_instance_uid = _require_uid(
         dataset, "SOPInstanceUID", _text(dataset, "SOPInstanceUID") or _text(meta, "MediaStorageSOPInstanceUID")
     )
@@ -265,19 +274,21 @@ def _instance(dataset: Dataset) -> DicomInstance:
         raise ImageRejected("The DICOM file has no PatientID; it cannot be filed under a patient.")
     if len(patient_id) > 64:
         raise ImageRejected("The DICOM file's PatientID is longer than 64 characters.")
-    rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
-    if rows < 1 or columns < 1:
-        raise ImageRejected("The DICOM image has no pixels (Rows or Columns is zero).")
-    frames = int(dataset.get("NumberOfFrames") or 1)
-    if frames < 1:
-        raise ImageRejected("The DICOM image says it has no frames.")
-    pixel_limit_check(
-        width=columns,
-        height=rows,
-        samples=int(dataset.get("SamplesPerPixel") or 1),
-        frames=frames,
-        bytes_per_sample=-(-int(dataset.get("BitsAllocated") or 8) // 8),
-    )
+    rows, columns, frames = 0, 0, 0
+    if has_pixels:
+        rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
+        if rows < 1 or columns < 1:
+            raise ImageRejected("The DICOM image has no pixels (Rows or Columns is zero).")
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        if frames < 1:
+            raise ImageRejected("The DICOM image says it has no frames.")
+        pixel_limit_check(
+            width=columns,
+            height=rows,
+            samples=int(dataset.get("SamplesPerPixel") or 1),
+            frames=frames,
+            bytes_per_sample=-(-int(dataset.get("BitsAllocated") or 8) // 8),
+        )
     name = dataset.get("PatientName")
     family = str(getattr(name, "family_name", "") or "").strip()
     given = " ".join(

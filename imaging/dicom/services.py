@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from pydicom.uid import UID
 
 from accounts.models import User
 from imaging.dicom import DICOM_CONTENT_TYPE
@@ -54,8 +55,11 @@ def _pixel_check(instance: DicomInstance) -> str:
     """Decode the frame the AI will read. Returns why it is not analysable, or ''.
 
     Uncompressed pixel data that does not decode is a broken file and is rejected;
-    compressed data we have no working decoder for is kept, marked not analysable.
+    compressed data we have no working decoder for is kept, marked not analysable, as is an
+    instance that is not an image at all.
     """
+    if not instance.is_image:
+        return f"Not an image ({UID(instance.sop_class_uid).name})."
     try:
         frame_uint8(instance.dataset)
     except PixelDecodeError as exc:
@@ -205,7 +209,8 @@ class CheckedDicom:
 def dicom_check(*, data: bytes, filename: str = "") -> CheckedDicom:
     """Parse a DICOM instance and decode the frame the AI will read. Raises ImageRejected."""
     instance = dicom_parse(data)
-    pixel_limit_check(width=instance.columns, height=instance.rows)
+    if instance.is_image:
+        pixel_limit_check(width=instance.columns, height=instance.rows)
     return CheckedDicom(
         filename=display_filename(filename) or f"{instance.sop_instance_uid}.dcm"[:255],
         data=data,

@@ -157,8 +157,8 @@ def _refusal_code(part: SpooledPart) -> int:
     if syntax and not UID(syntax).is_transfer_syntax:
         return FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED
     sop_class = UID(str(header.get("SOPClassUID", "")))
-    if sop_class.name != sop_class and "Image" not in sop_class.name:
-        # A storage SOP class MedPortal knows but does not take in (no pixel data to file).
+    if sop_class.name != sop_class and "Storage" not in sop_class.name:
+        # A SOP class pydicom knows that is not one of storage (every storage SOP class is taken in).
         return FAILURE_SOP_CLASS_NOT_SUPPORTED
     return FAILURE_CANNOT_UNDERSTAND
 

@@ -359,7 +359,7 @@ def test_qido_series_and_instances_at_every_level(client, searchable):
 
 
 def _basic_text_sr() -> pydicom.Dataset:
-    """A Basic Text SR: a storage SOP class without pixel data."""
+    """A minimal Basic Text SR: a storage SOP class without pixel data."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -378,15 +378,17 @@ def _failure_reasons(answer: pydicom.Dataset) -> dict[str, int]:
 def test_stow_failure_reasons(client, settings, monkeypatch):
     ct, big = (pydicom.dcmread(shipped_path(name)) for name in ("JPEG2000.dcm", "CT_small.dcm"))
     settings.MEDPORTAL_MAX_UPLOAD_BYTES = 20_000  # the CT is 39 kB, the JPEG 2000 instance 3 kB
-    sr = _basic_text_sr()
+    not_storage = _basic_text_sr()
+    not_storage.SOPClassUID = not_storage.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.1"  # Verification
     truncated = shipped_bytes("MR_small.dcm")[:3000]
     # A private transfer syntax MedPortal cannot read the data set in (an unreadable one is stored as sent).
     private_syntax = truncated.replace(b"1.2.840.10008.1.2.1\0", b"1.2.840.99999.1.2.1\0", 1)
     assert private_syntax != truncated
-    datasets = [ct, big, sr]
-    answer = client.store_instances(datasets=datasets)  # 202: some stored, some failed
-    assert [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence] == [ct.SOPInstanceUID]
-    assert _failure_reasons(answer) == {big.SOPInstanceUID: 0xA700, sr.SOPInstanceUID: 0x0122}
+    report = _basic_text_sr()  # not an image, but a storage SOP class: stored
+    answer = client.store_instances(datasets=[ct, big, not_storage, report])  # 202: some stored, some failed
+    stored = [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence]
+    assert stored == [ct.SOPInstanceUID, report.SOPInstanceUID]
+    assert _failure_reasons(answer) == {big.SOPInstanceUID: 0xA700, not_storage.SOPInstanceUID: 0x0122}
 
     body, content_type = build_multipart_related(
         [("application/dicom", data) for data in (truncated, private_syntax)], root_type="application/dicom"

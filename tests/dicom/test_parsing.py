@@ -64,9 +64,20 @@ def test_png_is_not_dicom(sample_image_bytes):
         dicom_parse(data)
 
 
-def test_instance_without_pixels_is_rejected():
-    with pytest.raises(ImageRejected, match="no image"):
-        dicom_parse(shipped_bytes("rtplan.dcm"))
+def test_instance_without_pixels_is_read_as_not_an_image():
+    instance = dicom_parse(shipped_bytes("rtplan.dcm"))
+    assert not instance.is_image
+    assert (instance.rows, instance.columns, instance.number_of_frames) == (0, 0, 0)
+    assert instance.modality_code == "RTPLAN"
+
+
+def test_instance_of_no_storage_sop_class_is_rejected():
+    dataset = pydicom.dcmread(shipped_path("rtplan.dcm"))
+    dataset.SOPClassUID = "1.2.840.10008.1.1"  # Verification
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    with pytest.raises(ImageRejected, match="not of a storage SOP class"):
+        dicom_parse(buffer.getvalue())
 
 
 def test_missing_patient_id_is_rejected():

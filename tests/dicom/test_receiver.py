@@ -71,8 +71,8 @@ def test_c_store_ingests_like_an_upload(receiver):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_c_store_refuses_an_instance_it_cannot_file(receiver):
-    plan = pydicom.dcmread(shipped_path("rtplan.dcm"))  # an RT Plan: no image
+def test_c_store_stores_an_instance_that_is_not_an_image(receiver):
+    plan = pydicom.dcmread(shipped_path("rtplan.dcm"))  # an RT Plan: no pixel data
     scu = AE(ae_title="TPS")
     scu.requested_contexts = [c for c in AllStoragePresentationContexts if c.abstract_syntax == plan.SOPClassUID]
     assoc = scu.associate("127.0.0.1", receiver, ae_title="MEDPORTAL")
@@ -80,9 +80,10 @@ def test_c_store_refuses_an_instance_it_cannot_file(receiver):
         status = assoc.send_c_store(plan)
     finally:
         assoc.release()
-    assert status.Status == 0xC000
-    assert "no image" in status.ErrorComment
-    assert not Image.objects.exists()
+    assert status.Status == 0x0000
+    image = Image.objects.get()
+    assert image.sop_instance_uid == plan.SOPInstanceUID and image.modality == "RTPLAN"
+    assert not image.analysable and image.not_analysable_reason == "Not an image (RT Plan Storage)."
 
 
 @pytest.mark.django_db(transaction=True)

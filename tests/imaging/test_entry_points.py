@@ -55,6 +55,16 @@ def _chest(patient) -> bytes:
     return dataset_bytes(chest_radiograph_dataset(patient=patient))
 
 
+def _identity(patient) -> dict:
+    """The tags that file an instance under ``patient`` (identity checked: ID, name, birth date, sex)."""
+    return {
+        "PatientID": patient.mrn,
+        "PatientName": f"{patient.family_name}^{patient.given_name}",
+        "PatientBirthDate": patient.birth_date.strftime("%Y%m%d") if patient.birth_date else "",
+        "PatientSex": patient.sex if patient.sex in ("M", "F", "O") else "",
+    }
+
+
 CASES = [
     Case("good.png", lambda patient: _picture((32, 32), "PNG"), None, picture=True),
     Case("good.jpg", lambda patient: _picture((32, 32), "JPEG"), None, picture=True),
@@ -75,7 +85,14 @@ CASES = [
         "truncated",
         dicom=True,
     ),
-    Case("no-image.dcm", lambda patient: retagged("rtplan.dcm", PatientID=patient.mrn), "no image", dicom=True),
+    # Not an image (an RT Plan): stored like any instance, never analysed.
+    Case("no-image.dcm", lambda patient: retagged("rtplan.dcm", **_identity(patient)), None, dicom=True),
+    # Not even a storage SOP class; no C-STORE peer could offer it.
+    Case(
+        "not-storage.dcm",
+        lambda patient: retagged("rtplan.dcm", PatientID=patient.mrn, SOPClassUID="1.2.840.10008.1.1"),
+        "not of a storage SOP class",
+    ),
     Case(
         "other-patient.dcm",
         lambda patient: dataset_bytes(chest_radiograph_dataset(patient_id="SOMEONE-ELSE")),
@@ -138,7 +155,8 @@ def via_stow(study, staff, name: str, data: bytes) -> Verdict:
         assert len(answer.ReferencedSOPSequence) == 1
         return Verdict(True, "")
     assert response.status_code == 409, response.content
-    assert answer.FailedSOPSequence[0].FailureReason == 0xC000  # cannot understand: the file's fault
+    # The file's fault: cannot understand, too large (out of resources) or not a storage SOP class.
+    assert answer.FailedSOPSequence[0].FailureReason in (0xC000, 0xA700, 0x0122)
     return Verdict(False, "")  # STOW-RS carries a failure code, not the reason
 
 

@@ -89,8 +89,8 @@ PATHS = [
     Path(
         "REST upload", lambda study: f"/api/v1/studies/{study.id}/images/", lambda n: _form_body("file", n), b"limit is"
     ),
-    # STOW-RS answers with a failure code, 0xC000 ("cannot understand"), not with the reason.
-    Path("STOW-RS", lambda study: "/dicomweb/studies", _stow_body, b'"00081197": {"vr": "US", "Value": [49152]}'),
+    # STOW-RS answers with a failure code, not with the reason: out of resources (0xA700), over the size limit.
+    Path("STOW-RS", lambda study: "/dicomweb/studies", _stow_body, b'"00081197": {"vr": "US", "Value": [42752]}'),
 ]
 
 
