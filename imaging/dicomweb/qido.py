@@ -54,6 +54,36 @@ _STUDY_ALL = (
     "InstitutionName",
     "NameOfPhysiciansReadingStudy",
 )
+# What every study item has (imaging.dicom.attributes.study_values and the counts).
+_STUDY_ANSWERED = {
+    *STUDY_KEYS,
+    "PatientBirthDate",
+    "PatientSex",
+    "ReferringPhysicianName",
+    "SpecificCharacterSet",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "RetrieveURL",
+}
+# Other patient and study attributes includefield may ask for at study level, read from that header.
+# Anything else (Modality, SeriesDescription, ...) is not a study attribute: ignored, with a Warning,
+# so that a viewer's study list never costs a file read per study.
+_STUDY_LEVEL = {
+    *_STUDY_ALL,
+    "PatientComments",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "AdmittingDiagnosesDescription",
+    "OtherPatientNames",
+    "PatientBirthTime",
+    "IssuerOfAccessionNumberSequence",
+    "ProcedureCodeSequence",
+    "ReasonForPerformedProcedureCodeSequence",
+    "PhysiciansOfRecord",
+}
 _SERIES_ALL = ("SeriesDate", "SeriesTime", "BodyPartExamined", "ProtocolName", "Laterality", "Manufacturer")
 
 
@@ -197,6 +227,10 @@ class StudySearchApi(DicomWebView):
         modalities = dicom_study_modalities(study_ids=[study.pk for study in page])
         items = []
         wanted = [*query.include, *(_STUDY_ALL if query.include_all else ())]
+        other_level = [keyword for keyword in wanted if keyword not in _STUDY_LEVEL | _STUDY_ANSWERED]
+        if other_level:
+            query.warnings.append(f"Not study attributes, ignored at study level: {', '.join(other_level)}.")
+            wanted = [keyword for keyword in wanted if keyword not in other_level]
         for study in page:
             item = study_json(
                 request,

@@ -314,6 +314,12 @@ def test_qido_includefield_limit_offset_and_warnings(client, searchable):
     [everything] = client.search_for_studies(search_filters={"StudyInstanceUID": ct.StudyInstanceUID}, fields=["all"])
     assert everything["00101010"]["Value"] == ["000Y"]
 
+    # A viewer's study list asks for Modality too: not a study attribute, so no header is read for it.
+    listed = _get(client, f"/studies?StudyInstanceUID={ct.StudyInstanceUID}&includefield=00081030,00080060", "*/*")
+    [item] = listed.json()
+    assert "00080060" not in item and item["00081030"]["vr"] == "LO"
+    assert "Modality" in listed.headers["Warning"]
+
     first = client.search_for_studies(limit=2)
     rest = client.search_for_studies(limit=2, offset=2)
     assert len(first) == 2 and len(rest) == 1
