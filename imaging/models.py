@@ -107,6 +107,14 @@ class Study(models.Model):
     description = models.CharField(max_length=255, blank=True)
     study_date = models.DateField(null=True, blank=True)
     study_time = models.TimeField(null=True, blank=True, help_text="DICOM StudyTime, when the study came from DICOM.")
+    dicom_accession_number = models.CharField(
+        "Accession Number (DICOM)",
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="The AccessionNumber the study's instances carry (empty when none): what DICOM queries answer "
+        "and match. Not unique: another study may carry the same number.",
+    )
     dicom_study_id = models.CharField(
         "Study ID", max_length=16, blank=True, help_text="DICOM StudyID (0020,0010): the modality's own study number."
     )

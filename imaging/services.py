@@ -31,6 +31,7 @@ def study_create(
     referring_physician: str = "",
     priority: Priority | int = Priority.ROUTINE,
     study_instance_uid: str | None = None,
+    dicom_accession_number: str = "",
     created_by: User | None = None,
 ) -> Study:
     study = Study(
@@ -46,6 +47,7 @@ def study_create(
         referring_physician=referring_physician.strip(),
         priority=priority,
         study_instance_uid=study_instance_uid or None,
+        dicom_accession_number=dicom_accession_number.strip(),
         created_by=created_by,
     )
     study.full_clean()
@@ -68,8 +70,12 @@ def study_update(*, study: Study, **changes: object) -> Study:
         raise ValidationError(
             dict.fromkeys(routing, "Cannot change once images are uploaded: it decides which AI models read them.")
         )
+    corrected_accession = "accession_number" in changes and changes["accession_number"] != study.accession_number
     for field, value in changes.items():
         setattr(study, field, value.strip() if isinstance(value, str) else value)
+    if corrected_accession and study.study_instance_uid:
+        # A correction made here is what DICOM queries answer from now on.
+        study.dicom_accession_number = study.accession_number
     study.full_clean()
     study.save()
     return study

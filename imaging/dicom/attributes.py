@@ -24,6 +24,11 @@ def patient_values(patient: Patient) -> list[tuple[str, object]]:
     ]
 
 
+def _accession(study: Study) -> str:
+    """The AccessionNumber DICOM answers: the one the instances carry, never a key MedPortal generated."""
+    return study.dicom_accession_number if study.study_instance_uid else study.accession_number
+
+
 def study_values(study: Study, *, modalities: list[str] | None = None) -> list[tuple[str, object]]:
     """The study's attributes and its patient's (the counts are the caller's: they depend on the query).
 
@@ -35,7 +40,7 @@ def study_values(study: Study, *, modalities: list[str] | None = None) -> list[t
         *patient_values(study.patient),
         ("StudyDate", study.study_date.strftime("%Y%m%d") if study.study_date else ""),
         ("StudyTime", study.study_time.strftime("%H%M%S") if study.study_time else ""),
-        ("AccessionNumber", study.accession_number[:16]),
+        ("AccessionNumber", _accession(study)[:16]),
         ("ModalitiesInStudy", list(modalities or [study.modality])),
         ("ReferringPhysicianName", study.referring_physician.replace(" ", "^")),
         ("StudyInstanceUID", study.study_instance_uid),

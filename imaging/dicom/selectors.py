@@ -69,7 +69,7 @@ def dicom_study_search(
     if study_uids:
         studies = studies.filter(study_instance_uid__in=study_uids)
     if accession_number:
-        studies = studies.filter(_wildcard("accession_number", accession_number))
+        studies = studies.filter(_wildcard("dicom_accession_number", accession_number))
     if study_date:
         studies = studies.filter(_date_range("study_date", study_date))
     if study_time:

@@ -142,7 +142,8 @@ def _adopt_uid(study: Study, instance: DicomInstance) -> Study:
             study=other,
         )
     study.study_instance_uid = instance.study_instance_uid
-    study.save(update_fields=["study_instance_uid", "updated_at"])
+    study.dicom_accession_number = instance.accession_number or study.accession_number
+    study.save(update_fields=["study_instance_uid", "dicom_accession_number", "updated_at"])
     return study
 
 
@@ -157,12 +158,15 @@ def _study_for(
         _check_same_patient(existing, patient, instance)
         return existing, False
     accession = instance.accession_number
-    if accession:
-        ordered = Study.objects.select_related("patient").filter(accession_number=accession).first()
-        if ordered is not None:
-            _check_same_patient(ordered, patient, instance)
-            return _adopt_uid(ordered, instance), False
-    else:
+    ordered = Study.objects.select_related("patient").filter(accession_number=accession).first() if accession else None
+    if ordered is not None and ordered.study_instance_uid in (None, instance.study_instance_uid):
+        # A study registered from the order, waiting for its images.
+        _check_same_patient(ordered, patient, instance)
+        return _adopt_uid(ordered, instance), False
+    if not accession or ordered is not None:
+        # No accession number, or one already used by another study (a second study of the same order,
+        # or another issuer's number): the study is its own, keyed by its UID; DICOM queries answer
+        # and match the number the file carries (``dicom_accession_number``), never the generated key.
         accession = _generated_accession(instance.study_instance_uid)
     try:
         with transaction.atomic():
@@ -177,6 +181,7 @@ def _study_for(
                 dicom_study_id=instance.study_id,
                 referring_physician=instance.referring_physician,
                 study_instance_uid=instance.study_instance_uid,
+                dicom_accession_number=instance.accession_number,
                 created_by=created_by,
             )
             return created, True

@@ -419,3 +419,20 @@ def test_stow_failure_reasons(client, settings, monkeypatch):
     with pytest.raises(requests.HTTPError) as failed:
         client.store_instances(datasets=[mr])
     assert _failure_reasons(pydicom.Dataset.from_json(failed.value.response.json())) == {mr.SOPInstanceUID: 0x0110}
+
+
+def test_accession_numbers_as_the_files_carry_them(client):
+    """A second study with an accession number already used is its own study, and answers that number;
+    a study without one answers none (MedPortal's key for it is not an accession number)."""
+    first, second, none = (
+        pydicom.dcmread(shipped_path(name)) for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm")
+    )
+    first.AccessionNumber = second.AccessionNumber = "A-REUSED"
+    client.store_instances(datasets=[first, second, none])
+
+    found = client.search_for_studies(search_filters={"AccessionNumber": "A-REUSED"})
+    assert _uids(found) == sorted([first.StudyInstanceUID, second.StudyInstanceUID])
+    assert {pydicom.Dataset.from_json(item).AccessionNumber for item in found} == {"A-REUSED"}
+    [without] = client.search_for_studies(search_filters={"StudyInstanceUID": none.StudyInstanceUID})
+    assert without["00080050"] == {"vr": "SH"}
+    assert client.search_for_studies(search_filters={"AccessionNumber": "DCM-*"}) == []
