@@ -3,6 +3,7 @@ C-FIND answer, written once for both."""
 
 from pydicom import Dataset
 
+from imaging.dicom.parsing import dicom_patient_id
 from imaging.models import Study
 from patients.models import Patient
 
@@ -18,7 +19,7 @@ def patient_values(patient: Patient) -> list[tuple[str, object]]:
     """The patient's attributes as (keyword, value) pairs: what both a Dataset and DICOM JSON are built from."""
     return [
         ("PatientName", _person_name(patient.family_name, patient.given_name)),
-        ("PatientID", patient.mrn),
+        ("PatientID", dicom_patient_id(patient.mrn)),
         ("PatientBirthDate", patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""),
         ("PatientSex", patient.sex if patient.sex in ("M", "F", "O") else ""),
     ]

@@ -1,6 +1,7 @@
 """Reading a DICOM instance from bytes and checking it completely before anything is stored."""
 
 import datetime
+import hashlib
 import io
 import struct
 import warnings
@@ -176,6 +177,20 @@ def _date(value) -> datetime.date | None:
         return None
 
 
+# The MRN MedPortal gives the patient of a study whose instances carry no PatientID (PS3.3: type 2,
+# may be empty). One such patient per study: two studies without an ID are never assumed to be one person.
+NO_PATIENT_ID_PREFIX = "NOID-"
+
+
+def patient_key_without_id(study_instance_uid: str) -> str:
+    return NO_PATIENT_ID_PREFIX + hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16].upper()
+
+
+def dicom_patient_id(mrn: str) -> str:
+    """The PatientID DICOM answers for a patient: empty for one filed without a PatientID."""
+    return "" if mrn.startswith(NO_PATIENT_ID_PREFIX) else mrn
+
+
 def dicom_time(value) -> datetime.time | None:
     """A TM value (HH, HHMM, HHMMSS or HHMMSS.FFFFFF; colons of old files allowed), or None."""
     text = str(value or "").strip().replace(":", "")
@@ -269,9 +284,8 @@ def _instance(dataset: Dataset) -> DicomInstance:
     )
     study_instance_uid = _require_uid(dataset, "StudyInstanceUID")
     series_instance_uid = _text(dataset, "SeriesInstanceUID")
-    patient_id = _text(dataset, "PatientID")
-    if not patient_id:
-        raise ImageRejected("The DICOM file has no PatientID; it cannot be filed under a patient.")
+    # PatientID is type 2: it may be empty. Such a study is filed under a patient of its own.
+    patient_id = _text(dataset, "PatientID") or patient_key_without_id(study_instance_uid)
     if len(patient_id) > 64:
         raise ImageRejected("The DICOM file's PatientID is longer than 64 characters.")
     rows, columns, frames = 0, 0, 0

@@ -19,6 +19,7 @@ from pydicom.uid import (
 )
 
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
+from imaging.models import Image
 from tests.dicom.support import shipped_bytes, shipped_path
 from tokens.services import api_token_create
 
@@ -436,3 +437,18 @@ def test_accession_numbers_as_the_files_carry_them(client):
     [without] = client.search_for_studies(search_filters={"StudyInstanceUID": none.StudyInstanceUID})
     assert without["00080050"] == {"vr": "SH"}
     assert client.search_for_studies(search_filters={"AccessionNumber": "DCM-*"}) == []
+
+
+def test_an_empty_patient_id_is_stored_and_answered_empty(client):
+    ct, second = pydicom.dcmread(shipped_path("CT_small.dcm")), pydicom.dcmread(shipped_path("CT_small.dcm"))
+    ct.PatientID = second.PatientID = ""
+    second.SOPInstanceUID = generate_uid()
+    answer = client.store_instances(datasets=[ct, second])
+    assert len(answer.ReferencedSOPSequence) == 2
+
+    [study] = client.search_for_studies(search_filters={"StudyInstanceUID": ct.StudyInstanceUID})
+    assert study["00100020"] == {"vr": "LO"}  # as sent: empty, not MedPortal's key for the patient
+    assert pydicom.Dataset.from_json(study).NumberOfStudyRelatedInstances == 2
+    image = Image.objects.get(sop_instance_uid=ct.SOPInstanceUID)
+    assert image.study.patient.mrn.startswith("NOID-")
+    assert str(image.study.patient.family_name) == ct.PatientName.family_name

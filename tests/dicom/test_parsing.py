@@ -5,7 +5,13 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import generate_uid
 
-from imaging.dicom.parsing import dicom_parse, looks_like_dicom, map_body_part
+from imaging.dicom.parsing import (
+    dicom_parse,
+    dicom_patient_id,
+    looks_like_dicom,
+    map_body_part,
+    patient_key_without_id,
+)
 from imaging.models import BodyPart, Modality
 from imaging.validation import ImageRejected
 from tests.dicom.support import shipped_bytes, shipped_path
@@ -80,13 +86,19 @@ def test_instance_of_no_storage_sop_class_is_rejected():
         dicom_parse(buffer.getvalue())
 
 
-def test_missing_patient_id_is_rejected():
+def test_an_empty_patient_id_files_the_study_under_a_patient_of_its_own():
     dataset = pydicom.dcmread(shipped_path("CT_small.dcm"))
     dataset.PatientID = ""
     buffer = io.BytesIO()
     dataset.save_as(buffer)
-    with pytest.raises(ImageRejected, match="PatientID"):
-        dicom_parse(buffer.getvalue())
+    instance = dicom_parse(buffer.getvalue())
+    assert instance.patient_id == patient_key_without_id(dataset.StudyInstanceUID)
+    assert instance.patient_id.startswith("NOID-") and dicom_patient_id(instance.patient_id) == ""
+    # Another study without a PatientID is another patient, even with the same name.
+    dataset.StudyInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    assert dicom_parse(buffer.getvalue()).patient_id != instance.patient_id
 
 
 @pytest.mark.parametrize(
