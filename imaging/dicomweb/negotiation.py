@@ -122,12 +122,28 @@ def can_provide(*, stored: str, target: str, has_pixels: bool) -> bool:
     if target in (AS_STORED, stored):
         return True
     stored_uid = UID(stored)
+    if not has_pixels:
+        # Nothing to compress: a compressed syntax is answered in Explicit VR Little Endian (``sent_syntax``).
+        return target in UNCOMPRESSED_TARGETS or (UID(target).is_transfer_syntax and UID(target).is_compressed)
     if target in UNCOMPRESSED_TARGETS:
-        return not has_pixels or not stored_uid.is_compressed or _decodable(stored)
+        return not stored_uid.is_compressed or _decodable(stored)
     if target in LOSSLESS_TARGETS:
         # Compressing an image that was lossy-compressed would pretend to a fidelity it has lost.
-        return has_pixels and not stored_uid.is_compressed and _encodable(target)
+        return not stored_uid.is_compressed and _encodable(target)
     return False
+
+
+def sent_syntax(target: str, *, stored: str, has_pixels: bool) -> str:
+    """The syntax one instance goes out in when ``target`` was chosen for the request.
+
+    An instance without pixel data (SR, KO, PDF, ...) asked for in a compressed syntax is sent in
+    Explicit VR Little Endian, so a study can be retrieved whole in a compressed syntax.
+    """
+    if target == AS_STORED:
+        return stored
+    if not has_pixels and UID(target).is_compressed:
+        return ExplicitVRLittleEndian
+    return target
 
 
 def instance_syntax(entries: list[Accepted], instances: list[tuple[str, bool]]) -> str:

@@ -20,7 +20,6 @@ from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
 from imaging.dicomweb.multipart import multipart_related_stream
 from imaging.dicomweb.negotiation import (
-    AS_STORED,
     LOSSLESS_TARGETS,
     OCTET_STREAM,
     NotAcceptable,
@@ -29,6 +28,7 @@ from imaging.dicomweb.negotiation import (
     has_file_meta,
     instance_syntax,
     part10_bytes,
+    sent_syntax,
 )
 from imaging.models import Image
 from imaging.storage import blob_read
@@ -74,11 +74,11 @@ def frame_numbers(frames: str) -> list[int]:
 
 def _instance_part(image: Image, target: str) -> tuple[str, Iterator[bytes] | list[bytes]]:
     """One instance as a multipart part: streamed untouched when it already is what was asked for."""
-    if target in (AS_STORED, image.transfer_syntax_uid) and has_file_meta(_head(image.file.name)):
-        return f"{DICOM_CONTENT_TYPE}; transfer-syntax={image.transfer_syntax_uid}", _file_chunks(image.file.name)
+    syntax = sent_syntax(target, stored=image.transfer_syntax_uid, has_pixels=has_pixels(image))
+    if syntax == image.transfer_syntax_uid and has_file_meta(_head(image.file.name)):
+        return f"{DICOM_CONTENT_TYPE}; transfer-syntax={syntax}", _file_chunks(image.file.name)
     # Re-encoded (or given the file meta it was received without) one instance at a time.
-    syntax = image.transfer_syntax_uid if target == AS_STORED else target
-    return f"{DICOM_CONTENT_TYPE}; transfer-syntax={syntax}", [part10_bytes(blob_read(image.file.name), target=target)]
+    return f"{DICOM_CONTENT_TYPE}; transfer-syntax={syntax}", [part10_bytes(blob_read(image.file.name), target=syntax)]
 
 
 def frame_parts(

@@ -70,6 +70,15 @@ def test_a_non_image_instance_is_searched_and_retrieved_over_dicomweb(api_client
     _, [part] = parse_multipart_related(b"".join(default.streaming_content), default["Content-Type"])
     assert pydicom.dcmread(io.BytesIO(part.data)).RTPlanLabel == plan.RTPlanLabel
 
+    # Asked for compressed (with a study's images, say): nothing to compress, so Explicit VR Little Endian.
+    compressed = api_client.get(
+        instance, HTTP_ACCEPT='multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90'
+    )
+    assert compressed.status_code == 200
+    _, [part] = parse_multipart_related(b"".join(compressed.streaming_content), compressed["Content-Type"])
+    assert part.content_type == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    assert pydicom.dcmread(io.BytesIO(part.data)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+
     assert pydicom.Dataset.from_json(api_client.get(f"{instance}/metadata").json()[0]).RTPlanLabel == plan.RTPlanLabel
     # Nothing to render or cut into frames.
     assert api_client.get(f"{instance}/frames/1").status_code == 404
