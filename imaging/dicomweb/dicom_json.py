@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.uid import UID
 
 from imaging.dicom.attributes import CHARACTER_SET, attributes_dataset, study_values
 from imaging.models import Image, Study
@@ -145,7 +146,13 @@ def metadata_json(request, *, image: Image, dataset: Dataset) -> dict:
     def bulk_uri(element) -> str:
         return base + paths.get(id(element), f"{element.tag:08X}")
 
-    return dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
+    item = dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
+    if image.width and "7FE00010" not in item:
+        # The header was read up to the pixel data: they are named here, by reference as always.
+        compressed = UID(image.transfer_syntax_uid).is_compressed
+        vr = "OB" if compressed or int(dataset.get("BitsAllocated") or 8) <= 8 else "OW"
+        item["7FE00010"] = {"vr": vr, "BulkDataURI": f"{base}7FE00010"}
+    return item
 
 
 def stored_instance_item(request, image: Image) -> Dataset:

@@ -15,7 +15,7 @@ from audit.access import audit_access
 from audit.models import AuditAction
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
-from imaging.dicom.selectors import dicom_instances, dicom_study_get
+from imaging.dicom.selectors import dicom_instance_header, dicom_instances, dicom_study_get
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import dicom_json_response, metadata_json
 from imaging.dicomweb.multipart import multipart_related_stream
@@ -140,8 +140,9 @@ class MetadataApi(_InstancesView):
         if images is None:
             return _text("No such instances.", 404)
         audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(images), detail="WADO-RS metadata")
+        # Each header is read up to its pixel data, never the pixels: a viewer asks for a whole series at once.
         return dicom_json_response(
-            [metadata_json(request, image=image, dataset=read_dataset(blob_read(image.file.name))) for image in images]
+            [metadata_json(request, image=image, dataset=dicom_instance_header(image=image)) for image in images]
         )
 
 

@@ -175,6 +175,7 @@ def test_metadata_bulk_data_uris_resolve(client):
     metadata = client.retrieve_instance_metadata(ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID)
     pixel_uri = metadata["7FE00010"]["BulkDataURI"]
     assert pixel_uri.endswith(f"{_instance_url(ct)}/bulkdata/7FE00010")
+    assert metadata["7FE00010"]["vr"] == "OW"  # 16-bit samples
     [pixels] = client.retrieve_bulkdata(_as_sent(client, pixel_uri))
     assert pixels == ct.pixel_array.astype("<i2").tobytes()
     # A large private binary value is by reference too, and its URI gives exactly that value.
