@@ -13,7 +13,7 @@ from accounts.policy import Act, Resource, allowed_roles
 from api.mixins import AuditedListApi
 from audit.access import audit_access, audited
 from audit.models import AuditAction, AuditInterface
-from imaging.dicom.render import MAX_RENDER_SIZE, image_display_png
+from imaging.dicom.render import MAX_RENDER_SIZE, NotAnImage, image_display_png
 from imaging.filters import ImageFilter, StudyFilter
 from imaging.models import BodyPart, Image, Modality, Priority, Procedure, Study
 from imaging.serializers import ImageOutputSerializer, StudyOutputSerializer
@@ -176,7 +176,10 @@ class ImageRenderApi(APIView):
     @extend_schema(
         summary="Render an image as PNG",
         parameters=[InputSerializer],
-        responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The rendering.")},
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The rendering."),
+            409: OpenApiResponse(description="A non-image DICOM instance (SR, KOS, PDF, ...): nothing to render."),
+        },
     )
     def get(self, request, image_id):
         query = self.InputSerializer(data=request.query_params)
@@ -188,6 +191,8 @@ class ImageRenderApi(APIView):
             audit_access(request, action=AuditAction.DOWNLOAD, obj=image, patient=image.study.patient_id)
         try:
             png = image_display_png(image, max_size=size)
+        except NotAnImage as exc:
+            return HttpResponse(str(exc), status=status.HTTP_409_CONFLICT, content_type="text/plain; charset=utf-8")
         except FileNotFoundError as exc:
             # The record outlived its file (e.g. storage restored from an older backup): not a server fault.
             raise exceptions.NotFound("The stored file is not available.") from exc

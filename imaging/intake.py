@@ -29,6 +29,7 @@ from patients.models import Patient
 logger = logging.getLogger(__name__)
 
 UNREADABLE = "The file could not be read as an image; it may be corrupt or truncated."
+HEAD_BYTES = 132  # a DICOM preamble and its "DICM"
 
 
 class Batch(enum.StrEnum):
@@ -45,10 +46,12 @@ class IncomingFile:
     filename: str
     size: int
     read: Callable[[], bytes]  # called only once the size is known to be within the limit
+    # The first bytes, enough to tell DICOM from a picture (``looks_like_dicom``) without reading it all.
+    head: Callable[[], bytes] | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, filename: str = "") -> "IncomingFile":
-        return cls(filename=filename, size=len(data), read=lambda: data)
+        return cls(filename=filename, size=len(data), read=lambda: data, head=lambda: data[:HEAD_BYTES])
 
     @classmethod
     def from_path(cls, path: Path, filename: str = "", *, size: int | None = None) -> "IncomingFile":
@@ -56,15 +59,27 @@ class IncomingFile:
 
         Nothing is read until the size is known to be within the limit.
         """
+
+        def head() -> bytes:
+            with path.open("rb") as handle:
+                return handle.read(HEAD_BYTES)
+
         return cls(
             filename=filename,
             size=path.stat().st_size if size is None else size,
             read=path.read_bytes,
+            head=head,
         )
 
     @classmethod
     def from_upload(cls, upload: UploadedFile) -> "IncomingFile":
-        return cls(filename=upload.name or "", size=upload.size or 0, read=upload.read)
+        def head() -> bytes:
+            upload.seek(0)
+            data = upload.read(HEAD_BYTES)
+            upload.seek(0)
+            return data
+
+        return cls(filename=upload.name or "", size=upload.size or 0, read=upload.read, head=head)
 
 
 @dataclass(frozen=True)
@@ -144,13 +159,18 @@ def _name(file: IncomingFile) -> str:
 
 
 def _check(file: IncomingFile, *, study: Study | None) -> CheckedImage | CheckedDicom:
-    """The rules every file meets, whichever way it came in. Raises ImageRejected."""
-    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
-    if file.size > limit:
-        raise ImageRejected(f"The file is {file.size:,} bytes; the limit is {limit:,} bytes.")
+    """The rules every file meets, whichever way it came in. Raises ImageRejected.
+
+    A DICOM instance may be up to ``MEDPORTAL_MAX_DICOM_BYTES`` (enhanced multi-frame objects are
+    large), a picture up to ``MEDPORTAL_MAX_UPLOAD_BYTES``; a file over its limit is refused by its
+    size and its first bytes, unread.
+    """
+    picture_limit, dicom_limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES, settings.MEDPORTAL_MAX_DICOM_BYTES
+    _size_check(file.size, max(picture_limit, dicom_limit))
+    if file.size > picture_limit and file.head is not None and not looks_like_dicom(file.head()):
+        _size_check(file.size, picture_limit)
     data = file.read()
-    if len(data) > limit:
-        raise ImageRejected(f"The file is {len(data):,} bytes; the limit is {limit:,} bytes.")
+    _size_check(len(data), dicom_limit if looks_like_dicom(data) else picture_limit)
     if looks_like_dicom(data):
         return dicom_check(data=data, filename=file.filename)
     checked = image_check(data=data, filename=file.filename)
@@ -161,6 +181,11 @@ def _check(file: IncomingFile, *, study: Study | None) -> CheckedImage | Checked
             "name the patient and study. Upload it to its study instead."
         )
     return checked
+
+
+def _size_check(size: int, limit: int) -> None:
+    if size > limit:
+        raise ImageRejected(f"The file is {size:,} bytes; the limit is {limit:,} bytes.")
 
 
 def _store(

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Upper
+from pydicom.uid import UID
 
 from patients.models import Patient
 
@@ -252,6 +253,16 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.original_filename or self.sha256[:12]
+
+    @property
+    def has_pixels(self) -> bool:
+        """False for a non-image DICOM instance (SR, KOS, PR, waveform, PDF, RT...): filed with no size."""
+        return bool(self.width and self.height)
+
+    @property
+    def sop_class_name(self) -> str:
+        """The DICOM SOP class's name from the standard (its UID when private); "" for PNG/JPEG."""
+        return UID(self.sop_class_uid).name if self.sop_class_uid else ""
 
 
 def validate_ae_title(value: str) -> None:

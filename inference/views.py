@@ -170,9 +170,14 @@ def _natural_key(text: str) -> list:
 
 def reading_order(images: list) -> list:
     """A series in the order it was acquired: by series, then file name (numbers compared as
-    numbers), then upload time; upload order alone mixes a drag-and-drop batch."""
+    numbers), then upload time; upload order alone mixes a drag-and-drop batch.
+
+    Non-image instances (reports, key objects, waveforms, documents) have nothing to read or show
+    here; the study page lists them with their download link.
+    """
     return sorted(
-        images, key=lambda image: (image.series_instance_uid, _natural_key(image.original_filename), image.uploaded_at)
+        (image for image in images if image.has_pixels),
+        key=lambda image: (image.series_instance_uid, _natural_key(image.original_filename), image.uploaded_at),
     )
 
 

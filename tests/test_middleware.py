@@ -70,5 +70,20 @@ def test_a_multipart_body_may_be_larger_up_to_the_request_limit(client, staff_us
     client.force_login(staff_user)
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     settings.MEDPORTAL_MAX_REQUEST_BYTES = 5000
-    response = _post_unread(client, "/dicom/import/", content_type="multipart/form-data; boundary=x", length=5001)
+    response = _post_unread(client, "/patients/new/", content_type="multipart/form-data; boundary=x", length=5001)
+    assert response.status_code == 413 and b"the limit is 5,000 bytes" in response.content
+
+
+def test_a_dicom_path_takes_one_instance_of_the_dicom_limit(client, staff_user, settings):
+    client.force_login(staff_user)
+    settings.MEDPORTAL_MAX_REQUEST_BYTES = 5000
+    settings.MEDPORTAL_MAX_DICOM_BYTES = 9000
+    limit = 9000 + 1024 * 1024
+    for path in ("/dicom/import/", "/dicomweb/studies"):
+        response = _post_unread(client, path, content_type="multipart/related; boundary=x", length=limit + 1)
+        assert response.status_code == 413 and f"the limit is {limit:,} bytes".encode() in response.content
+    # Elsewhere (the upload page, the REST upload) the request limit stays as it is.
+    response = _post_unread(
+        client, "/api/v1/studies/x/images/", content_type="multipart/form-data; boundary=x", length=5001
+    )
     assert response.status_code == 413 and b"the limit is 5,000 bytes" in response.content

@@ -48,13 +48,19 @@ class DatabaseUnavailableMiddleware:
         return response
 
 
+# Where only DICOM instances are sent: their request bodies may hold an instance as large as
+# MEDPORTAL_MAX_DICOM_BYTES.
+DICOM_PATHS = ("/dicomweb/", "/dicom/import/")
+
+
 class RequestSizeLimitMiddleware:
     """Refuse a request body over its limit with 413 before anything reads it.
 
     Django reads no more of a body than its Content-Length says (and nothing without one), so the
     header decides. A multipart body (the uploads, REST upload, STOW-RS) may be up to
-    ``MEDPORTAL_MAX_REQUEST_BYTES``: it streams to temporary files and each file's size is checked
-    by the intake before the file is read. Any other body (a form, JSON) is read whole into memory,
+    ``MEDPORTAL_MAX_REQUEST_BYTES`` (STOW-RS and Import DICOM: one instance of
+    ``MEDPORTAL_MAX_DICOM_BYTES`` if that is more): it streams to temporary files and each file's
+    size is checked by the intake before the file is read. Any other body (a form, JSON) is read whole into memory,
     by DRF's parsers too, so it may be no larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
     """
 
@@ -68,6 +74,9 @@ class RequestSizeLimitMiddleware:
             length = 0
         multipart = request.META.get("CONTENT_TYPE", "").lower().startswith("multipart/")
         limit = settings.MEDPORTAL_MAX_REQUEST_BYTES
+        if multipart and request.path.startswith(DICOM_PATHS):
+            # Only DICOM comes this way (STOW-RS, Import DICOM): room for one instance of the DICOM limit.
+            limit = max(limit, settings.MEDPORTAL_MAX_DICOM_BYTES + 1024 * 1024)
         if not multipart and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
             limit = min(limit, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if length <= limit:

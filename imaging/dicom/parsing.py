@@ -239,7 +239,7 @@ def dicom_parse(data: bytes) -> DicomInstance:
     """Read and check one DICOM instance. Raises ImageRejected with the reason for the user."""
     if not data:
         raise ImageRejected("The file is empty.")
-    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    limit = settings.MEDPORTAL_MAX_DICOM_BYTES
     if len(data) > limit:
         raise ImageRejected(f"The file is {len(data):,} bytes; the limit is {limit:,} bytes.")
     if not looks_like_dicom(data):

@@ -76,7 +76,7 @@ def handle_store(event) -> Dataset:
     path = Path(event.dataset_path)
     discarded = getattr(event.request, "_dataset_file", None)
     size = discarded.received if isinstance(discarded, _Discarded) else path.stat().st_size
-    limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    limit = settings.MEDPORTAL_MAX_DICOM_BYTES
     if size > limit:
         logger.warning("C-STORE from %s refused: %s bytes or more, the limit is %s", calling, size, limit)
         return _status(STATUS_OUT_OF_RESOURCES, TOO_LARGE)
@@ -229,7 +229,7 @@ class _Discarded:
 
 
 def _cap_datasets(assoc) -> None:
-    """Stop writing a dataset to disk once it is over MEDPORTAL_MAX_UPLOAD_BYTES, as it arrives.
+    """Stop writing a dataset to disk once it is over MEDPORTAL_MAX_DICOM_BYTES, as it arrives.
 
     pynetdicom (pinned) writes each P-DATA fragment of a C-STORE to the message's temporary file;
     after each one, the file is measured and, once over the limit, emptied and swapped for _Discarded.
@@ -243,7 +243,7 @@ def _cap_datasets(assoc) -> None:
         if arriving is None or isinstance(arriving, _Discarded):
             return
         received = arriving.tell()
-        if received > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
+        if received > settings.MEDPORTAL_MAX_DICOM_BYTES:
             arriving.close()
             os.truncate(arriving.name, 0)  # pynetdicom removes the (now empty) file after handle_store
             dimse.message._data_set_file = _Discarded(arriving.name, received)

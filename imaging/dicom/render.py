@@ -13,12 +13,24 @@ from imaging.pixels import image_pixels
 MAX_RENDER_SIZE = 4096
 
 
+class NotAnImage(ValueError):
+    """A non-image DICOM instance (SR, KOS, PR, waveform, PDF, RT...) has nothing to render."""
+
+    def __init__(self, image: Image):
+        super().__init__(
+            f"This instance is not an image ({image.sop_class_name or 'no pixel data'}): it has nothing to "
+            "render. Download it instead."
+        )
+
+
 def image_render_png(image: Image, *, max_size: int | None = None) -> bytes:
     """The image as the AI sees it (windowed, MONOCHROME1 inverted, middle frame), as PNG.
 
     ``max_size`` bounds the longer side, for thumbnails. Raises PixelDecodeError when the
-    pixels cannot be decoded (``image.analysable`` is False then).
+    pixels cannot be decoded (``image.analysable`` is False then), NotAnImage for a non-image instance.
     """
+    if not image.has_pixels:
+        raise NotAnImage(image)
     picture = PILImage.fromarray(image_pixels(image))
     if max_size:
         picture.thumbnail((max_size, max_size), PILImage.Resampling.LANCZOS)
@@ -28,7 +40,10 @@ def image_render_png(image: Image, *, max_size: int | None = None) -> bytes:
 
 
 def image_display_png(image: Image, *, max_size: int | None = None) -> bytes:
-    """The rendering, or a tile naming the reason when the pixels cannot be decoded."""
+    """The rendering, or a tile naming the reason when the pixels cannot be decoded.
+
+    Raises NotAnImage for a non-image instance: its pages link to the file, never to a picture.
+    """
     try:
         return image_render_png(image, max_size=max_size)
     except PixelDecodeError:
@@ -56,4 +71,4 @@ def placeholder_png(text: str, *, size: int = 256) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["PixelDecodeError", "image_render_png", "placeholder_png"]
+__all__ = ["NotAnImage", "PixelDecodeError", "image_render_png", "placeholder_png"]

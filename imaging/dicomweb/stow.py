@@ -26,7 +26,7 @@ from imaging.dicomweb.dicom_json import (
     stored_instance_item,
 )
 from imaging.dicomweb.multipart import MultipartError, SpooledPart, close_parts, receive_multipart_related
-from imaging.intake import IncomingFile, files_intake
+from imaging.intake import HEAD_BYTES, IncomingFile, files_intake
 from imaging.models import ImageSource
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class StowRsApi(DicomWebView):
         if study_uid and _study_uid_of(part) not in (None, study_uid):
             return _failure(part, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
         # The intake checks the size first: a part over the limit is refused without being read.
-        incoming = IncomingFile(filename="", size=part.size, read=part.read)
+        incoming = IncomingFile(filename="", size=part.size, read=part.read, head=lambda: part.read(HEAD_BYTES))
         try:
             [intake] = files_intake(files=[incoming], source=ImageSource.STOW_RS, uploaded_by=request.user)
         except Exception as exc:
@@ -134,7 +134,7 @@ def _header(part: SpooledPart) -> Dataset | None:
     A part over the upload limit is refused unread: its first 64 KiB are enough to name it in the
     failure item.
     """
-    over_limit = part.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES
+    over_limit = part.size > settings.MEDPORTAL_MAX_DICOM_BYTES
     data = part.read(HEADER_BYTES if over_limit else -1)
     if not looks_like_dicom(data):
         return None  # parsing anything else as DICOM would only make up elements
@@ -148,7 +148,7 @@ def _header(part: SpooledPart) -> Dataset | None:
 
 def _refusal_code(part: SpooledPart) -> int:
     """Why the intake refused a part, as a FailureReason: what the part is tells which rule it broke."""
-    if part.size > settings.MEDPORTAL_MAX_UPLOAD_BYTES:
+    if part.size > settings.MEDPORTAL_MAX_DICOM_BYTES:
         return FAILURE_OUT_OF_RESOURCES
     header = _header(part)
     if header is None:

@@ -175,6 +175,9 @@ MEDPORTAL_MAX_UPLOAD_BYTES = env.int("MEDPORTAL_MAX_UPLOAD_BYTES", default=50 * 
 MEDPORTAL_MAX_IMAGE_PIXELS = env.int("MEDPORTAL_MAX_IMAGE_PIXELS", default=40_000_000)
 # Decoded pixel data: rows x columns x samples x frames x bytes per sample (imaging.validation).
 MEDPORTAL_MAX_PIXEL_BYTES = env.int("MEDPORTAL_MAX_PIXEL_BYTES", default=512 * 1024 * 1024)
+# A DICOM instance, whichever way it comes in: a limit of its own, large enough for enhanced
+# multi-frame CT and MR, tomosynthesis and ultrasound cine. C-STORE and STOW-RS receive it to disk.
+MEDPORTAL_MAX_DICOM_BYTES = env.int("MEDPORTAL_MAX_DICOM_BYTES", default=2 * 1024 * 1024 * 1024)
 # A whole request body: larger ones are refused with 413 before anything reads them
 # (web.middleware.RequestSizeLimitMiddleware); room for a few files of the upload limit at once.
 MEDPORTAL_MAX_REQUEST_BYTES = env.int(

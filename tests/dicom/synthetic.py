@@ -250,3 +250,66 @@ def _bytes(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+# Non-image storage SOP classes: none has PixelData. Each is a minimal instance of its class, enough to
+# be filed, searched and retrieved (MedPortal never reads their content).
+NON_IMAGE_CLASSES = {
+    "comprehensive-sr": ("1.2.840.10008.5.1.4.1.1.88.33", "SR"),
+    "enhanced-sr": ("1.2.840.10008.5.1.4.1.1.88.22", "SR"),
+    "kos": ("1.2.840.10008.5.1.4.1.1.88.59", "KO"),
+    "gsps": ("1.2.840.10008.5.1.4.1.1.11.1", "PR"),
+    "ecg": ("1.2.840.10008.5.1.4.1.1.9.1.1", "ECG"),
+    "pdf": ("1.2.840.10008.5.1.4.1.1.104.1", "DOC"),
+    "rtstruct": ("1.2.840.10008.5.1.4.1.1.481.3", "RTSTRUCT"),
+    "rtplan": ("1.2.840.10008.5.1.4.1.1.481.5", "RTPLAN"),
+}
+
+
+def non_image(kind: str, *, patient: dict, study: dict | None = None) -> bytes:
+    """One instance of a non-image SOP class (``NON_IMAGE_CLASSES``), in its own series."""
+    sop_class, modality = NON_IMAGE_CLASSES[kind]
+    study = study or new_study(description=f"{kind.upper()} ONLY")
+    dataset = _base(
+        sop_class=sop_class,
+        syntax=ExplicitVRLittleEndian,
+        patient=patient,
+        study=study,
+        series_uid=generate_uid(),
+        modality=modality,
+    )
+    dataset.SeriesNumber = 90
+    dataset.InstanceNumber = 1
+    dataset.ContentDate, dataset.ContentTime = "20250301", "101600"
+    if kind == "ecg":
+        channels, samples = 12, 500
+        waveform = Dataset()
+        waveform.WaveformOriginality = "ORIGINAL"
+        waveform.NumberOfWaveformChannels = channels
+        waveform.NumberOfWaveformSamples = samples
+        waveform.SamplingFrequency = 500
+        waveform.WaveformBitsAllocated = 16
+        waveform.WaveformSampleInterpretation = "SS"
+        waveform.WaveformData = (np.arange(channels * samples, dtype=np.int16) % 200).tobytes()
+        dataset.WaveformSequence = Sequence([waveform])
+    elif kind == "pdf":
+        dataset.MIMETypeOfEncapsulatedDocument = "application/pdf"
+        dataset.DocumentTitle = "Referral letter"
+        dataset.EncapsulatedDocument = b"%PDF-1.4\n%synthetic\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    elif kind == "rtstruct":
+        dataset.StructureSetLabel = "PLAN"
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName = 1, "PTV"
+        dataset.StructureSetROISequence = Sequence([roi])
+    elif kind == "rtplan":
+        dataset.RTPlanLabel = "PLAN 1"
+        dataset.RTPlanGeometry = "PATIENT"
+    elif kind == "gsps":
+        dataset.ContentLabel = "MEASURE"
+        dataset.PresentationCreationDate, dataset.PresentationCreationTime = "20250301", "101700"
+    else:
+        dataset.ValueType = "CONTAINER"
+        dataset.ContinuityOfContent = "SEPARATE"
+        dataset.ConceptNameCodeSequence = Sequence([_code("113000", "DCM", "Of Interest")])
+        dataset.ContentSequence = Sequence([])
+    return _bytes(dataset)

@@ -19,8 +19,13 @@ from pydicom.uid import (
 )
 
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
-from imaging.models import Image
-from tests.dicom.support import shipped_bytes, shipped_path
+from imaging.intake import IncomingFile, files_intake
+from imaging.models import Image, ImageSource
+from inference.dicom_report import COMPREHENSIVE_SR_STORAGE, prediction_sr_bytes
+from inference.models import Prediction
+from tests.dicom.support import chest_radiograph_dataset, dataset_bytes, shipped_bytes, shipped_path
+from tests.dicom.synthetic import new_study, non_image
+from tests.dicom.test_reports_and_export import succeed
 from tokens.services import api_token_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -385,7 +390,7 @@ def _failure_reasons(answer: pydicom.Dataset) -> dict[str, int]:
 
 def test_stow_failure_reasons(client, settings, monkeypatch):
     ct, big = (pydicom.dcmread(shipped_path(name)) for name in ("JPEG2000.dcm", "CT_small.dcm"))
-    settings.MEDPORTAL_MAX_UPLOAD_BYTES = 20_000  # the CT is 39 kB, the JPEG 2000 instance 3 kB
+    settings.MEDPORTAL_MAX_DICOM_BYTES = 20_000  # the CT is 39 kB, the JPEG 2000 instance 3 kB
     not_storage = _basic_text_sr()
     not_storage.SOPClassUID = not_storage.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.1"  # Verification
     truncated = shipped_bytes("MR_small.dcm")[:3000]
@@ -453,3 +458,57 @@ def test_an_empty_patient_id_is_stored_and_answered_empty(client):
     image = Image.objects.get(sop_instance_uid=ct.SOPInstanceUID)
     assert image.study.patient.mrn.startswith("NOID-")
     assert str(image.study.patient.family_name) == ct.PatientName.family_name
+
+
+def _stow_as_is(client, *instances: bytes) -> requests.Response:
+    """STOW-RS of Part 10 files exactly as given (the client would write its own encoding of a data set)."""
+    body, content_type = build_multipart_related(
+        [("application/dicom", data) for data in instances], root_type="application/dicom"
+    )
+    response = client._session.post(f"{client.base_url}/studies", data=body, headers={"Content-Type": content_type})
+    response.raise_for_status()
+    return response
+
+
+def _retrieved_as_stored(client, dataset: pydicom.Dataset) -> bytes:
+    response = _get(client, _instance_url(dataset), 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    assert response.status_code == 200, response.text
+    _, [part] = parse_multipart_related(response.content, response.headers["Content-Type"])
+    return part.data
+
+
+def test_non_image_instances_are_stored_searched_and_retrieved_unchanged(client):
+    patient, study = {"id": "ECG-0001", "name": "Heart^Anna"}, new_study(description="CARDIO")
+    sent = [non_image(kind, patient=patient, study=study) for kind in ("ecg", "pdf", "kos", "gsps")]
+    assert _stow_as_is(client, *sent).status_code == 200
+    datasets = [pydicom.dcmread(io.BytesIO(data)) for data in sent]
+    found = client.search_for_instances(study["uid"])
+    assert {pydicom.Dataset.from_json(item).SOPInstanceUID for item in found} == {d.SOPInstanceUID for d in datasets}
+    [ecg] = client.search_for_series(study["uid"], search_filters={"Modality": "ECG"})
+    assert pydicom.Dataset.from_json(ecg).SeriesInstanceUID == datasets[0].SeriesInstanceUID
+    for dataset, data in zip(datasets, sent, strict=True):
+        assert _retrieved_as_stored(client, dataset) == data  # byte for byte
+    pdf = datasets[1]
+    pdf = client.retrieve_instance(pdf.StudyInstanceUID, pdf.SeriesInstanceUID, pdf.SOPInstanceUID)
+    assert pdf.EncapsulatedDocument.startswith(b"%PDF")
+    # Nothing to render: a clear 4xx, not a picture.
+    rendered = _get(client, f"{_instance_url(datasets[0])}/rendered", "image/jpeg")
+    assert 400 <= rendered.status_code < 500
+
+
+def test_the_ai_report_sent_back_by_stow_is_stored_found_and_returned_identical(client, tiny_model):
+    [intake] = files_intake(
+        files=[IncomingFile.from_bytes(dataset_bytes(chest_radiograph_dataset()))], source=ImageSource.C_STORE
+    )
+    prediction = succeed(Prediction.objects.get(image=intake.image))
+    report = prediction_sr_bytes(prediction=prediction)
+    sr = pydicom.dcmread(io.BytesIO(report))
+    assert _stow_as_is(client, report).status_code == 200
+
+    [found] = client.search_for_instances(sr.StudyInstanceUID, search_filters={"Modality": "SR"})
+    found = pydicom.Dataset.from_json(found)
+    assert (found.SOPInstanceUID, found.SOPClassUID) == (sr.SOPInstanceUID, COMPREHENSIVE_SR_STORAGE)
+    assert _retrieved_as_stored(client, sr) == report
+    stored = Image.objects.get(sop_instance_uid=sr.SOPInstanceUID)
+    assert stored.study == intake.image.study and not stored.analysable
+    assert Prediction.objects.count() == 1  # the report itself is never analysed

@@ -281,7 +281,7 @@ print(status.get("ErrorComment", ""))
 def test_an_instance_over_the_limit_is_refused_without_being_held_in_memory_or_on_disk(
     receiver, settings, tmp_path, monkeypatch
 ):
-    settings.MEDPORTAL_MAX_UPLOAD_BYTES = 2 * MB
+    settings.MEDPORTAL_MAX_DICOM_BYTES = 2 * MB
     large = tmp_path / "large.dcm"
     ct, _ = ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), rows=4096, columns=2048)  # 16 MiB
     ct.save_as(large, enforce_file_format=True)

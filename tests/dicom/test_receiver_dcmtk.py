@@ -17,7 +17,8 @@ from audit.models import AuditEvent
 from imaging.dicom.receiver import ReceiverConfig, receiver_start
 from imaging.models import DicomPeer, HeldInstance, Image
 from patients.models import Patient
-from tests.dicom.support import chest_radiograph_dataset
+from tests.dicom.support import chest_radiograph_dataset, dataset_bytes
+from tests.dicom.synthetic import NON_IMAGE_CLASSES, basic_text_sr, non_image
 from tests.factories import PatientFactory
 from tests.support.dcmtk import require_dcmtk
 
@@ -99,9 +100,42 @@ def test_a_conflicting_patient_is_held_and_the_sender_told_nothing_about_the_rec
 def test_an_instance_over_the_limit_is_refused(port, tmp_path, settings):
     DicomPeer.objects.create(ae_title="CT1", network="127.0.0.1")
     path = radiograph(tmp_path)
-    settings.MEDPORTAL_MAX_UPLOAD_BYTES = path.stat().st_size // 2
+    settings.MEDPORTAL_MAX_DICOM_BYTES = path.stat().st_size // 2
     result = dcmtk("storescu", port, "CT1", str(path))
     output = result.stdout + result.stderr
     assert "0xa700: Refused: Out of resources" in output, output
     assert "Instance too large for this receiver; not stored." in output, output
     assert not Image.objects.exists() and not Patient.objects.exists() and not HeldInstance.objects.exists()
+
+
+def test_a_whole_study_with_its_non_image_instances_is_stored(port, tmp_path):
+    """A PACS forwarding a study sends its reports, key objects, presentation states, ECGs, PDFs and
+    RT objects with the images: every one is stored as sent, and only the image is analysed."""
+    DicomPeer.objects.create(ae_title="PACS", network="127.0.0.1")
+    xray = chest_radiograph_dataset(patient_id="CXR-0200", patient_name="Lovelace^Ada", birth_date="19700101")
+    study = {"uid": xray.StudyInstanceUID, "accession": xray.AccessionNumber, "description": "XR CHEST PA"}
+    patient = {"id": "CXR-0200", "name": "Lovelace^Ada"}
+    sent = {"xray.dcm": dataset_bytes(xray), "basic-sr.dcm": basic_text_sr(patient=patient, study=study)}
+    sent |= {f"{kind}.dcm": non_image(kind, patient=patient, study=study) for kind in sorted(NON_IMAGE_CLASSES)}
+    for name, data in sent.items():
+        (tmp_path / name).write_bytes(data)
+    result = dcmtk("storescu", port, "PACS", *(str(tmp_path / name) for name in sent))
+    assert result.returncode == 0, result.stdout + result.stderr
+    images = Image.objects.all()
+    assert len(images) == len(sent) and len({image.study_id for image in images}) == 1
+    assert {image.sop_class_uid for image in images if not image.has_pixels} == {
+        "1.2.840.10008.5.1.4.1.1.88.11",
+        *(uid for uid, _ in NON_IMAGE_CLASSES.values()),
+    }
+    assert [image.analysable for image in images if image.has_pixels] == [True]
+    stored = set()
+    for image in images:
+        with image.file.open("rb") as handle:
+            stored.add(_data_set(handle.read()))
+    assert stored == {_data_set(data) for data in sent.values()}  # each data set byte for byte
+
+
+def _data_set(part10: bytes) -> bytes:
+    """A Part 10 file without its preamble and file meta (the receiver writes its own file meta)."""
+    assert part10[128:132] == b"DICM" and part10[132:136] == b"\x02\x00\x00\x00"  # (0002,0000) group length
+    return part10[144 + int.from_bytes(part10[140:144], "little") :]

@@ -208,7 +208,7 @@ PAIRS = [
 ]
 
 
-@override_settings(MEDPORTAL_MAX_UPLOAD_BYTES=LIMIT)
+@override_settings(MEDPORTAL_MAX_UPLOAD_BYTES=LIMIT, MEDPORTAL_MAX_DICOM_BYTES=LIMIT)
 @pytest.mark.parametrize(("entry", "case"), PAIRS)
 def test_every_entry_point_gives_a_file_the_same_verdict(request, entry, case, staff_user):
     send, with_study = ENTRY_POINTS[entry]

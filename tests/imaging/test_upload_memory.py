@@ -97,6 +97,7 @@ PATHS = [
 @pytest.fixture
 def limits(settings):
     settings.MEDPORTAL_MAX_UPLOAD_BYTES = FILE_LIMIT
+    settings.MEDPORTAL_MAX_DICOM_BYTES = FILE_LIMIT
     settings.MEDPORTAL_MAX_REQUEST_BYTES = REQUEST_LIMIT
 
 
