@@ -19,6 +19,7 @@ from django.utils import timezone
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.dispatch import Outbox, Work
 from inference.models import AIModel, Prediction, PredictionStatus
+from inference.reports import prediction_reports_store_on_commit
 from inference.study_status import studies_refresh_after_batch, study_refresh_status
 
 TERMINAL = (PredictionStatus.SUCCEEDED, PredictionStatus.FAILED)
@@ -150,6 +151,8 @@ def prediction_record_success(
         finished_at=timezone.now(),
         inference_ms=inference_ms,
     )
+    if written:
+        prediction_reports_store_on_commit(prediction_ids=[prediction.id])
     return bool(written)
 
 
@@ -197,6 +200,8 @@ def predictions_record_successes(
         _update_rows(written, RESULT_FIELDS)
         # In the same transaction, so no reader sees every result in and the study still pending.
         studies_refresh_after_batch(study_ids={p.image.study_id for p in written})
+        # Into the study as DICOM SR once the results are committed; the worker never waits on a failure.
+        prediction_reports_store_on_commit(prediction_ids=[p.id for p in written])
     return written
 
 

@@ -13,13 +13,14 @@ from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.parsing import read_dataset
 from imaging.models import Image, Study
 from imaging.storage import blob_read
-from inference.models import Prediction, PredictionStatus, Review
+from inference.models import Prediction, PredictionStatus, Review, ReviewAmendment
 
 COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 # Concepts DICOM does not code (the product's own scheme, as PS3.16 allows with a 99 prefix).
 PRIVATE_SCHEME = "99MEDPORTAL"
 SR_SERIES_NUMBER = 9901
 SR_MANUFACTURER = "MedPortal"
+SR_SERIES_DESCRIPTION = "MedPortal AI second opinion"
 DISCLAIMER = (
     "AI second opinion, not a diagnosis. The confidence is the model's calibrated probability; "
     "the result must be reviewed by a radiologist."
@@ -109,10 +110,37 @@ def _patient_study_from_db(target: Dataset, study: Study) -> None:
     target.StudyDescription = study.description[:64]
 
 
-def prediction_sr_dataset(*, prediction) -> FileDataset:
-    """A Comprehensive SR stating the model, its version, the label and the confidence of one AI result."""
+def report_revision(prediction: Prediction) -> int:
+    """Which version of the report the result and its review make now: 1 for the AI's result alone,
+    2 once reviewed, and one more for each amendment of the review."""
+    review = Review.objects.filter(prediction_id=prediction.id).first()
+    if review is None:
+        return 1
+    return 2 + ReviewAmendment.objects.filter(review=review).count()
+
+
+def report_instance_uid(prediction: Prediction, revision: int) -> str:
+    """The SOP Instance UID of one revision: the same however often it is built, another for each revision.
+
+    Revision 1 keeps the UID reports were first downloaded under.
+    """
+    return _uid("sr-instance", prediction.id) if revision == 1 else _uid("sr-instance", prediction.id, revision)
+
+
+def report_series_uid(study_instance_uid: str, model) -> str:
+    """One series per model in each study holds every revision of every report of that model."""
+    return _uid("sr-series", study_instance_uid, model.name)
+
+
+def prediction_sr_dataset(*, prediction, revision: int | None = None, instance_number: int = 1) -> FileDataset:
+    """A Comprehensive SR stating the model, its version, the label and the confidence of one AI result,
+    and the radiologist's review when there is one.
+
+    ``revision`` defaults to the current one (``report_revision``).
+    """
     if prediction.status != PredictionStatus.SUCCEEDED:
         raise ValueError("Only a finished AI second opinion can be exported as a report.")
+    revision = report_revision(prediction) if revision is None else revision
     image, model = prediction.image, prediction.model
     study = image.study
     source = _source_dataset(image)
@@ -120,7 +148,7 @@ def prediction_sr_dataset(*, prediction) -> FileDataset:
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = COMPREHENSIVE_SR_STORAGE
-    meta.MediaStorageSOPInstanceUID = _uid("sr-instance", prediction.id)
+    meta.MediaStorageSOPInstanceUID = report_instance_uid(prediction, revision)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
@@ -141,10 +169,10 @@ def prediction_sr_dataset(*, prediction) -> FileDataset:
     ds.SOPClassUID = COMPREHENSIVE_SR_STORAGE
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "SR"
-    ds.SeriesInstanceUID = _uid("sr-series", ds.StudyInstanceUID, model.name)
+    ds.SeriesInstanceUID = report_series_uid(ds.StudyInstanceUID, model)
     ds.SeriesNumber = SR_SERIES_NUMBER
-    ds.SeriesDescription = f"AI second opinion: {model.display_name}"[:64]
-    ds.InstanceNumber = 1
+    ds.SeriesDescription = f"{SR_SERIES_DESCRIPTION}: {model.display_name}"[:64]
+    ds.InstanceNumber = instance_number
     ds.Manufacturer = SR_MANUFACTURER
     ds.ManufacturerModelName = model.name[:64]
     ds.SoftwareVersions = str(model.version)[:64]
@@ -231,10 +259,11 @@ def _uidref(relationship: str, concept: Dataset, value: str) -> Dataset:
     return item
 
 
-def prediction_sr_bytes(*, prediction) -> bytes:
+def prediction_sr_bytes(*, prediction, revision: int | None = None, instance_number: int = 1) -> bytes:
     """The report as a DICOM Part 10 file."""
     buffer = io.BytesIO()
-    prediction_sr_dataset(prediction=prediction).save_as(buffer, enforce_file_format=True)
+    dataset = prediction_sr_dataset(prediction=prediction, revision=revision, instance_number=instance_number)
+    dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 

@@ -210,3 +210,32 @@ class ReviewAmendment(models.Model):
 
     def __str__(self) -> str:
         return f"Was {self.get_previous_decision_display()}: {self.previous_final_label}"
+
+
+class PredictionReport(models.Model):
+    """One revision of an AI second opinion stored into its DICOM study as a Structured Report.
+
+    Revision 1 is the AI's result; each saved or amended review makes the next. A failed attempt
+    keeps its reason here (and the prediction stands); a later attempt for the revision fills in
+    the instance.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, related_name="reports")
+    revision = models.PositiveSmallIntegerField()
+    sop_instance_uid = models.CharField(max_length=64)
+    image = models.ForeignKey(
+        Image, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="The stored SR instance."
+    )
+    error = models.TextField(blank=True, help_text="Why the report could not be stored, when it could not.")
+    attempted_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["prediction", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["prediction", "revision"], name="predictionreport_unique_revision"),
+            models.CheckConstraint(condition=Q(revision__gte=1), name="predictionreport_revision_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Report {self.revision} of {self.prediction_id}"

@@ -31,6 +31,7 @@ from inference.models import (
     ReviewAmendment,
     ReviewDecision,
 )
+from inference.reports import prediction_reports_store_on_commit
 from inference.selectors import aimodels_for_study
 from inference.study_status import study_refresh_status
 
@@ -304,6 +305,7 @@ def review_create(
     review.full_clean()
     review.save()
     study_refresh_status(study_id=prediction.image.study_id)
+    prediction_reports_store_on_commit(prediction_ids=[prediction.id])
     return review
 
 
@@ -344,6 +346,7 @@ def review_amend(
     review.comment = comment
     review.full_clean()
     review.save(update_fields=["decision", "final_label", "comment"])
+    prediction_reports_store_on_commit(prediction_ids=[review.prediction_id])
     return review
 
 

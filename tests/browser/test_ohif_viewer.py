@@ -12,10 +12,14 @@ import pytest
 from playwright.sync_api import expect
 
 from imaging.intake import IncomingFile, files_intake
-from imaging.models import ImageSource, Study
+from imaging.models import Image, ImageSource, Study
 from imaging.viewer import dist
-from tests.dicom.support import shipped_bytes
+from inference.dicom_report import SR_SERIES_DESCRIPTION
+from inference.reports import prediction_report_store
+from tests.api.helpers import make_aimodel
+from tests.dicom.support import chest_radiograph_dataset, dataset_bytes, shipped_bytes
 from tests.dicom.synthetic import basic_text_sr, ct_series, mr_series, new_study, us_cine
+from tests.web.conftest import make_prediction
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -207,4 +211,52 @@ def test_the_demos_dicom_samples_render_in_the_viewer(page, login, browser_staff
     open_study(page, pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
     expect(thumbnails(page)).to_have_count(1)
     wait_for_image(page)
+    assert failed == []
+
+
+# Puts the AI report's display set (OHIF's SR handler made it from the stored instance) into the
+# active viewport, as a double click on its entry in the study browser's "All" list does.
+SHOW_AI_REPORT = """(description) => {
+  const sets = window.services?.displaySetService?.getActiveDisplaySets() || [];
+  const report = sets.find((set) => set.Modality === 'SR' && (set.SeriesDescription || '').startsWith(description));
+  if (!report) return false;
+  const grid = window.services.viewportGridService;
+  grid.setDisplaySetsForViewport({
+    viewportId: grid.getActiveViewportId(),
+    displaySetInstanceUIDs: [report.displaySetInstanceUID],
+  });
+  return true;
+}"""
+
+
+def test_the_ai_second_opinion_shows_in_the_viewer_as_its_structured_report(page, login, screenshot, browser_staff):
+    """A DICOM radiograph's AI result, stored into its study as a Comprehensive SR when the result is
+    written, is listed by OHIF and read in its SR viewport: finding, confidence and model version."""
+    study = new_study(description="Chest with AI")
+    radiograph = chest_radiograph_dataset(
+        patient_id=PATIENT["id"], patient_name=PATIENT["name"], study_uid=study["uid"]
+    )
+    store([dataset_bytes(radiograph)], browser_staff)
+    # The model comes after the image, so that no worker runs it; the result is made here instead.
+    model = make_aimodel()
+    image = Image.objects.get(sop_instance_uid=radiograph.SOPInstanceUID)
+    prediction = make_prediction(image, model, label="pneumonia", confidence=0.87)
+    record = prediction_report_store(prediction_id=prediction.id)
+    assert record.image is not None, record.error
+    failed = watch_requests(page)
+    login(page, "staff-browser")
+    open_study(page, study["uid"])
+    wait_for_image(page)
+
+    page.wait_for_function(SR_DISPLAY_SET)
+    assert page.evaluate(SHOW_AI_REPORT, SR_SERIES_DESCRIPTION)
+    report = page.locator("[data-cy=viewport-grid]")
+    expect(report).to_contain_text("Finding:")
+    expect(report).to_contain_text("pneumonia")
+    # OHIF shows a NUM item as its value (DICOM JSON gives a DS as a number) and its unit's code.
+    expect(report).to_contain_text("Calibrated confidence: 87 %")
+    expect(report).to_contain_text(f"Algorithm Version: {model.version}")
+    expect(report).to_contain_text("Probability of normal: 13 %")
+    expect(report).to_contain_text("AI second opinion, not a diagnosis")
+    screenshot(page, "ohif-ai-report")
     assert failed == []

@@ -1,0 +1,151 @@
+"""The AI second opinion stored into its DICOM study as an SR: a new instance per revision, once
+the result or review commits, never twice, never for PNG/JPEG studies, never at the result's cost."""
+
+import io
+
+import pydicom
+import pytest
+
+from imaging.intake import IncomingFile, files_intake, image_upload
+from imaging.models import Image, ImageSource
+from inference import reports, runtime
+from inference.dicom_report import DISCLAIMER, SR_SERIES_DESCRIPTION, prediction_sr_bytes
+from inference.models import Prediction, PredictionReport, PredictionStatus
+from inference.reports import prediction_report_store
+from inference.services import review_amend, review_create
+from tests.dicom.test_reports_and_export import concept, content_items, succeed
+from tests.factories import StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _dicom_prediction(chest_radiograph) -> Prediction:
+    [intake] = files_intake(files=[IncomingFile.from_bytes(chest_radiograph())], source=ImageSource.C_STORE)
+    return Prediction.objects.get(image=intake.image)
+
+
+def _reports(prediction: Prediction) -> list[pydicom.Dataset]:
+    images = [record.image for record in PredictionReport.objects.filter(prediction=prediction).order_by("revision")]
+    return [pydicom.dcmread(image.file.open("rb")) for image in images]
+
+
+def _items(dataset) -> dict:
+    return {concept(item): item for item in content_items(dataset)}
+
+
+def test_a_succeeded_prediction_stores_its_report_into_the_study_after_commit(
+    tiny_model, chest_radiograph, django_capture_on_commit_callbacks
+):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        prediction = succeed(prediction)
+    assert not PredictionReport.objects.exists()  # nothing before the commit
+    assert len(callbacks) == 1
+    callbacks[0]()
+
+    [record] = PredictionReport.objects.all()
+    assert (record.revision, record.error) == (1, "")
+    stored = record.image
+    assert stored.study_id == prediction.image.study_id and stored.modality == "SR" and not stored.analysable
+    assert stored.sop_instance_uid == record.sop_instance_uid
+    [report] = _reports(prediction)
+    assert report.SeriesDescription.startswith(SR_SERIES_DESCRIPTION) and report.InstanceNumber == 1
+    items = _items(report)
+    assert items["Finding"].TextValue == prediction.label
+    assert items["Algorithm Version"].TextValue == tiny_model.version
+    assert float(items["Calibrated confidence"].MeasuredValueSequence[0].NumericValue) == pytest.approx(
+        prediction.confidence * 100, abs=1e-3
+    )
+    assert {concept(item) for item in items["Class probabilities"].ContentSequence} == {
+        f"Probability of {label}" for label in tiny_model.labels
+    }
+    assert items["Comment"].TextValue == DISCLAIMER
+    assert "Radiologist review" not in items
+    assert Prediction.objects.count() == 1  # the report is never analysed
+
+
+def test_each_review_and_amendment_stores_a_new_revision_in_the_same_series(
+    tiny_model, chest_radiograph, radiologist_user, django_capture_on_commit_callbacks
+):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(prediction)
+    with django_capture_on_commit_callbacks(execute=True):
+        review = review_create(prediction=prediction, reviewer=radiologist_user, decision="agree")
+    with django_capture_on_commit_callbacks(execute=True):
+        review_amend(
+            review=review,
+            user=radiologist_user,
+            decision="override",
+            final_label="normal",
+            reason="Second look at the lateral view.",
+        )
+
+    first, reviewed, amended = _reports(prediction)
+    assert [r.revision for r in PredictionReport.objects.filter(prediction=prediction)] == [1, 2, 3]
+    assert len({first.SOPInstanceUID, reviewed.SOPInstanceUID, amended.SOPInstanceUID}) == 3
+    assert first.SeriesInstanceUID == reviewed.SeriesInstanceUID == amended.SeriesInstanceUID
+    assert [first.InstanceNumber, reviewed.InstanceNumber, amended.InstanceNumber] == [1, 2, 3]
+    assert _items(reviewed)["Radiologist review"].TextValue.startswith("Agree: pneumonia")
+    assert _items(amended)["Radiologist review"].TextValue.startswith("Override: normal")
+    # The download is the current revision, the very instance stored.
+    downloaded = pydicom.dcmread(io.BytesIO(prediction_sr_bytes(prediction=prediction)))
+    assert downloaded.SOPInstanceUID == amended.SOPInstanceUID
+
+
+def test_storing_again_stores_nothing_twice(tiny_model, chest_radiograph, django_capture_on_commit_callbacks):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(prediction)
+    images = Image.objects.count()
+    again = prediction_report_store(prediction_id=prediction.id)
+    # Even with the record lost (a task retried after storing, before recording), the UID finds the instance.
+    PredictionReport.objects.all().delete()
+    third = prediction_report_store(prediction_id=prediction.id)
+    assert Image.objects.count() == images
+    assert again.image_id == third.image_id
+    assert PredictionReport.objects.count() == 1
+
+
+def test_png_and_jpeg_studies_get_no_report(tiny_model, sample_image_bytes, django_capture_on_commit_callbacks):
+    image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(Prediction.objects.get(image=image))
+    assert prediction.status == PredictionStatus.SUCCEEDED
+    assert prediction_report_store(prediction_id=prediction.id) is None
+    assert not PredictionReport.objects.exists()
+    assert not Image.objects.filter(modality="SR").exists()
+
+
+def test_a_report_that_cannot_be_stored_leaves_the_prediction_and_records_why(
+    tiny_model, chest_radiograph, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    def refused(**kwargs):
+        raise OSError("storage is full")
+
+    monkeypatch.setattr(reports, "files_intake", refused)
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(prediction)
+
+    assert Prediction.objects.get(id=prediction.id).status == PredictionStatus.SUCCEEDED
+    [record] = PredictionReport.objects.all()
+    assert record.image is None and record.error == "storage is full"
+    assert "Could not store report 1" in caplog.text
+    # A later attempt stores it and clears the reason.
+    monkeypatch.undo()
+    record = prediction_report_store(prediction_id=prediction.id)
+    assert record.image is not None and record.error == ""
+
+
+def test_the_worker_stores_the_report_after_writing_the_result(
+    tiny_model, chest_radiograph, django_capture_on_commit_callbacks
+):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runtime.run_batch(prediction_id=prediction.id) == 1
+    prediction.refresh_from_db()
+    [record] = PredictionReport.objects.filter(prediction=prediction)
+    [report] = _reports(prediction)
+    assert _items(report)["Finding"].TextValue == prediction.label
+    assert record.image.study_id == prediction.image.study_id
