@@ -11,7 +11,6 @@ from django.utils import timezone
 from accounts.models import User
 from imaging.intake import Batch, IncomingFile, IntakeRejected, files_intake
 from imaging.models import HeldInstance, HoldReason, HoldStatus, Image
-from imaging.storage import blob_read
 
 
 def _locked(held: HeldInstance) -> HeldInstance:
@@ -50,7 +49,7 @@ def held_instance_file(*, held: HeldInstance, user: User) -> Image:
         )
     try:
         [intake] = files_intake(
-            files=[IncomingFile.from_bytes(blob_read(held.file.name), f"{held.sop_instance_uid}.dcm")],
+            files=[IncomingFile.from_storage(held.file.name, f"{held.sop_instance_uid}.dcm")],
             source=held.source,
             uploaded_by=held.uploaded_by,
             batch=Batch.ALL_OR_NOTHING,

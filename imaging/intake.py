@@ -7,19 +7,22 @@ it and announces it (``imaging.signals.images_stored``), so the AI work is queue
 transaction. Each entry point chooses only how a batch commits (``Batch``).
 """
 
+import contextlib
 import enum
+import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, transaction
 
 from accounts.models import User
 from imaging.dicom.parsing import looks_like_dicom
-from imaging.dicom.services import CheckedDicom, dicom_check, dicom_hold, dicom_store
+from imaging.dicom.services import CheckedDicom, Opener, dicom_check, dicom_check_file, dicom_hold, dicom_store
 from imaging.models import HeldInstance, Image, ImageSource, Study
 from imaging.services import CheckedImage, image_check, images_store
 from imaging.storage import StoredBlob, blob_discard, display_filename
@@ -48,10 +51,37 @@ class IncomingFile:
     read: Callable[[], bytes]  # called only once the size is known to be within the limit
     # The first bytes, enough to tell DICOM from a picture (``looks_like_dicom``) without reading it all.
     head: Callable[[], bytes] | None = None
+    # The file to read a DICOM instance from in chunks: parsed by its header and stored by copying,
+    # so that an instance up to MEDPORTAL_MAX_DICOM_BYTES never has to be held in memory.
+    open: Opener | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, filename: str = "") -> "IncomingFile":
-        return cls(filename=filename, size=len(data), read=lambda: data, head=lambda: data[:HEAD_BYTES])
+        return cls(
+            filename=filename,
+            size=len(data),
+            read=lambda: data,
+            head=lambda: data[:HEAD_BYTES],
+            open=lambda: io.BytesIO(data),
+        )
+
+    @classmethod
+    def from_fileobj(cls, fileobj, filename: str = "", *, size: int) -> "IncomingFile":
+        """A seekable file the caller keeps open until the intake returns (e.g. a spooled STOW-RS part)."""
+
+        def opened():
+            fileobj.seek(0)
+            return contextlib.nullcontext(fileobj)
+
+        def read() -> bytes:
+            fileobj.seek(0)
+            return fileobj.read()
+
+        def head() -> bytes:
+            fileobj.seek(0)
+            return fileobj.read(HEAD_BYTES)
+
+        return cls(filename=filename, size=size, read=read, head=head, open=opened)
 
     @classmethod
     def from_path(cls, path: Path, filename: str = "", *, size: int | None = None) -> "IncomingFile":
@@ -69,6 +99,27 @@ class IncomingFile:
             size=path.stat().st_size if size is None else size,
             read=path.read_bytes,
             head=head,
+            open=lambda: path.open("rb"),
+        )
+
+    @classmethod
+    def from_storage(cls, name: str, filename: str = "") -> "IncomingFile":
+        """A file already in storage (a held instance being filed), read from there in chunks."""
+
+        def read() -> bytes:
+            with default_storage.open(name, "rb") as handle:
+                return handle.read()
+
+        def head() -> bytes:
+            with default_storage.open(name, "rb") as handle:
+                return handle.read(HEAD_BYTES)
+
+        return cls(
+            filename=filename,
+            size=default_storage.size(name),
+            read=read,
+            head=head,
+            open=lambda: default_storage.open(name, "rb"),
         )
 
     @classmethod
@@ -79,7 +130,12 @@ class IncomingFile:
             upload.seek(0)
             return data
 
-        return cls(filename=upload.name or "", size=upload.size or 0, read=upload.read, head=head)
+        def opened():
+            # Django closes (and removes) the upload's temporary file itself, after the request.
+            upload.seek(0)
+            return contextlib.nullcontext(upload)
+
+        return cls(filename=upload.name or "", size=upload.size or 0, read=upload.read, head=head, open=opened)
 
 
 @dataclass(frozen=True)
@@ -163,12 +219,17 @@ def _check(file: IncomingFile, *, study: Study | None) -> CheckedImage | Checked
 
     A DICOM instance may be up to ``MEDPORTAL_MAX_DICOM_BYTES`` (enhanced multi-frame objects are
     large), a picture up to ``MEDPORTAL_MAX_UPLOAD_BYTES``; a file over its limit is refused by its
-    size and its first bytes, unread.
+    size and its first bytes, unread. A DICOM file that can be opened is read from there in chunks
+    (``dicom_check_file``), never whole unless it is small.
     """
     picture_limit, dicom_limit = settings.MEDPORTAL_MAX_UPLOAD_BYTES, settings.MEDPORTAL_MAX_DICOM_BYTES
     _size_check(file.size, max(picture_limit, dicom_limit))
-    if file.size > picture_limit and file.head is not None and not looks_like_dicom(file.head()):
+    dicom = looks_like_dicom(file.head()) if file.head is not None else None
+    if file.size > picture_limit and dicom is False:
         _size_check(file.size, picture_limit)
+    if dicom and file.open is not None:
+        _size_check(file.size, dicom_limit)
+        return dicom_check_file(open=file.open, size=file.size, filename=file.filename)
     data = file.read()
     _size_check(len(data), dicom_limit if looks_like_dicom(data) else picture_limit)
     if looks_like_dicom(data):

@@ -3,8 +3,9 @@
 import hashlib
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import BinaryIO
 
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
 
 from imaging.models import Image
@@ -25,12 +26,19 @@ def content_name(prefix: str, sha256: str, extension: str) -> str:
     return f"{prefix}/{sha256[:2]}/{sha256}{extension}"
 
 
-def blob_store(*, data: bytes, name: str, storage: Storage | None = None) -> StoredBlob:
-    """Store ``data`` under ``name`` unless that content is already there."""
+def blob_store(
+    *, name: str, data: bytes | None = None, file: BinaryIO | None = None, storage: Storage | None = None
+) -> StoredBlob:
+    """Store ``data``, or what ``file`` holds from its start, under ``name`` unless that content is already there.
+
+    A file is copied in chunks, byte for byte, never held in memory whole.
+    """
     storage = storage or default_storage
     if storage.exists(name):
         return StoredBlob(name=name, created=False)
-    saved = storage.save(name, ContentFile(data))
+    # Wrapped: a temporary upload handed over as is would be moved by the storage, not copied.
+    content = ContentFile(data, name=name) if file is None else File(file, name=name)
+    saved = storage.save(name, content)
     if saved != name:
         # Another process stored the same content a moment earlier; keep theirs.
         storage.delete(saved)

@@ -1,16 +1,24 @@
-"""Reading a DICOM instance from bytes and checking it completely before anything is stored."""
+"""Reading a DICOM instance and checking it completely before anything is stored.
 
+A small instance is read from its bytes; a large one from its file, by its header only
+(``dicom_parse_file``): its pixel data is never read into memory to take it in.
+"""
+
+import dataclasses
 import datetime
 import hashlib
 import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.conf import settings
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset as read_elements
+from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
 from pydicom.uid import (
     UID,
@@ -18,12 +26,17 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from imaging.models import BodyPart, Modality
 from imaging.validation import ImageRejected, pixel_limit_check
 from patients.models import Sex
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+# The elements an instance's pixels may be in: Pixel Data, Float Pixel Data, Double Float Pixel Data.
+# Elements after the pixel data larger than this are not read, only checked to be in the file.
+_TRAILER_DEFER_BYTES = 64 * 1024
+_PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 
 # DICOM Body Part Examined (0018,0015) defined terms -> our body parts. Anything else is OTHER.
 BODY_PARTS: dict[str, str] = {
@@ -99,6 +112,10 @@ class DicomInstance:
     rows: int
     columns: int
     number_of_frames: int
+    # Read by its header only (``dicom_parse_file``): ``dataset`` stops before the pixel data, whose
+    # declared length (``_UNDEFINED_LENGTH`` when encapsulated) is ``pixel_data_length``.
+    header_only: bool = False
+    pixel_data_length: int = 0
 
     @property
     def transfer_syntax(self) -> UID:
@@ -262,11 +279,100 @@ def dicom_parse(data: bytes) -> DicomInstance:
         raise ImageRejected(f"The DICOM file has invalid values and cannot be read ({exc}).") from exc
 
 
-def _instance(dataset: Dataset) -> DicomInstance:
+def dicom_parse_file(fileobj: BinaryIO, *, size: int) -> DicomInstance:
+    """Read and check one DICOM instance from its file, up to its pixel data. Raises ImageRejected.
+
+    The same checks as ``dicom_parse`` but for the decoding of the pixels: the pixel data element
+    is found and its length checked against the file, never read. Memory stays that of the header
+    whatever the size of the file.
+    """
+    if not size:
+        raise ImageRejected("The file is empty.")
+    limit = settings.MEDPORTAL_MAX_DICOM_BYTES
+    if size > limit:
+        raise ImageRejected(f"The file is {size:,} bytes; the limit is {limit:,} bytes.")
+    pixels: list[tuple[str, str | None, int]] = []
+
+    def at_pixel_data(tag, vr, length) -> bool:
+        keyword = _PIXEL_TAGS.get(int(tag))
+        if keyword:
+            pixels.append((keyword, vr, length))
+        return keyword is not None
+
+    fileobj.seek(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = read_partial(fileobj, stop_when=at_pixel_data, force=True)
+            _ensure_transfer_syntax(dataset)
+        except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError, struct.error) as exc:
+            raise ImageRejected(f"The DICOM file is malformed or truncated and cannot be read ({exc}).") from exc
+        # Where the pixel data element starts (pydicom stops there), when the file has one.
+        start = fileobj.tell()
+    reason = _truncation(dataset, caught)
+    if not reason and pixels:
+        reason = _after_pixel_data(fileobj, dataset, start=start, vr=pixels[0][1], length=pixels[0][2], size=size)
+    if reason:
+        raise ImageRejected(f"The DICOM file is truncated or corrupt ({reason}); nothing was stored.")
+    keyword, length = (pixels[0][0], pixels[0][2]) if pixels else ("", 0)
+    try:
+        instance = _instance(dataset, pixels=keyword)
+    except ImageRejected:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ImageRejected(f"The DICOM file has invalid values and cannot be read ({exc}).") from exc
+    return dataclasses.replace(instance, header_only=True, pixel_data_length=length)
+
+
+def _after_pixel_data(fileobj: BinaryIO, dataset: Dataset, *, start: int, vr: str | None, length: int, size: int):
+    """Why the file is truncated or corrupt from its pixel data element on, or None.
+
+    The pixel data is skipped, never read: its length (or, encapsulated, each fragment's length)
+    must fit in the file; the elements after it (trailing padding) are read as the whole read
+    would, a large one deferred.
+    """
+    implicit, little = dataset.original_encoding
+    order = "little" if little else "big"
+    end = start + (12 if not implicit and vr in EXPLICIT_VR_LENGTH_32 else 8)
+    if length != _UNDEFINED_LENGTH:
+        end += length
+    else:
+        # Encapsulated: an item per fragment, closed by a sequence delimiter.
+        while True:
+            fileobj.seek(end)
+            item = fileobj.read(8)
+            if len(item) < 8:
+                return "the encapsulated pixel data ends before its sequence delimiter"
+            tag = int.from_bytes(item[:2], order) << 16 | int.from_bytes(item[2:4], order)
+            end += 8
+            if tag == 0xFFFEE0DD:
+                break
+            if tag != 0xFFFEE000:
+                return f"the encapsulated pixel data has an element ({tag:08X}) where an item should be"
+            end += int.from_bytes(item[4:], order)
+    if end > size:
+        return f"the pixel data should end at byte {end:,} but the file has {size:,}"
+    fileobj.seek(end)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            trailer = read_elements(fileobj, implicit, little, defer_size=_TRAILER_DEFER_BYTES)
+        except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError, struct.error) as exc:
+            return f"after the pixel data: {exc}"
+    for element in trailer._dict.values():
+        if isinstance(element, RawDataElement) and element.value is None and element.value_tell + element.length > size:
+            return f"element {element.tag} should have {element.length} bytes but the file ends first"
+    return _truncation(trailer, caught)
+
+
+def _instance(dataset: Dataset, *, pixels: str | None = None) -> DicomInstance:
+    """``pixels`` names the pixel data element when ``dataset`` was read up to it (else it is looked up)."""
     meta = dataset.file_meta
-    has_pixels = "PixelData" in dataset
+    if pixels is None:
+        pixels = next((keyword for keyword in _PIXEL_TAGS.values() if keyword in dataset), "")
+    has_pixels = pixels == "PixelData"
     if not has_pixels:
-        if "FloatPixelData" in dataset or "DoubleFloatPixelData" in dataset:
+        if pixels in ("FloatPixelData", "DoubleFloatPixelData"):
             raise ImageRejected("Floating-point DICOM pixel data is not supported.")
         sop_class = UID(_text(dataset, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID"))
         if not sop_class.name or "Image" in sop_class.name:

@@ -5,18 +5,23 @@ common to all files.
 """
 
 import hashlib
+import io
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
 from accounts.models import User
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.dicom.identity import identity_mismatches
-from imaging.dicom.parsing import DicomInstance, dicom_parse
+from imaging.dicom.parsing import DicomInstance, dicom_parse, dicom_parse_file
 from imaging.dicom.pixels import PixelDecodeError, frame_uint8
 from imaging.models import HeldInstance, HoldReason, HoldStatus, Image, ImageSource, Study
 from imaging.services import study_create
@@ -28,7 +33,17 @@ from patients.services import patient_create
 
 logger = logging.getLogger(__name__)
 
+# Up to this size an instance is read into memory and the frame the AI will read is decoded while it
+# is taken in, so corrupt pixel data is refused there and then. A larger one (up to
+# MEDPORTAL_MAX_DICOM_BYTES) is checked from its header and stored from its file as it came: its
+# memory is that of the header, whatever its size, and its pixels are decoded only when read.
+DECODE_IN_INTAKE_BYTES = 8 * 1024 * 1024
+
+# Opens the bytes of an instance as received, from its start; closing it must leave the source be.
+Opener = Callable[[], AbstractContextManager[BinaryIO]]
+
 # Transfer syntaxes whose pixel data is stored as is: a decoding failure there means a broken file.
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 _NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2",
     "1.2.840.10008.1.2.1",
@@ -60,6 +75,8 @@ def _pixel_check(instance: DicomInstance) -> str:
     """
     if not instance.is_image:
         return f"Not an image ({UID(instance.sop_class_uid).name})."
+    if instance.header_only:
+        return _pixel_header_check(instance)
     try:
         frame_uint8(instance.dataset)
     except PixelDecodeError as exc:
@@ -67,6 +84,32 @@ def _pixel_check(instance: DicomInstance) -> str:
             raise ImageRejected(f"The DICOM pixel data is corrupt or truncated ({exc}); nothing was stored.") from exc
         return str(exc)[:2000]
     return ""
+
+
+def _pixel_header_check(instance: DicomInstance) -> str:
+    """``_pixel_check`` for an instance read by its header only: the pixel data is not decoded.
+
+    Uncompressed pixel data must be as long as its rows, columns, samples, frames and bits say
+    (else the file is refused as broken); compressed data is kept, marked not analysable when no
+    decoder for its transfer syntax is installed.
+    """
+    syntax = instance.transfer_syntax
+    if instance.transfer_syntax_uid in _NATIVE_SYNTAXES:
+        dataset = instance.dataset
+        samples = int(dataset.get("SamplesPerPixel") or 1)
+        bits = int(dataset.get("BitsAllocated") or 8)
+        expected = -(-instance.rows * instance.columns * samples * instance.number_of_frames * bits // 8)
+        if instance.pixel_data_length == _UNDEFINED_LENGTH or instance.pixel_data_length < expected:
+            raise ImageRejected(
+                f"The DICOM pixel data is corrupt or truncated ({instance.pixel_data_length:,} bytes where "
+                f"{expected:,} are expected); nothing was stored."
+            )
+        return ""
+    try:
+        available = get_decoder(syntax).is_available
+    except NotImplementedError:
+        available = False
+    return "" if available else f"The pixel data ({syntax.name or syntax}) could not be decoded: no decoder."
 
 
 def _patient_for(
@@ -205,10 +248,11 @@ class CheckedDicom:
     """A DICOM instance that parsed and passed the pixel check, and may be filed."""
 
     filename: str
-    data: bytes
     instance: DicomInstance
     sha256: str
+    size: int
     not_analysable_reason: str  # "" when the AI can read its pixels
+    open: Opener  # its bytes as received, stored from there as they are
 
 
 def dicom_check(*, data: bytes, filename: str = "") -> CheckedDicom:
@@ -218,10 +262,38 @@ def dicom_check(*, data: bytes, filename: str = "") -> CheckedDicom:
         pixel_limit_check(width=instance.columns, height=instance.rows)
     return CheckedDicom(
         filename=display_filename(filename) or f"{instance.sop_instance_uid}.dcm"[:255],
-        data=data,
         instance=instance,
         sha256=sha256_hex(data),
+        size=len(data),
         not_analysable_reason=_pixel_check(instance),
+        open=lambda: io.BytesIO(data),
+    )
+
+
+def dicom_check_file(*, open: Opener, size: int, filename: str = "") -> CheckedDicom:  # noqa: A002
+    """``dicom_check`` for an instance in a file, read into memory only if it is small.
+
+    Up to ``DECODE_IN_INTAKE_BYTES`` it is read and checked as bytes; a larger one is checked from
+    its header (``dicom_parse_file``) and hashed in chunks, never held in memory.
+    """
+    if size <= DECODE_IN_INTAKE_BYTES:
+        with open() as handle:
+            handle.seek(0)
+            return dicom_check(data=handle.read(), filename=filename)
+    with open() as handle:
+        handle.seek(0)
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = handle.tell()
+        instance = dicom_parse_file(handle, size=size)
+    if instance.is_image:
+        pixel_limit_check(width=instance.columns, height=instance.rows)
+    return CheckedDicom(
+        filename=display_filename(filename) or f"{instance.sop_instance_uid}.dcm"[:255],
+        instance=instance,
+        sha256=sha256,
+        size=size,
+        not_analysable_reason=_pixel_check(instance),
+        open=open,
     )
 
 
@@ -257,11 +329,12 @@ def dicom_store(
     Instance UID received again gives back the stored image. Raises ImageRejected with the reason
     for the user (IdentityConflict when it does not match the records); nothing is stored then.
     """
-    instance, data, not_analysable_reason = checked.instance, checked.data, checked.not_analysable_reason
+    instance, not_analysable_reason = checked.instance, checked.not_analysable_reason
     existing = _existing(instance, study)
     if existing is not None:
         return existing
-    blob = blob_store(data=data, name=content_name("images", checked.sha256, ".dcm"))
+    with checked.open() as handle:
+        blob = blob_store(file=handle, name=content_name("images", checked.sha256, ".dcm"))
     try:
         with transaction.atomic():
             patient, patient_created = _patient_for(
@@ -272,7 +345,7 @@ def dicom_store(
                 study=target,
                 file=blob.name,
                 sha256=checked.sha256,
-                size_bytes=len(data),
+                size_bytes=checked.size,
                 content_type=DICOM_CONTENT_TYPE,
                 width=instance.columns,
                 height=instance.rows,
@@ -338,13 +411,14 @@ def dicom_hold(
     ).first()
     if existing is not None:
         return existing
-    blob = blob_store(data=checked.data, name=content_name("held", checked.sha256, ".dcm"))
+    with checked.open() as handle:
+        blob = blob_store(file=handle, name=content_name("held", checked.sha256, ".dcm"))
     try:
         with transaction.atomic():
             held = HeldInstance(
                 file=blob.name,
                 sha256=checked.sha256,
-                size_bytes=len(checked.data),
+                size_bytes=checked.size,
                 sop_instance_uid=checked.instance.sop_instance_uid,
                 study_instance_uid=checked.instance.study_instance_uid,
                 patient=conflict.patient,

@@ -26,7 +26,7 @@ from imaging.dicomweb.dicom_json import (
     stored_instance_item,
 )
 from imaging.dicomweb.multipart import MultipartError, SpooledPart, close_parts, receive_multipart_related
-from imaging.intake import HEAD_BYTES, IncomingFile, files_intake
+from imaging.intake import IncomingFile, files_intake
 from imaging.models import ImageSource
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class StowRsApi(DicomWebView):
         if study_uid and _study_uid_of(part) not in (None, study_uid):
             return _failure(part, FAILURE_NOT_THIS_STUDY, "The instance belongs to another study.")
         # The intake checks the size first: a part over the limit is refused without being read.
-        incoming = IncomingFile(filename="", size=part.size, read=part.read, head=lambda: part.read(HEAD_BYTES))
+        incoming = IncomingFile.from_fileobj(part.file, size=part.size)
         try:
             [intake] = files_intake(files=[incoming], source=ImageSource.STOW_RS, uploaded_by=request.user)
         except Exception as exc:

@@ -313,3 +313,29 @@ def non_image(kind: str, *, patient: dict, study: dict | None = None) -> bytes:
         dataset.ConceptNameCodeSequence = Sequence([_code("113000", "DCM", "Of Interest")])
         dataset.ContentSequence = Sequence([])
     return _bytes(dataset)
+
+
+MULTIFRAME_WORD_SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7.3"
+
+
+def large_multiframe(path, *, patient: dict, frames: int = 128, rows: int = 512, columns: int = 512) -> None:
+    """Write a large multi-frame instance (uncompressed 16-bit frames, 512 kB each) to ``path``.
+
+    Each frame is a gradient offset by its index, so frames differ and nothing compresses it away.
+    """
+    dataset = _base(
+        sop_class=MULTIFRAME_WORD_SC_STORAGE,
+        syntax=ExplicitVRLittleEndian,
+        patient=patient,
+        study=new_study(description="LARGE MULTIFRAME"),
+        series_uid=generate_uid(),
+        modality="OT",
+    )
+    dataset.SeriesNumber = 1
+    dataset.InstanceNumber = 1
+    dataset.NumberOfFrames = frames
+    dataset.FrameIncrementPointer = 0x00280009  # Frame Increment Pointer: frames in sequence
+    ramp = np.add.outer(np.arange(rows, dtype=np.uint16), np.arange(columns, dtype=np.uint16))
+    _monochrome(dataset, ramp, bits_stored=16)
+    dataset.PixelData = b"".join((ramp + index).tobytes() for index in range(frames))
+    dataset.save_as(path, enforce_file_format=True)

@@ -1,4 +1,5 @@
 import io
+from dataclasses import replace
 
 import pydicom
 import pytest
@@ -7,6 +8,7 @@ from pydicom.uid import generate_uid
 
 from imaging.dicom.parsing import (
     dicom_parse,
+    dicom_parse_file,
     dicom_patient_id,
     looks_like_dicom,
     map_body_part,
@@ -134,3 +136,60 @@ def test_invalid_uid_is_rejected():
     dataset.save_as(buffer)
     with pytest.raises(ImageRejected, match="StudyInstanceUID"):
         dicom_parse(buffer.getvalue())
+
+
+def _retagged(name: str, **tags) -> bytes:
+    dataset = pydicom.dcmread(shipped_path(name))
+    for keyword, value in tags.items():
+        setattr(dataset, keyword, value)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _bare(name: str) -> bytes:
+    dataset = pydicom.dcmread(shipped_path(name))
+    dataset.preamble = None
+    dataset.file_meta = FileMetaDataset()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, dataset, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+HEADER_CASES = {
+    "whole": lambda: shipped_bytes("CT_small.dcm"),
+    "cut in the header": lambda: shipped_bytes("CT_small.dcm")[:2_000],
+    "cut in the pixels": lambda: shipped_bytes("CT_small.dcm")[:20_000],
+    "cut 100 bytes short": lambda: shipped_bytes("CT_small.dcm")[:-100],
+    "shipped truncated": lambda: shipped_bytes("MR_truncated.dcm"),
+    "not an image": lambda: shipped_bytes("rtplan.dcm"),
+    "no storage class": lambda: _retagged("rtplan.dcm", SOPClassUID="1.2.840.10008.1.1"),
+    "invalid UID": lambda: _retagged("CT_small.dcm", StudyInstanceUID="not-a-uid"),
+    "compressed": lambda: shipped_bytes("JPEG2000.dcm"),
+    "compressed, cut in a fragment": lambda: shipped_bytes("JPEG2000.dcm")[:-500],
+    "bare data set": lambda: _bare("MR_small_implicit.dcm"),
+    "bare data set, cut": lambda: _bare("MR_small_implicit.dcm")[:-10],
+}
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_reading_by_the_header_from_a_file_gives_the_verdict_of_reading_the_bytes(case):
+    """What a large instance is read with (its file, up to its pixel data) agrees with the whole read."""
+    data = HEADER_CASES[case]()
+    try:
+        expected = dicom_parse(data)
+    except ImageRejected as exc:
+        expected = exc
+    try:
+        got = dicom_parse_file(io.BytesIO(data), size=len(data))
+    except ImageRejected as exc:
+        got = exc
+    if isinstance(expected, ImageRejected):
+        assert isinstance(got, ImageRejected), f"accepted what reading the bytes refuses: {expected}"
+        return
+    assert not isinstance(got, ImageRejected), got
+    assert got.header_only and "PixelData" not in got.dataset  # the pixels were not read
+    assert replace(got, dataset=None, header_only=False, pixel_data_length=0) == replace(expected, dataset=None)
+    assert got.pixel_data_length == (len(expected.dataset.PixelData) if expected.is_image else 0) or (
+        got.pixel_data_length == 0xFFFFFFFF and expected.transfer_syntax.is_encapsulated
+    )
