@@ -4,7 +4,16 @@ from accounts.policy import PolicyAdminMixin, Resource
 from audit.admin import AuditedAdminMixin
 from imaging.admin import ImageAdmin, StudyAdmin
 from imaging.models import Image, Study
-from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewAmendment
+from inference.models import (
+    AIModel,
+    AIModelStatus,
+    Prediction,
+    PredictionReport,
+    PredictionStatus,
+    Review,
+    ReviewAmendment,
+)
+from inference.reports import prediction_reports_store
 from inference.services import aimodel_activate, aimodel_retire, predictions_rerun
 
 
@@ -67,6 +76,24 @@ class ReviewInline(PolicyAdminMixin, admin.StackedInline):
         return False
 
 
+class PredictionReportInline(admin.TabularInline):
+    """The revisions of the result stored into its DICOM study as SR, and why any could not be."""
+
+    model = PredictionReport
+    extra = 0
+    fields = ("revision", "sop_instance_uid", "image", "error", "attempted_at")
+    readonly_fields = fields
+    can_delete = False
+    verbose_name = "DICOM SR stored into the study"
+    verbose_name_plural = "DICOM SRs stored into the study"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Prediction)
 class PredictionAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
     """AI outputs are read-only; failed ones can be queued again."""
@@ -79,8 +106,8 @@ class PredictionAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
     list_select_related = ("model", "image__study")
     readonly_fields = [f.name for f in Prediction._meta.fields]
     date_hierarchy = "queued_at"
-    inlines = [ReviewInline]
-    actions = ["requeue_failed"]
+    inlines = [ReviewInline, PredictionReportInline]
+    actions = ["requeue_failed", "store_reports"]
 
     @admin.display(description="Study")
     def study(self, obj: Prediction) -> str:
@@ -96,6 +123,13 @@ class PredictionAdmin(AuditedAdminMixin, PolicyAdminMixin, admin.ModelAdmin):
         for prediction in failed:
             queued += len(predictions_rerun(images=[prediction.image], model=prediction.model))
         self.message_user(request, f"Re-queued {queued} failed prediction(s).")
+
+    @admin.action(description="Store the current DICOM SR of the selected results into their studies")
+    def store_reports(self, request, queryset) -> None:
+        # For a report that could not be stored when its result or review was saved; never stored twice.
+        records = prediction_reports_store(prediction_ids=queryset.values_list("id", flat=True))
+        stored = sum(1 for record in records if record.image_id)
+        self.message_user(request, f"{stored} report(s) in their studies, {len(records) - stored} failed.")
 
 
 class ReviewAmendmentInline(admin.TabularInline):

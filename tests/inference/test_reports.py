@@ -149,3 +149,22 @@ def test_the_worker_stores_the_report_after_writing_the_result(
     [report] = _reports(prediction)
     assert _items(report)["Finding"].TextValue == prediction.label
     assert record.image.study_id == prediction.image.study_id
+
+
+def test_an_administrator_stores_a_report_that_failed_and_sees_it_on_the_result(
+    client, admin_user, tiny_model, chest_radiograph, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(reports, "files_intake", lambda **kwargs: 1 / 0)
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(prediction)
+    monkeypatch.undo()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/inference/prediction/{prediction.id}/change/").content.decode()
+    assert "division by zero" in page
+
+    client.post("/admin/inference/prediction/", {"action": "store_reports", "_selected_action": [str(prediction.id)]})
+    [record] = PredictionReport.objects.all()
+    assert record.image is not None and record.error == ""
+    page = client.get(f"/admin/inference/prediction/{prediction.id}/change/").content.decode()
+    assert record.sop_instance_uid in page and "division by zero" not in page
