@@ -300,6 +300,9 @@ def dicom_parse_file(fileobj: BinaryIO, *, size: int) -> DicomInstance:
         return keyword is not None
 
     fileobj.seek(0)
+    if fileobj.read(4) == b"DICM":  # file meta without its preamble, as ``read_dataset`` also takes
+        fileobj, size = _WithPreamble(fileobj), size + 128
+    fileobj.seek(0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -322,6 +325,36 @@ def dicom_parse_file(fileobj: BinaryIO, *, size: int) -> DicomInstance:
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ImageRejected(f"The DICOM file has invalid values and cannot be read ({exc}).") from exc
     return dataclasses.replace(instance, header_only=True, pixel_data_length=length)
+
+
+class _WithPreamble:
+    """A file that starts at "DICM", read as if the 128-byte preamble it lacks were there."""
+
+    def __init__(self, fileobj: BinaryIO):
+        self.fileobj, self.position = fileobj, 0
+
+    def read(self, n: int = -1) -> bytes:
+        padding = b"\0" * max(0, min(128 - self.position, n if n >= 0 else 128))
+        self.position += len(padding)
+        if n >= 0:
+            n -= len(padding)
+            if n == 0:
+                return padding
+        self.fileobj.seek(self.position - 128)
+        data = self.fileobj.read(n)
+        self.position += len(data)
+        return padding + data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 1:
+            offset += self.position
+        elif whence == 2:
+            offset += self.fileobj.seek(0, 2) + 128
+        self.position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self.position
 
 
 def _after_pixel_data(fileobj: BinaryIO, dataset: Dataset, *, start: int, vr: str | None, length: int, size: int):

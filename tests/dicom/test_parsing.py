@@ -167,6 +167,8 @@ HEADER_CASES = {
     "invalid UID": lambda: _retagged("CT_small.dcm", StudyInstanceUID="not-a-uid"),
     "compressed": lambda: shipped_bytes("JPEG2000.dcm"),
     "compressed, cut in a fragment": lambda: shipped_bytes("JPEG2000.dcm")[:-500],
+    "no preamble": lambda: shipped_bytes("CT_small.dcm")[128:],
+    "no preamble, cut": lambda: shipped_bytes("CT_small.dcm")[128:-3_000],
     "bare data set": lambda: _bare("MR_small_implicit.dcm"),
     "bare data set, cut": lambda: _bare("MR_small_implicit.dcm")[:-10],
 }
