@@ -222,7 +222,8 @@ def seed(scale: int) -> dict:
             WITH {_types_cte()}
             INSERT INTO imaging_study (id, patient_id, accession_number, study_instance_uid, modality, body_part,
                                        procedure, description, study_date, referring_physician, priority, status,
-                                       created_at, updated_at, ai_completed_at, created_by_id)
+                                       created_at, updated_at, ai_completed_at, created_by_id,
+                                       dicom_accession_number, dicom_study_id)
             SELECT md5('study-' || g)::uuid,
                    md5('patient-' || (1 + (g * 31) %% %(patients)s))::uuid,
                    'ACC' || lpad(g::text, 9, '0'),
@@ -239,7 +240,9 @@ def seed(scale: int) -> dict:
                         ELSE 'received' END,
                    at, at,
                    CASE WHEN g <= %(n)s - %(pending)s THEN at + interval '2 minutes' END,
-                   %(staff)s
+                   %(staff)s,
+                   CASE WHEN t.dicom THEN 'ACC' || lpad(g::text, 9, '0') ELSE '' END,
+                   ''
             FROM generate_series(1::bigint, %(n)s) g
             JOIN types t ON t.n = g %% 10
             CROSS JOIN LATERAL (
@@ -262,7 +265,7 @@ def seed(scale: int) -> dict:
             INSERT INTO imaging_image (id, study_id, file, sha256, size_bytes, content_type, width, height,
                                        original_filename, uploaded_by_id, uploaded_at, source, sop_instance_uid,
                                        sop_class_uid, series_instance_uid, transfer_syntax_uid, number_of_frames,
-                                       analysable, not_analysable_reason)
+                                       analysable, not_analysable_reason, modality)
             SELECT md5('image-' || s.id || '-' || k)::uuid,
                    s.id,
                    CASE WHEN dicom THEN %(dicom_name)s ELSE %(png_name)s END,
@@ -278,7 +281,8 @@ def seed(scale: int) -> dict:
                    CASE WHEN dicom THEN '1.2.840.10008.5.1.4.1.1.1.1' ELSE '' END,
                    CASE WHEN dicom THEN s.study_instance_uid || '.1' ELSE '' END,
                    CASE WHEN dicom THEN '1.2.840.10008.1.2.1' ELSE '' END,
-                   1, true, ''
+                   1, true, '',
+                   CASE WHEN dicom THEN s.modality ELSE '' END
             FROM imaging_study s
             CROSS JOIN generate_series(1, %(per_study)s) k
             CROSS JOIN LATERAL (SELECT s.study_instance_uid IS NOT NULL AS dicom) d
