@@ -29,6 +29,7 @@ from pynetdicom.sop_class import (
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record, audit_record_many
 from imaging.dicom.attributes import CHARACTER_SET, patient_attributes, study_attributes
+from imaging.dicom.dimse import dimse_status
 from imaging.dicom.parsing import read_dataset
 from imaging.dicom.peers import dicom_move_destination
 from imaging.dicom.selectors import (
@@ -102,14 +103,6 @@ class Match:
     attributes: Dataset
     record: Model
     patient_id: object
-
-
-def _status(code: int, comment: str = "") -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if comment:
-        status.ErrorComment = comment[:64]
-    return status
 
 
 def _text(identifier: Dataset, keyword: str) -> str:
@@ -251,7 +244,7 @@ def handle_find(event, ae_title: str) -> Iterator[tuple]:
     level = _text(identifier, "QueryRetrieveLevel").upper()
     peer = Peer.of(event)
     if level not in LEVELS.get(event.request.AffectedSOPClassUID, ()):
-        yield _status(IDENTIFIER_DOES_NOT_MATCH, f"Query level {level or 'missing'} not in this model"), None
+        yield dimse_status(IDENTIFIER_DOES_NOT_MATCH, f"Query level {level or 'missing'} not in this model"), None
         return
     limit = settings.MEDPORTAL_DICOM_FIND_LIMIT
     close_old_connections()
@@ -261,7 +254,7 @@ def handle_find(event, ae_title: str) -> Iterator[tuple]:
         _audit_matches(peer, AuditAction.READ, shown, detail=f"C-FIND {level}")
     except Exception:
         logger.exception("C-FIND from %s failed", peer.ae_title)
-        yield _status(UNABLE_TO_PROCESS, "Query failed; try again later."), None
+        yield dimse_status(UNABLE_TO_PROCESS, "Query failed; try again later."), None
         return
     finally:
         close_old_connections()
@@ -272,7 +265,7 @@ def handle_find(event, ae_title: str) -> Iterator[tuple]:
             return
         yield PENDING, _answer(identifier, match.attributes, level=level, ae_title=ae_title)
     if len(matches) > limit:
-        yield _status(OUT_OF_RESOURCES, f"More than {limit} matches; narrow the query."), None
+        yield dimse_status(OUT_OF_RESOURCES, f"More than {limit} matches; narrow the query."), None
 
 
 def _audit_matches(peer: Peer, action: AuditAction, matches: list[Match], *, detail: str) -> None:

@@ -23,6 +23,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from audit.models import AuditAction, AuditInterface
 from audit.services import audit_record
+from imaging.dicom.dimse import dimse_status
 from imaging.dicom.negotiation import keep_preferred_syntaxes
 from imaging.dicom.peers import dicom_peer_allowed
 from imaging.dicom.query_retrieve import qr_contexts_add, qr_handlers
@@ -57,14 +58,6 @@ class ReceiverConfig:
     port: int = 11112
 
 
-def _status(code: int, comment: str = "") -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if comment:
-        status.ErrorComment = comment[:64]
-    return status
-
-
 def handle_store(event) -> Dataset:
     """C-STORE: take in the instance as received (its original encoding, with file meta).
 
@@ -79,7 +72,7 @@ def handle_store(event) -> Dataset:
     limit = settings.MEDPORTAL_MAX_DICOM_BYTES
     if size > limit:
         logger.warning("C-STORE from %s refused: %s bytes or more, the limit is %s", calling, size, limit)
-        return _status(STATUS_OUT_OF_RESOURCES, TOO_LARGE)
+        return dimse_status(STATUS_OUT_OF_RESOURCES, TOO_LARGE)
     close_old_connections()
     try:
         [intake] = files_intake(
@@ -89,18 +82,18 @@ def handle_store(event) -> Dataset:
         )
     except Exception:
         logger.exception("C-STORE from %s failed", calling)
-        return _status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
+        return dimse_status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
     finally:
         close_old_connections()
     if intake.fault:
-        return _status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
+        return dimse_status(STATUS_OUT_OF_RESOURCES, STORAGE_FAILED)
     if intake.held is not None:
         _audit_peer(intake.held, patient=intake.held.patient_id, ae_title=calling, address=address, detail="held")
         logger.warning("C-STORE from %s held for reconciliation: %s", calling, intake.held.reason)
-        return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error)
+        return dimse_status(STATUS_CANNOT_UNDERSTAND, intake.peer_error)
     if not intake.stored:
         logger.warning("C-STORE from %s refused: %s", calling, intake.error)
-        return _status(STATUS_CANNOT_UNDERSTAND, intake.peer_error or intake.error)
+        return dimse_status(STATUS_CANNOT_UNDERSTAND, intake.peer_error or intake.error)
     if intake.created:
         _audit_peer(intake.image, patient=intake.image.study.patient_id, ae_title=calling, address=address)
     logger.info(
@@ -109,7 +102,7 @@ def handle_store(event) -> Dataset:
         intake.image.sop_instance_uid,
         "stored" if intake.created else "already stored",
     )
-    return _status(STATUS_SUCCESS)
+    return dimse_status(STATUS_SUCCESS)
 
 
 def _audit_peer(obj, *, patient, ae_title: str, address: str, detail: str = "") -> None:
