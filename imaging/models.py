@@ -241,7 +241,15 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["uploaded_at"]
-        indexes = [models.Index(fields=["study", "uploaded_at"], name="image_study_uploaded")]
+        indexes = [
+            models.Index(fields=["study", "uploaded_at"], name="image_study_uploaded"),
+            # ModalitiesInStudy: the studies with a DICOM instance of a modality, read from the index alone.
+            models.Index(
+                fields=["modality", "study"],
+                condition=Q(sop_instance_uid__isnull=False),
+                name="image_dicom_modality_study",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["study", "sha256"], name="image_unique_content_per_study"),
             models.CheckConstraint(condition=Q(source__in=ImageSource.values), name="image_source_valid"),

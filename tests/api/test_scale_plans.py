@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from api import pagination
 from imaging.dicom.selectors import dicom_study_search
+from imaging.models import Image
 from inference.selectors import studies_worklist
 from patients.models import Patient
 from patients.selectors import patient_list
@@ -147,3 +148,20 @@ def test_worklist_flag_reads_abnormal_results_from_their_partial_index():
     assert [(row.id, row.ai_top_confidence) for row in rows] == [(study.id, flagged.confidence)]
     plan = _plan(studies_worklist(statuses=("ai_done",))[:25])
     assert "prediction_abnormal_image" in plan, plan
+
+
+@pytest.mark.services
+@on_postgresql
+def test_dicom_study_search_by_modality_reads_the_instances_modality_index():
+    """ModalitiesInStudy looks for a DICOM instance of the modality in each study. Without an index
+    that hashed every DICOM instance first (40 ms of 47 at 60,000 instances); a partial index on the
+    instances' modality and study answers it from the index alone (8 ms)."""
+    mr = StudyFactory(modality="MR", study_instance_uid="1.2.3.10")
+    dx = StudyFactory(modality="DX", study_instance_uid="1.2.3.11")
+    for study, modality, n in ((mr, "MR", 1), (mr, "SR", 2), (dx, "DX", 3)):
+        image = make_image(study, color=n)
+        Image.objects.filter(pk=image.pk).update(sop_instance_uid=f"{study.study_instance_uid}.{n}", modality=modality)
+    assert [study.id for study in dicom_study_search(modalities=["MR"])] == [mr.id]
+    assert [study.id for study in dicom_study_search(modalities=["SR"])] == [mr.id]
+    plan = _plan(dicom_study_search(modalities=["MR"])[:100])
+    assert "image_dicom_modality_study" in plan, plan
