@@ -109,6 +109,20 @@ def findscu(port: int, tmp_path: Path, *keys: str, model: str = "-S") -> list[py
     return [pydicom.dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
 
 
+def movescu(
+    port: int, *keys: str, options: tuple[str, ...] = ("-v", "-S"), destination: str = DESTINATION, check: bool = True
+) -> str:
+    """Run movescu with these query keys; its whole output, for the response lines."""
+    args = [*options, "-aet", "MOVESCU", "-aec", AE_TITLE, "-aem", destination]
+    for key in keys:
+        args += ["-k", key]
+    result = dcmtk("movescu", *args, "127.0.0.1", str(port))
+    output = result.stdout + result.stderr
+    if check:
+        assert result.returncode == 0, output
+    return output
+
+
 def test_c_find_study_level_matches_on_the_usual_keys(archive, scp, tmp_path):
     mr = archive["mr"]
     keys = ("QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientName", "StudyDate", "AccessionNumber")
@@ -224,25 +238,7 @@ def _stored(image: Image) -> tuple[str, bytes]:
 def test_c_move_sends_a_study_to_a_known_destination_as_stored(archive, scp, storescp, tmp_path):
     _, received = storescp
     mr = archive["mr"]
-    result = dcmtk(
-        "movescu",
-        "-v",
-        "-S",
-        "-aet",
-        "MOVESCU",
-        "-aec",
-        AE_TITLE,
-        "-aem",
-        DESTINATION,
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={mr.study.study_instance_uid}",
-        "127.0.0.1",
-        str(scp),
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = movescu(scp, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={mr.study.study_instance_uid}")
     assert "Received Final Move Response (Success)" in output, output
     delivered = sorted(_pixels_and_uid(path) for path in received.iterdir())
     assert delivered == sorted([_stored(mr), _stored(archive["mr2"])])
@@ -255,25 +251,7 @@ def test_c_move_sends_a_study_to_a_known_destination_as_stored(archive, scp, sto
 def test_c_move_keeps_a_compressed_instance_compressed_and_reports_the_counts(archive, scp, storescp, tmp_path):
     _, received = storescp
     rle = archive["rle"]
-    result = dcmtk(
-        "movescu",
-        "-d",
-        "-P",
-        "-aet",
-        "MOVESCU",
-        "-aec",
-        AE_TITLE,
-        "-aem",
-        DESTINATION,
-        "-k",
-        "QueryRetrieveLevel=PATIENT",
-        "-k",
-        f"PatientID={rle.study.patient.mrn}",
-        "127.0.0.1",
-        str(scp),
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = movescu(scp, "QueryRetrieveLevel=PATIENT", f"PatientID={rle.study.patient.mrn}", options=("-d", "-P"))
     [path] = received.iterdir()
     delivered = pydicom.dcmread(path)
     assert delivered.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
@@ -287,23 +265,15 @@ def test_c_move_keeps_a_compressed_instance_compressed_and_reports_the_counts(ar
 
 @pytest.mark.parametrize("destination", ["ELSEWHERE", "NOPORT"])
 def test_c_move_to_an_unknown_destination_is_refused_and_recorded(archive, scp, destination):
-    result = dcmtk(
-        "movescu",
-        "-S",
-        "-aet",
-        "MOVESCU",
-        "-aec",
-        AE_TITLE,
-        "-aem",
-        destination,
-        "-k",
+    study_uid = archive["ct"].study.study_instance_uid
+    output = movescu(
+        scp,
         "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={archive['ct'].study.study_instance_uid}",
-        "127.0.0.1",
-        str(scp),
+        f"StudyInstanceUID={study_uid}",
+        options=("-S",),
+        destination=destination,
+        check=False,
     )
-    output = result.stdout + result.stderr
     assert "Refused: MoveDestinationUnknown" in output, output  # status 0xA801
     refused = AuditEvent.objects.get(interface="dimse", detail=f"C-MOVE refused: unknown destination {destination}")
     assert (refused.actor_username, refused.ip_address) == ("MOVESCU", "127.0.0.1")
