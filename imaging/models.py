@@ -127,6 +127,20 @@ class Study(models.Model):
     ai_completed_at = models.DateTimeField(
         null=True, blank=True, help_text="When the last AI result of this study came in."
     )
+    # Kept on the row because every worklist read sorts and shows them: worked out per request they
+    # cost a look-up of each backlog study's results. Written only by inference.study_status, in the
+    # transaction that changes a result or a review (a test recomputes them after every service).
+    ai_top_confidence = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Highest confidence among its unreviewed AI results flagged abnormal, if any.",
+    )
+    ai_flagged = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="An unreviewed AI result flags it abnormal at or above the worklist's confidence threshold.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -20,7 +20,7 @@ from imaging.storage import blob_store, content_name, sha256_hex
 from inference.dispatch import Outbox, Work
 from inference.models import AIModel, Prediction, PredictionStatus
 from inference.reports import prediction_reports_store_on_commit
-from inference.study_status import studies_refresh_after_batch, study_refresh_status
+from inference.study_status import studies_refresh_after_batch, studies_refresh_ai_flag, study_refresh_status
 
 TERMINAL = (PredictionStatus.SUCCEEDED, PredictionStatus.FAILED)
 
@@ -143,16 +143,20 @@ def prediction_record_success(
     if heatmap_png:
         sha = sha256_hex(heatmap_png)
         heatmap_name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
-    written = Prediction.objects.filter(id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING).update(
-        status=PredictionStatus.SUCCEEDED,
-        **fields,
-        heatmap=heatmap_name,
-        error="",
-        finished_at=timezone.now(),
-        inference_ms=inference_ms,
-    )
-    if written:
-        prediction_reports_store_on_commit(prediction_ids=[prediction.id])
+    with transaction.atomic():
+        written = Prediction.objects.filter(
+            id=prediction.id, claim_token=token, status=PredictionStatus.RUNNING
+        ).update(
+            status=PredictionStatus.SUCCEEDED,
+            **fields,
+            heatmap=heatmap_name,
+            error="",
+            finished_at=timezone.now(),
+            inference_ms=inference_ms,
+        )
+        if written:
+            studies_refresh_ai_flag(study_ids=[prediction.image.study_id])
+            prediction_reports_store_on_commit(prediction_ids=[prediction.id])
     return bool(written)
 
 

@@ -4,13 +4,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate
-from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from imaging.models import Image, Study, StudyStatus
 from inference.models import AIModel, Prediction, PredictionStatus, Review
+from inference.study_status import AI_FLAG_CONFIDENCE
 from patients.models import Patient
 
 
@@ -29,36 +29,26 @@ def aimodels_for_study(*, study: Study) -> list[AIModel]:
 
 
 # Confidence at or above which an unreviewed abnormal AI result moves a study up the worklist.
-WORKLIST_FLAG_CONFIDENCE = 0.8
+WORKLIST_FLAG_CONFIDENCE = AI_FLAG_CONFIDENCE
 WORKLIST_TRIAGE_ORDER = ("priority", F("ai_flagged").desc(), "created_at", "id")
 
 
-def studies_worklist(*, statuses=None, flag_confidence: float | None = None):
+def studies_worklist(*, statuses=None):
     """Studies awaiting a radiologist, in triage order; the pages and the API share it.
 
     Order: priority (STAT first), then studies with an unreviewed AI result flagged abnormal at or
-    above ``flag_confidence``, then the oldest first. Each study carries ``ai_flagged``,
+    above ``WORKLIST_FLAG_CONFIDENCE``, then the oldest first. Each study carries ``ai_flagged``,
     ``ai_top_confidence`` (highest unreviewed abnormal confidence) and ``image_count``; one query.
 
-    The flag is derived from the top confidence, a scalar subquery run per study of the backlog
-    (a handful of index lookups each). An ``EXISTS`` here lets PostgreSQL hash every unreviewed
-    abnormal result ever made instead, which grows with the history rather than the backlog.
+    The flag and the top confidence are the study's own columns, kept by inference.study_status
+    as results and reviews change: the triage order is then an index of the backlog, and a page
+    deep in it costs its rows rather than a look-up of every backlog study's results.
     """
-    threshold = WORKLIST_FLAG_CONFIDENCE if flag_confidence is None else flag_confidence
     statuses = statuses or (StudyStatus.RECEIVED, StudyStatus.AI_PENDING, StudyStatus.AI_DONE)
-    abnormal = Prediction.objects.filter(
-        image__study=OuterRef("pk"),
-        status=PredictionStatus.SUCCEEDED,
-        is_abnormal=True,
-        review__isnull=True,
-    )
-    top_confidence = abnormal.order_by().values("image__study").annotate(top=Max("confidence")).values("top")[:1]
     return (
         Study.objects.filter(status__in=statuses)
         .select_related("patient")
         .with_image_count()
-        .annotate(ai_top_confidence=Subquery(top_confidence))
-        .annotate(ai_flagged=GreaterThanOrEqual(Coalesce(F("ai_top_confidence"), Value(-1.0)), Value(threshold)))
         .order_by(*WORKLIST_TRIAGE_ORDER)
     )
 

@@ -1,17 +1,22 @@
-"""A study's status, derived from its predictions and reviews: the one place it is refreshed.
+"""A study's status and AI flag, derived from its predictions and reviews: the one place they are refreshed.
 
 The web side (uploads, re-runs, reviews) and the worker side (results, failures, the sweeper)
-both refresh through here, in the transaction that changed what the status is derived from.
+both refresh through here, in the transaction that changed what they are derived from.
 """
 
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from imaging.models import Study, StudyStatus
 from inference.models import Prediction, PredictionStatus
+
+# Confidence at or above which an unreviewed abnormal AI result flags its study (and moves it up the worklist).
+AI_FLAG_CONFIDENCE = 0.8
 
 
 def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
@@ -33,7 +38,12 @@ def studies_refresh_after_batch(*, study_ids: Iterable) -> int:
         Study.objects.filter(id__in=pending & study_ids, status=StudyStatus.AI_PENDING).values_list("id", flat=True)
     )
     refresh = study_ids - settled
-    studies_refresh_status(study_ids=refresh)
+    with transaction.atomic():
+        # All the batch's studies locked at once and in one order: two workers never wait crosswise.
+        _lock(study_ids)
+        studies_refresh_status(study_ids=refresh)
+        # A result in a study that stays pending changes its AI flag all the same.
+        _write_ai_flag(study_ids=settled)
     return len(refresh)
 
 
@@ -86,4 +96,38 @@ def studies_refresh_status(*, study_ids: Iterable) -> dict:
     for status, ids in changes.items():
         extra = {"ai_completed_at": now} if status == StudyStatus.AI_DONE else {}
         Study.objects.filter(id__in=ids).update(status=status, updated_at=now, **extra)
+    _write_ai_flag(study_ids=list(current))
     return statuses
+
+
+def ai_top_confidence_of_study():
+    """The highest confidence among the study's unreviewed results flagged abnormal, as a subquery."""
+    abnormal = Prediction.objects.filter(
+        image__study=OuterRef("pk"), status=PredictionStatus.SUCCEEDED, is_abnormal=True, review__isnull=True
+    )
+    return Subquery(abnormal.order_by().values("image__study").annotate(top=Max("confidence")).values("top")[:1])
+
+
+@transaction.atomic
+def studies_refresh_ai_flag(*, study_ids: Iterable) -> None:
+    """Store each study's top unreviewed abnormal confidence and AI flag (``studies_refresh_status``
+    does this too, for the studies it refreshes)."""
+    study_ids = set(study_ids)
+    if not study_ids:
+        return
+    _lock(study_ids)
+    _write_ai_flag(study_ids=study_ids)
+
+
+def _lock(study_ids: Iterable) -> None:
+    # Locked before the results are read: two workers finishing results of one study at once
+    # write one after the other, the second reading the first's result, so neither is lost.
+    list(Study.objects.select_for_update().filter(id__in=study_ids).order_by("id").values_list("id", flat=True))
+
+
+def _write_ai_flag(*, study_ids: Iterable) -> None:
+    """One statement for all these studies, whose rows the caller has locked."""
+    Study.objects.filter(id__in=study_ids).update(
+        ai_top_confidence=ai_top_confidence_of_study(),
+        ai_flagged=GreaterThanOrEqual(Coalesce(ai_top_confidence_of_study(), Value(-1.0)), Value(AI_FLAG_CONFIDENCE)),
+    )

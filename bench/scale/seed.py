@@ -143,6 +143,7 @@ def seed(scale: float) -> dict:
     from accounts.services import user_create  # noqa: PLC0415
     from imaging.storage import blob_store, content_name, sha256_hex  # noqa: PLC0415
     from inference.models import AIModel  # noqa: PLC0415
+    from inference.study_status import AI_FLAG_CONFIDENCE  # noqa: PLC0415
     from tokens.services import api_token_create  # noqa: PLC0415
 
     timings: dict[str, float] = {}
@@ -244,7 +245,8 @@ def seed(scale: float) -> dict:
             INSERT INTO imaging_study (id, patient_id, accession_number, study_instance_uid, modality, body_part,
                                        procedure, description, study_date, referring_physician, priority, status,
                                        created_at, updated_at, ai_completed_at, created_by_id,
-                                       dicom_accession_number, dicom_study_id, study_time)
+                                       dicom_accession_number, dicom_study_id, study_time, ai_top_confidence,
+                                       ai_flagged)
             SELECT md5('study-' || g)::uuid,
                    md5('patient-' || (1 + (g * 31) %% %(patients)s))::uuid,
                    'ACC' || lpad(g::text, 9, '0'),
@@ -264,7 +266,8 @@ def seed(scale: float) -> dict:
                    %(staff)s,
                    CASE WHEN t.dicom THEN 'ACC' || lpad(g::text, 9, '0') ELSE '' END,
                    CASE WHEN t.dicom THEN (g %% 100000)::text ELSE '' END,
-                   CASE WHEN t.dicom THEN (at)::time END
+                   CASE WHEN t.dicom THEN (at)::time END,
+                   NULL, false  -- the AI flags step below, once results and reviews are in
             FROM generate_series(1::bigint, %(n)s) g
             JOIN types t ON t.n = g %% 10
             CROSS JOIN LATERAL (
@@ -373,6 +376,24 @@ def seed(scale: float) -> dict:
             LIMIT %(n)s
             """,
             {"reviewer": radiologist_id, "n": reviews},
+        )
+        step(
+            "AI flags",
+            # What inference.study_status keeps on each study: its top unreviewed abnormal confidence.
+            """
+            UPDATE imaging_study s
+            SET ai_top_confidence = a.top, ai_flagged = a.top >= %(threshold)s
+            FROM (
+                SELECT i.study_id, max(p.confidence) AS top
+                FROM inference_prediction p
+                JOIN imaging_image i ON i.id = p.image_id
+                LEFT JOIN inference_review r ON r.prediction_id = p.id
+                WHERE p.status = 'succeeded' AND p.is_abnormal AND r.id IS NULL
+                GROUP BY i.study_id
+            ) a
+            WHERE s.id = a.study_id
+            """,
+            {"threshold": AI_FLAG_CONFIDENCE},
         )
         step(
             "audit events",

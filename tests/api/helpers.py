@@ -5,6 +5,7 @@ from django.utils import timezone
 from imaging.models import Image
 from imaging.storage import content_name, sha256_hex
 from inference.models import AIModel, Prediction, PredictionStatus
+from inference.study_status import studies_refresh_ai_flag
 from tests.factories import StudyFactory
 from tests.support.images import png_bytes
 
@@ -58,4 +59,7 @@ def make_prediction(image=None, model=None, *, status=PredictionStatus.SUCCEEDED
         )
     elif status == PredictionStatus.FAILED:
         fields.update(error="The image could not be read.", finished_at=timezone.now())
-    return Prediction.objects.create(**fields)
+    prediction = Prediction.objects.create(**fields)
+    # What the services keep on the study as they write a result.
+    studies_refresh_ai_flag(study_ids=[image.study_id])
+    return prediction

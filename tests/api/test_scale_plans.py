@@ -137,17 +137,15 @@ def test_dicom_study_search_by_patient_reads_each_patients_dicom_studies():
 
 @pytest.mark.services
 @on_postgresql
-def test_worklist_flag_reads_abnormal_results_from_their_partial_index():
-    """The worklist sorts its backlog by the AI flag, so the top unreviewed abnormal confidence is
-    looked up for every backlog study; each lookup is answered from a partial index of abnormal
-    results (confidence and id included) instead of fetching every result of each image."""
-    study = StudyFactory(status="ai_done")
-    flagged = make_prediction(make_image(study, color=1))
-    make_prediction(make_image(study, color=2), label="normal")
+def test_worklist_reads_the_ai_flag_from_the_study_row():
+    """The worklist sorts its backlog by the AI flag; kept on the study, it is read with the row
+    instead of looked up among every backlog study's results before the sort."""
+    stat, routine, flagged = (StudyFactory(status="ai_done", priority=priority) for priority in (1, 3, 3))
+    make_prediction(make_image(flagged, color=1))
     rows = list(studies_worklist(statuses=("ai_done",)))
-    assert [(row.id, row.ai_top_confidence) for row in rows] == [(study.id, flagged.confidence)]
+    assert [(row.id, row.ai_flagged) for row in rows] == [(stat.id, False), (flagged.id, True), (routine.id, False)]
     plan = _plan(studies_worklist(statuses=("ai_done",))[:25])
-    assert "prediction_abnormal_image" in plan, plan
+    assert "inference_prediction" not in plan, plan
 
 
 @pytest.mark.services

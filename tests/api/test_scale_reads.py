@@ -13,6 +13,7 @@ from audit.models import AuditEvent
 from imaging.models import Study
 from inference.models import Prediction, PredictionStatus, Review
 from inference.selectors import studies_worklist
+from inference.study_status import studies_refresh_ai_flag
 from patients.models import Patient
 from patients.selectors import patient_list, patients_with_study_summary
 from tests.api.helpers import make_aimodel, make_image, make_prediction
@@ -96,6 +97,8 @@ def test_worklist_flag_follows_the_top_unreviewed_abnormal_confidence():
     make_prediction(make_image(normal), label="normal")
     low = make_prediction(make_image(confident_below))
     Prediction.objects.filter(pk=low.pk).update(confidence=0.5)
+    # Written past the services above: refreshed as they would have.
+    studies_refresh_ai_flag(study_ids=[reviewed.id, confident_below.id])
     rows = {study.id: study for study in studies_worklist()}
     assert (rows[flagged.id].ai_flagged, rows[flagged.id].ai_top_confidence) == (True, 0.91)
     assert (rows[reviewed.id].ai_flagged, rows[reviewed.id].ai_top_confidence) == (False, None)

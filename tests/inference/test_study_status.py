@@ -52,5 +52,5 @@ class TestRefresh:
         assert [statuses[s.id] for s in studies] == expected
         assert [Study.objects.get(id=s.id).status for s in studies] == expected
         assert Study.objects.get(id=done.id).ai_completed_at is not None
-        # Lock, count, and one UPDATE per new status (three here), however many studies.
-        assert len([q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) <= 5
+        # Lock, count, one UPDATE per new status (three here) and one for the AI flags, however many studies.
+        assert len([q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) <= 6

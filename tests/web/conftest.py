@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from imaging.models import Image
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.models import AIModel, Prediction, PredictionStatus
+from inference.study_status import studies_refresh_ai_flag
 from tests.factories import PatientFactory, StudyFactory, UserFactory
 
 
@@ -101,7 +102,10 @@ def make_prediction(image, model, *, status=PredictionStatus.SUCCEEDED, label="p
     elif status == PredictionStatus.FAILED:
         fields.update(error=extra.pop("error", "The weights could not be loaded."), finished_at=timezone.now())
     fields.update(extra)
-    return Prediction.objects.create(**fields)
+    prediction = Prediction.objects.create(**fields)
+    # What the services keep on the study as they write a result.
+    studies_refresh_ai_flag(study_ids=[image.study_id])
+    return prediction
 
 
 @pytest.fixture

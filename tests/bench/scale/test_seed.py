@@ -14,6 +14,7 @@ from imaging.models import Image, Study, StudyStatus
 from inference.models import Prediction, PredictionStatus, Review
 from inference.selectors import aimodels_for_study
 from patients.models import Patient
+from tests.support.predictions import study_ai_flags_recomputed, study_ai_flags_stored
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),  # the seed ends with VACUUM, which no transaction may hold
@@ -118,3 +119,9 @@ def test_predictions_and_reviews_match_their_study_status(seeded):
     assert not succeeded.filter(confidence__isnull=True).exists()
     assert not Review.objects.exclude(prediction__status=PredictionStatus.SUCCEEDED).exists()
     assert not Review.objects.exclude(prediction__image__study__status=StudyStatus.REVIEWED).exists()
+
+
+def test_the_ai_flags_kept_on_the_studies_match_their_results_and_reviews(seeded):
+    stored = study_ai_flags_stored()
+    assert stored == study_ai_flags_recomputed()
+    assert any(flagged for _, flagged in stored.values())
