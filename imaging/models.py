@@ -166,6 +166,26 @@ class Study(models.Model):
                 condition=Q(status__in=["received", "ai_pending", "ai_done"]),
                 name="study_backlog_triage",
             ),
+            # The worklist's triage order (priority, AI flag, longest waiting) over the whole backlog
+            # (the API) and over one status of it (the page: AI done), so that a page deep in the
+            # backlog is read in order; without them PostgreSQL hashed every patient and sorted.
+            models.Index(
+                fields=["priority", "-ai_flagged", "created_at", "id"],
+                condition=Q(status__in=["received", "ai_pending", "ai_done"]),
+                name="study_backlog_flag_triage",
+            ),
+            models.Index(
+                fields=["status", "priority", "-ai_flagged", "created_at", "id"],
+                condition=Q(status__in=["received", "ai_pending", "ai_done"]),
+                name="study_backlog_status_triage",
+            ),
+            # The worklist sorted by patient walks the patients in name order and looks up each
+            # one's backlog studies here, among the backlog only rather than the whole history.
+            models.Index(
+                fields=["patient", "status"],
+                condition=Q(status__in=["received", "ai_pending", "ai_done"]),
+                name="study_backlog_patient",
+            ),
             # QIDO-RS lists DICOM studies newest study date first.
             models.Index(
                 fields=["-study_date", "-created_at"],
