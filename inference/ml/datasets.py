@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -153,6 +154,97 @@ def stratified_split(
         if len(idx) >= 2:
             n_held = min(max(n_held, 1), len(idx) - 1)
         held.extend(rng.permutation(idx)[:n_held].tolist())
+    held_arr = np.array(sorted(held), dtype=int)
+    keep = np.setdiff1d(np.arange(len(labels)), held_arr)
+    return keep, held_arr
+
+
+def near_identical_groups(
+    images: Sequence[np.ndarray] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    threshold: float = 0.97,
+    size: int = 32,
+) -> np.ndarray:
+    """Group id per image: same-class images whose 32x32 thumbnails correlate above ``threshold``.
+
+    A perceptual fingerprint: each image is reduced to a small grayscale thumbnail,
+    zero-mean/unit-variance normalised, and linked to every same-class image whose
+    Pearson correlation exceeds the threshold; linked images form one group
+    (connected components). It catches exact and re-sized copies and runs of adjacent
+    MRI slices, which a random split would put on both sides of a validation boundary.
+    """
+    labels = np.asarray(labels)
+    thumbs = np.empty((len(labels), size * size), dtype=np.float32)
+    for i, img in enumerate(images):
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.ndim == 3:
+            arr = arr.mean(axis=2)
+        small = cv2.resize(arr, (size, size), interpolation=cv2.INTER_AREA).ravel()
+        small -= small.mean()
+        norm = float(np.linalg.norm(small))
+        thumbs[i] = small / norm if norm > 0 else small
+    parent = np.arange(len(labels))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        corr = thumbs[idx] @ thumbs[idx].T
+        rows, cols = np.nonzero(np.triu(corr > threshold, k=1))
+        for a, b in zip(idx[rows], idx[cols], strict=True):
+            ra, rb = find(int(a)), find(int(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(len(labels))], dtype=np.int64)
+
+
+def metadata_groups(files: Sequence[str], metadata_csv: str | Path, column: str) -> np.ndarray:
+    """Group id per file from a metadata CSV's ``column`` (matched on the file's base name).
+
+    A file the CSV does not list is a group of its own.
+    """
+    import csv  # noqa: PLC0415 - only this loader reads CSV
+
+    with open(metadata_csv, newline="") as fh:
+        by_file = {row["file"]: row[column] for row in csv.DictReader(fh)}
+    ids: dict[str, int] = {}
+    out = np.empty(len(files), dtype=np.int64)
+    for i, file in enumerate(files):
+        key = by_file.get(Path(file).name, f"\0{file}")
+        out[i] = ids.setdefault(key, len(ids))
+    return out
+
+
+def grouped_stratified_split(
+    labels: Sequence[int] | np.ndarray, groups: Sequence[int] | np.ndarray, *, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``stratified_split``, but whole groups move together: no group spans both sides.
+
+    Groups are visited in a seeded random order per class and held out until the class
+    reaches ``round(fraction * n_class)`` images (a group never overshoots by more than
+    its own size).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError("fraction must be in (0, 1)")
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        target = int(round(fraction * len(idx)))
+        class_groups = np.unique(groups[idx])
+        taken = 0
+        for group in rng.permutation(class_groups):
+            if taken >= target:
+                break
+            members = idx[groups[idx] == group]
+            held.extend(members.tolist())
+            taken += len(members)
     held_arr = np.array(sorted(held), dtype=int)
     keep = np.setdiff1d(np.arange(len(labels)), held_arr)
     return keep, held_arr

@@ -40,6 +40,13 @@ class Recipe:
     train_split: str = "train"  # npz key prefix or sub-folder name
     val_split: str | None = "val"  # None: carve a stratified split out of train
     val_fraction: float = 0.15
+    # Carve validation (and calibration) by whole groups of near-identical images, so
+    # adjacent slices of one scan never sit on both sides (datasets.near_identical_groups).
+    group_near_identical: bool = False
+    # Or by a column of a metadata CSV (with a "file" column) in the data set, e.g. the
+    # lesion id of HAM10000, where one lesion has several photographs.
+    group_metadata: str = ""
+    group_column: str = ""
     # Input geometry (the serving contract)
     input_size: tuple[int, int] = (28, 28)
     color_mode: str = "grayscale"
@@ -89,6 +96,9 @@ class Recipe:
             "patience",
             "class_weighting",
             "val_fraction",
+            "group_near_identical",
+            "group_metadata",
+            "group_column",
             "ema_momentum",
             "calibration_fraction",
         )
@@ -412,20 +422,30 @@ _register(
         layout="folders",
         labels=("mel", "nv"),
         normal_labels=("nv",),
-        input_size=(96, 96),
+        # 144 px of the 150 px files: colour structures (network, dots, streaks) are
+        # lost at the 96 px of version 1.
+        input_size=(144, 144),
         color_mode="rgb",
         arch_params={
             "stem_filters": 32,
             "stem_stride": 2,
             "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 1, 1),
-            "separable": True,
+            "blocks": (1, 1, 2, 1),
+            "separable": False,
             "dropout": 0.4,
         },
         augmentation="dermoscopy",
-        epochs=30,
+        epochs=80,
         batch_size=32,
-        patience=8,
+        learning_rate=2e-3,
+        weight_decay=0.02,
+        warmup_epochs=3,
+        patience=0,
+        ema_momentum=0.998,
+        calibration_fraction=0.1,
+        group_metadata="metadata.csv",
+        group_column="lesion_id",
+        version="2.0.0",
         modalities=("DMS",),
         body_part="SKIN",
         source=(
@@ -474,20 +494,28 @@ _register(
         layout="folders",
         labels=("COVID", "Normal"),
         normal_labels=("Normal",),
-        input_size=(96, 96),
+        # 128 px from the 224 px files with plain 3x3 convolutions: on these CPU cores a
+        # plain convolution runs at about three times the FLOP rate of a separable one.
+        input_size=(128, 128),
         color_mode="grayscale",
         arch_params={
             "stem_filters": 32,
             "stem_stride": 2,
             "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 1, 1),
-            "separable": True,
+            "blocks": (1, 1, 2, 1),
+            "separable": False,
             "dropout": 0.3,
         },
         augmentation="chest_xray",
-        epochs=24,
-        batch_size=32,
-        patience=6,
+        epochs=30,
+        batch_size=64,
+        learning_rate=2e-3,
+        weight_decay=0.02,
+        warmup_epochs=2,
+        patience=0,
+        ema_momentum=0.998,
+        calibration_fraction=0.05,
+        version="2.0.0",
         modalities=("CR", "DX"),
         body_part="CHEST",
         source=(
@@ -544,20 +572,27 @@ _register(
         train_split="Training",
         val_split=None,
         val_fraction=0.15,
-        input_size=(96, 96),
+        group_near_identical=True,
+        input_size=(128, 128),
         color_mode="grayscale",
         arch_params={
             "stem_filters": 32,
             "stem_stride": 2,
             "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 1, 1),
-            "separable": True,
+            "blocks": (1, 1, 2, 1),
+            "separable": False,
             "dropout": 0.3,
         },
         augmentation="mri",
-        epochs=24,
+        epochs=60,
         batch_size=32,
-        patience=6,
+        learning_rate=2e-3,
+        weight_decay=0.02,
+        warmup_epochs=3,
+        patience=0,
+        ema_momentum=0.998,
+        calibration_fraction=0.1,
+        version="2.0.0",
         modalities=("MR",),
         body_part="BRAIN",
         source=(

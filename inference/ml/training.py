@@ -25,7 +25,16 @@ from . import cards
 from .architectures import BN_MOMENTUM, GRADCAM_LAYER, build_model
 from .augment import build_augmentation
 from .calibration import apply_temperature, fit_temperature
-from .datasets import ImageSet, load_class_folder, load_npz, stratified_limit, stratified_split
+from .datasets import (
+    ImageSet,
+    grouped_stratified_split,
+    load_class_folder,
+    load_npz,
+    metadata_groups,
+    near_identical_groups,
+    stratified_limit,
+    stratified_split,
+)
 from .metrics import (
     bootstrap_intervals,
     classification_report,
@@ -88,6 +97,7 @@ def load_data(
     if not data_path.exists():
         raise FileNotFoundError(f"{recipe.name}: data not found at {data_path}")
     validation_files = None
+    groups = None
     if recipe.layout == "npz":
         if data_path.is_dir():
             data_path = data_path / recipe.npz_file
@@ -111,28 +121,58 @@ def load_data(
                 data_path / recipe.val_split, transform=transform, class_names=recipe.labels, limit=limit, seed=seed
             )
             method = f"the data set's own {recipe.val_split}/ folder; used for early stopping and temperature fitting"
+            if recipe.group_metadata:
+                groups = metadata_groups(train.files, data_path / recipe.group_metadata, recipe.group_column)
+            elif recipe.group_near_identical:
+                groups = near_identical_groups(train.images, train.labels)
         else:
-            keep, held = stratified_split(train.labels, fraction=recipe.val_fraction, seed=seed)
+            if recipe.group_near_identical:
+                groups = near_identical_groups(train.images, train.labels)
+                keep, held = grouped_stratified_split(train.labels, groups, fraction=recipe.val_fraction, seed=seed)
+                method = (
+                    f"{recipe.val_fraction:.0%} per class carved from {recipe.train_split}/ by "
+                    f"whole groups of near-identical images ({len(np.unique(groups))} groups "
+                    f"of {len(groups)} images: same-class 32x32 thumbnails correlating above "
+                    "0.97, datasets.near_identical_groups), so adjacent slices of one scan never "
+                    "sit on both sides; groups drawn by numpy.random.default_rng"
+                    f"({seed}) (datasets.grouped_stratified_split); the chosen files are listed "
+                    "in dataset.validation_files; used for early stopping and temperature fitting"
+                )
+            else:
+                keep, held = stratified_split(train.labels, fraction=recipe.val_fraction, seed=seed)
+                method = (
+                    f"stratified {recipe.val_fraction:.0%} per class carved from "
+                    f"{recipe.train_split}/ by numpy.random.default_rng({seed}).permutation over "
+                    "the sorted file list of each class (datasets.stratified_split); the chosen "
+                    "files are listed in dataset.validation_files; used for early stopping and "
+                    "temperature fitting"
+                )
             val, train = train.subset(held), train.subset(keep)
+            if groups is not None:
+                groups = groups[keep]  # now aligned with train
             validation_files = list(val.files)
-            method = (
-                f"stratified {recipe.val_fraction:.0%} per class carved from "
-                f"{recipe.train_split}/ by numpy.random.default_rng({seed}).permutation over "
-                "the sorted file list of each class (datasets.stratified_split); the chosen "
-                "files are listed in dataset.validation_files; used for early stopping and "
-                "temperature fitting"
-            )
     else:
         raise ValueError(f"unknown layout {recipe.layout!r}")
     if limit:
-        train = train.subset(stratified_limit(train.labels, limit, seed=seed))
+        kept = stratified_limit(train.labels, limit, seed=seed)
+        train = train.subset(kept)
+        groups = groups[kept] if groups is not None else None
         val = val.subset(stratified_limit(val.labels, limit, seed=seed))
     calibration = None
     if recipe.calibration_fraction:
         # A different seed from the validation carve-out, so the two never coincide.
-        keep, held = stratified_split(train.labels, fraction=recipe.calibration_fraction, seed=seed + 1)
+        if groups is not None:
+            keep, held = grouped_stratified_split(
+                train.labels, groups, fraction=recipe.calibration_fraction, seed=seed + 1
+            )
+        else:
+            keep, held = stratified_split(train.labels, fraction=recipe.calibration_fraction, seed=seed + 1)
         calibration, train = train.subset(held), train.subset(keep)
         method = method.replace("early stopping and temperature fitting", "reporting only")
+        method += (
+            f"; the temperature is fitted on {recipe.calibration_fraction:.0%} per class held out "
+            "of training" + (" by whole groups" if groups is not None else "") + " and used for nothing else"
+        )
     sets = [s for s in (train, val, calibration) if s is not None]
     for part in sets:
         if recipe.layout == "npz":
