@@ -143,15 +143,32 @@ def shipped_model_dirs(zoo: Path | None = None) -> list[Path]:
 
 
 def aimodels_register_shipped(*, zoo: Path | None = None) -> list[AIModel]:
-    """Register every model shipped in the repository's zoo (idempotent)."""
+    """Register every model shipped in the repository's zoo (idempotent).
+
+    A shipped version newer than the active one of the same name takes over through
+    ``aimodel_activate``, which retires the old one; its past predictions keep pointing
+    at it. A version an administrator activated that is not a plain release number
+    (say ``2.1.0-local``) is left routed.
+    """
     registered = []
     for directory in shipped_model_dirs(zoo):
         card = json.loads((directory / "card.json").read_text())
         model = aimodel_register(weights_path=directory / "model.keras", card=card, activate=False)
-        if not AIModel.objects.active().filter(name=model.name).exists():
+        active = AIModel.objects.active().filter(name=model.name).first()
+        if active is None or _supersedes(model.version, active.version):
             aimodel_activate(model=model)
         registered.append(model)
     return registered
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def _supersedes(shipped: str, active: str) -> bool:
+    new, old = _release(shipped), _release(active)
+    return new is not None and old is not None and new > old
 
 
 # --- Predictions: creating and queueing -----------------------------------------------------

@@ -221,3 +221,48 @@ def test_train_model_never_overwrites_a_trained_version(tmp_path):
     with pytest.raises(CommandError, match="already holds"):
         call_command("train_model", "us-breast", "--output", str(tmp_path), "--epochs", "1", "--limit", "8")
     assert (tmp_path / "model.keras").read_bytes() == b"shipped weights"
+
+
+def _zoo_with(tmp_path: Path, name: str, version: str) -> Path:
+    """A zoo holding the shipped us-breast weights under another name and version."""
+    source = REPO_ROOT / "inference" / "zoo" / "us-breast"
+    directory = tmp_path / f"zoo-{version}" / name
+    directory.mkdir(parents=True)
+    for file in source.iterdir():
+        (directory / file.name).write_bytes(file.read_bytes())
+    card = json.loads((source / "card.json").read_text())
+    card.update(name=name, version=version)
+    (directory / "card.json").write_text(json.dumps(card))
+    return directory.parent
+
+
+@pytest.mark.django_db
+def test_a_newer_shipped_version_takes_over_and_retires_the_old_one(tmp_path):
+    from inference.services import aimodels_register_shipped  # noqa: PLC0415
+
+    (old,) = aimodels_register_shipped(zoo=_zoo_with(tmp_path, "zoo-breast", "1.0.0"))
+    assert old.status == AIModelStatus.ACTIVE
+
+    (new,) = aimodels_register_shipped(zoo=_zoo_with(tmp_path, "zoo-breast", "2.0.0"))
+
+    old.refresh_from_db()
+    assert (new.version, new.status) == ("2.0.0", AIModelStatus.ACTIVE)
+    assert old.status == AIModelStatus.RETIRED and old.retired_at is not None
+    # Running it again (every start-up does) changes nothing.
+    aimodels_register_shipped(zoo=_zoo_with(tmp_path / "again", "zoo-breast", "2.0.0"))
+    assert AIModel.objects.active().get(name="zoo-breast").version == "2.0.0"
+
+
+@pytest.mark.django_db
+def test_shipping_never_unseats_a_locally_activated_or_newer_version(tmp_path):
+    from inference.services import aimodel_activate, aimodels_register_shipped  # noqa: PLC0415
+
+    (shipped,) = aimodels_register_shipped(zoo=_zoo_with(tmp_path, "zoo-breast", "2.0.0"))
+    (local,) = aimodels_register_shipped(zoo=_zoo_with(tmp_path, "zoo-breast", "2.1.0-local"))
+    assert local.status != AIModelStatus.ACTIVE  # not a plain release number: never auto-activated
+    aimodel_activate(model=local)
+
+    aimodels_register_shipped(zoo=_zoo_with(tmp_path / "again", "zoo-breast", "2.0.0"))
+    aimodels_register_shipped(zoo=_zoo_with(tmp_path, "zoo-breast", "1.0.0"))
+
+    assert AIModel.objects.active().get(name="zoo-breast").version == "2.1.0-local"
