@@ -220,6 +220,23 @@ def metadata_groups(files: Sequence[str], metadata_csv: str | Path, column: str)
     return out
 
 
+def filename_groups(files: Sequence[str], pattern: str) -> np.ndarray:
+    """Group id per file: the first group the regular expression captures in its base name.
+
+    A name the pattern does not match is a group of its own.
+    """
+    import re  # noqa: PLC0415 - only this grouping needs it
+
+    regex = re.compile(pattern)
+    ids: dict[str, int] = {}
+    out = np.empty(len(files), dtype=np.int64)
+    for i, file in enumerate(files):
+        match = regex.match(Path(file).name)
+        key = match.group(1) if match else f"\0{file}"
+        out[i] = ids.setdefault(key, len(ids))
+    return out
+
+
 def grouped_stratified_split(
     labels: Sequence[int] | np.ndarray, groups: Sequence[int] | np.ndarray, *, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -85,12 +85,15 @@ def split_images(
     limit: int | None,
     seed: int,
     split_seed: int | None = None,
+    validation_files: list[str] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Raw (uint8, original size) images and labels of a recipe's "train" or "val" split, in file order.
 
     ``limit`` keeps a stratified sample (drawn with ``seed``) and decodes only that; ``split_seed``
     is the seed a validation split carved from the training folder, and a calibration part held
-    out of training, were drawn with (the recipe's by default). The training split excludes both.
+    out of training, were drawn with (the recipe's by default); ``validation_files`` (a card's
+    list) names the carved validation files instead. The training split excludes validation and
+    (as a stratified draw) the calibration part; the check's fit only samples it.
     """
     path = datasets_root / recipe.dataset_path
     split_seed = recipe.seed if split_seed is None else split_seed
@@ -104,7 +107,11 @@ def split_images(
             _, entries = list_class_folder(path / recipe.val_split)
         else:
             _, entries = list_class_folder(path / recipe.train_split)
-            if recipe.val_split is None:
+            if recipe.val_split is None and validation_files is not None:
+                # The card lists the carved files (a grouped carve cannot be redrawn from a seed alone).
+                listed = set(validation_files)
+                entries = [e for e in entries if (f"{e[0].parent.name}/{e[0].name}" in listed) == (split == "val")]
+            elif recipe.val_split is None:
                 keep, held = stratified_split(
                     np.array([label for _, label in entries]), fraction=recipe.val_fraction, seed=split_seed
                 )
@@ -124,10 +131,24 @@ def split_images(
 
 
 def validation_images(
-    recipe: Recipe, datasets_root: Path, *, limit: int | None, seed: int, split_seed: int | None = None
+    recipe: Recipe,
+    datasets_root: Path,
+    *,
+    limit: int | None,
+    seed: int,
+    split_seed: int | None = None,
+    validation_files: list[str] | None = None,
 ) -> list[np.ndarray]:
     """Raw validation images of a recipe's data set (see ``split_images``)."""
-    return split_images(recipe, datasets_root, split="val", limit=limit, seed=seed, split_seed=split_seed)[0]
+    return split_images(
+        recipe,
+        datasets_root,
+        split="val",
+        limit=limit,
+        seed=seed,
+        split_seed=split_seed,
+        validation_files=validation_files,
+    )[0]
 
 
 class OutsideImages:
@@ -178,7 +199,15 @@ def build_input_check(
     split_seed = int(card["seed"])
 
     def batch_of(split: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = split_images(recipe, datasets_root, split=split, limit=n, seed=SEED, split_seed=split_seed)
+        images, labels = split_images(
+            recipe,
+            datasets_root,
+            split=split,
+            limit=n,
+            seed=SEED,
+            split_seed=split_seed,
+            validation_files=card["dataset"].get("validation_files"),
+        )
         geometry = {"input_size": recipe.input_size, "color_mode": recipe.color_mode, "resize": recipe.resize}
         return to_model_batch(images, **geometry), labels
 
@@ -249,7 +278,14 @@ def remeasure_input_check(model_dir: str | Path, *, datasets_root: str | Path, o
     entry = bundle.card["input_check"]
     check = InputCheck.load(model_dir / entry["file"], sha256=entry["sha256"])
     recipe = recipe_for_card(bundle.card)
-    images = validation_images(recipe, Path(datasets_root), limit=None, seed=SEED, split_seed=int(bundle.card["seed"]))
+    images = validation_images(
+        recipe,
+        Path(datasets_root),
+        limit=None,
+        seed=SEED,
+        split_seed=int(bundle.card["seed"]),
+        validation_files=bundle.card["dataset"].get("validation_files"),
+    )
     batch = to_model_batch(images, input_size=recipe.input_size, color_mode=recipe.color_mode, resize=recipe.resize)
     return measure_input_check(check, feature_model(bundle.model), batch, recipe, outside)
     return entry

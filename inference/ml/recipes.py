@@ -47,6 +47,8 @@ class Recipe:
     # lesion id of HAM10000, where one lesion has several photographs.
     group_metadata: str = ""
     group_column: str = ""
+    # Or by the part of the file name this pattern captures (cells cut from one smear photograph).
+    group_filename: str = ""
     # Input geometry (the serving contract)
     input_size: tuple[int, int] = (28, 28)
     color_mode: str = "grayscale"
@@ -68,6 +70,10 @@ class Recipe:
     # Share of each training class held back to fit the temperature, so validation is
     # used for nothing but reporting. 0 fits the temperature on validation (older models).
     calibration_fraction: float = 0.0
+    # With balanced class weights the network learns the classes as if equally common.
+    # True adds the log training prior to the logits before calibration, so probabilities
+    # are for the prevalence the data has, not a uniform one.
+    prior_correction: bool = False
     seed: int = 20240611
     # Routing
     modalities: tuple[str, ...] = ()
@@ -99,8 +105,10 @@ class Recipe:
             "group_near_identical",
             "group_metadata",
             "group_column",
+            "group_filename",
             "ema_momentum",
             "calibration_fraction",
+            "prior_correction",
         )
         data = asdict(self)
         return {k: data[k] for k in keys}
@@ -236,9 +244,16 @@ _register(
         color_mode="rgb",
         arch_params={**SMALL_28, "dropout": 0.4},
         augmentation="fundus",
-        epochs=60,
+        epochs=120,
         batch_size=32,
-        patience=12,
+        learning_rate=2e-3,
+        weight_decay=0.02,
+        warmup_epochs=5,
+        patience=0,
+        ema_momentum=0.995,
+        calibration_fraction=0.1,
+        prior_correction=True,
+        version="2.0.0",
         modalities=("OP",),
         body_part="EYE",
         source=(
@@ -279,21 +294,30 @@ _register(
         layout="folders",
         labels=("Parasitized", "Uninfected"),
         normal_labels=("Uninfected",),
-        input_size=(64, 64),
+        # 96 px, padded, of the 110-170 px cell crops: ring forms are a few pixels wide.
+        input_size=(96, 96),
         color_mode="rgb",
         resize="pad",
         arch_params={
-            "stem_filters": 16,
-            "stem_stride": 1,
-            "widths": (16, 32, 64),
-            "blocks": (1, 1, 1),
+            "stem_filters": 24,
+            "stem_stride": 2,
+            "widths": (24, 48, 96, 160),
+            "blocks": (1, 1, 1, 1),
             "separable": False,
             "dropout": 0.4,
         },
         augmentation="microscopy",
-        epochs=60,
+        epochs=200,
         batch_size=32,
-        patience=15,
+        learning_rate=2e-3,
+        weight_decay=0.02,
+        warmup_epochs=5,
+        patience=0,
+        ema_momentum=0.995,
+        calibration_fraction=0.1,
+        # Cells cut from one patient's smears stay together ("C33P1thinF_IMG_..._cell_161.png").
+        group_filename=r"(.+?)_?thinF",
+        version="2.0.0",
         modalities=("SM",),
         body_part="BLOOD",
         procedure="MALARIA_SCREEN",

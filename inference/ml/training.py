@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from . import cards
-from .architectures import BN_MOMENTUM, GRADCAM_LAYER, build_model
+from .architectures import BN_MOMENTUM, GRADCAM_LAYER, LOGITS_LAYER, build_model
 from .augment import build_augmentation
 from .calibration import apply_temperature, fit_temperature
 from .datasets import (
     ImageSet,
+    filename_groups,
     grouped_stratified_split,
     load_class_folder,
     load_npz,
@@ -123,6 +124,8 @@ def load_data(
             method = f"the data set's own {recipe.val_split}/ folder; used for early stopping and temperature fitting"
             if recipe.group_metadata:
                 groups = metadata_groups(train.files, data_path / recipe.group_metadata, recipe.group_column)
+            elif recipe.group_filename:
+                groups = filename_groups(train.files, recipe.group_filename)
             elif recipe.group_near_identical:
                 groups = near_identical_groups(train.images, train.labels)
         else:
@@ -191,6 +194,20 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None
         return None
     weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
     return {i: round(float(w), 4) for i, w in enumerate(weights)}
+
+
+def correct_prior(model, weights: dict[int, float]) -> list[float]:
+    """Undo balanced class weighting in the logits layer's bias; returns the shift added.
+
+    Training with weights w_c fits p_w(c|x) proportional to w_c p(c|x), so adding
+    -log w_c (up to a constant) to each logit restores the training prevalence.
+    """
+    layer = model.get_layer(LOGITS_LAYER)
+    kernel, bias = layer.get_weights()
+    shift = -np.log(np.array([weights[i] for i in range(len(bias))], dtype=np.float64))
+    shift -= shift.mean()
+    layer.set_weights([kernel, (bias + shift).astype(bias.dtype)])
+    return [round(float(v), 6) for v in shift]
 
 
 def refuse_overwrite(output_dir: Path, recipe: Recipe) -> None:
@@ -352,6 +369,9 @@ def train_recipe(
         stopper = callbacks[0]
         best_epoch = int(stopper.best_epoch) + 1 if stopper.best_weights is not None else epochs_run
 
+    prior_shift = None
+    if recipe.prior_correction and weights:
+        prior_shift = correct_prior(model, weights)
     proba = raw_proba(model, val.images)
     if data.calibration is not None:
         temperature = fit_temperature(raw_proba(model, data.calibration.images), data.calibration.labels)
@@ -385,6 +405,7 @@ def train_recipe(
             "fit_seconds": round(fit_seconds, 1),
             "limit": limit,
             **({"time_budget_s": time_budget_s} if time_budget_s else {}),
+            **({"prior_correction_added_to_logits": prior_shift} if prior_shift else {}),
             **({"final_progress": round(scheduler.progress, 4)} if averager else {}),
             **({"command": command} if command else {}),
         },

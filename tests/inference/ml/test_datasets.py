@@ -90,3 +90,10 @@ def test_metadata_groups_by_column_with_unlisted_files_alone(tmp_path):
     groups = datasets.metadata_groups(["mel/a.jpg", "nv/b.jpg", "nv/c.jpg", "nv/d.jpg"], csv_file, "lesion_id")
     assert groups[0] == groups[1]
     assert len({groups[0], groups[2], groups[3]}) == 3
+
+
+def test_filename_groups_by_captured_prefix():
+    files = ["P/C33P1_IMG_1_cell_1.png", "P/C33P1_IMG_1_cell_2.png", "U/C40_IMG_9_cell_1.png", "U/odd.png"]
+    groups = datasets.filename_groups(files, r"(.+)_cell_\d+")
+    assert groups[0] == groups[1]
+    assert len({groups[0], groups[2], groups[3]}) == 3

@@ -85,3 +85,22 @@ def test_weight_averaged_run_holds_out_a_calibration_part_and_keeps_the_averaged
     # And a second run into the same directory is refused rather than replacing it.
     with pytest.raises(ValueError, match="already holds"):
         training.train_recipe(recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0)
+
+
+def test_prior_correction_turns_balanced_weighting_back_into_the_training_prevalence():
+    from inference.ml.architectures import build_model  # noqa: PLC0415 - TensorFlow
+    from inference.ml.serving import raw_proba  # noqa: PLC0415 - TensorFlow
+
+    model = build_model("resnet", input_shape=(8, 8, 1), num_classes=3, widths=(4,), blocks=(1,), dropout=0.0)
+    images = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype(np.float32)
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    weights = training.class_weights(labels, 3)
+    balanced = raw_proba(model, images)
+
+    shift = training.correct_prior(model, weights)
+
+    prevalence = np.bincount(labels) / len(labels)
+    expected = balanced * prevalence
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(raw_proba(model, images), expected, rtol=1e-4, atol=1e-6)
+    assert shift[0] > shift[1] > shift[2]
