@@ -315,8 +315,8 @@ _register(
         patience=0,
         ema_momentum=0.995,
         calibration_fraction=0.1,
-        # Cells cut from one patient's smears stay together ("C33P1thinF_IMG_..._cell_161.png").
-        group_filename=r"(.+?)_?thinF",
+        # Cells cut from one smear photograph stay together ("C33P1thinF_IMG_..._cell_161.png").
+        group_filename=r"(.+)_cell_\d+",
         version="2.0.0",
         modalities=("SM",),
         body_part="BLOOD",
