@@ -26,14 +26,10 @@ def validation_data(card: dict, datasets: Path, tmp_path: Path) -> tuple[Path, l
         return npz[0], ["--split", "val"]
     if (root / "val").is_dir():
         return root / "val", []
-    # Carved out of the training folder (brain MRI): rebuild it from the files the card lists.
-    files = card["dataset"]["validation_files"]
-    for relative in files:
-        source = root / "Training" / relative
-        target = tmp_path / "val" / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source)
-    return tmp_path / "val", []
+    # Carved out of the training folder (brain MRI): the files the card lists, as a file list.
+    listing = tmp_path / "validation_files.txt"
+    listing.write_text("\n".join(card["dataset"]["validation_files"]) + "\n")
+    return root / "Training", ["--files", str(listing)]
 
 
 def test_every_dataset_has_its_shipped_model():
@@ -69,6 +65,9 @@ def test_evaluate_model_reproduces_the_card(directory, tmp_path):
         assert result[key] == pytest.approx(expected[key], abs=2e-3), key
     for key, interval in expected["ci95"].items():
         assert result["ci95"][key] == pytest.approx(interval, abs=5e-3), key
+    assert result["confusion_matrix"] == expected["confusion_matrix"]
+    assert result["ece"] == pytest.approx(expected["ece_after"], abs=2e-3)
+    assert result["log_loss"] == pytest.approx(expected["nll_after"], abs=2e-3)
     for label, figures in expected["per_class"].items():
         assert result["per_class"][label]["sensitivity"] == pytest.approx(figures["sensitivity"], abs=2e-3)
         assert result["per_class"][label]["specificity"] == pytest.approx(figures["specificity"], abs=2e-3)
