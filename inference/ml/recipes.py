@@ -87,6 +87,8 @@ class Recipe:
     limitations: str = ""
     not_for: str = ""
     published_benchmark: dict = field(default_factory=dict)
+    # What was tried on the way to this version and what each step bought on validation.
+    development: tuple[str, ...] = ()
     version: str = "1.0.0"
 
     def hyperparameters(self) -> dict:

@@ -69,6 +69,7 @@ class PreparedData:
     data_path: Path
     validation_files: list[str] | None = None
     calibration: ImageSet | None = None  # held out of train to fit the temperature
+    grouped: bool = False  # validation/calibration carved by whole groups
 
 
 def _model_batch(images, recipe: Recipe) -> np.ndarray:
@@ -183,7 +184,7 @@ def load_data(
         else:
             # Folder images went through to_model_input while loading.
             part.images = np.asarray(part.images, dtype=np.float32)
-    return PreparedData(train, val, method, data_path, validation_files, calibration)
+    return PreparedData(train, val, method, data_path, validation_files, calibration, grouped=groups is not None)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None:
@@ -455,7 +456,8 @@ def build_card(
         "validation_method": data.validation_method,
         "temperature_fitted_on": (
             f"{len(data.calibration)} training images held out of training "
-            f"({recipe.calibration_fraction:.0%} per class, stratified_split seed {seed + 1})"
+            f"({recipe.calibration_fraction:.0%} per class, "
+            f"{'grouped_stratified_split' if data.grouped else 'stratified_split'} seed {seed + 1})"
             if data.calibration is not None
             else "the validation split"
         ),
@@ -490,6 +492,7 @@ def build_card(
         "not_for": recipe.not_for,
         "metrics": {"validation": report},
         "published_benchmark": dict(recipe.published_benchmark),
+        "development": list(recipe.development),
         "parameters": parameters,
         "training_time_s": round(float(training_time_s), 1),
         "trained_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
