@@ -2,6 +2,9 @@
 the plans that keep them fast (read with EXPLAIN, sequential scans priced out so the plan shows
 which index the query can use rather than what a handful of test rows make cheapest)."""
 
+import datetime
+import re
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -168,6 +171,31 @@ def test_worklist_sorted_by_patient_looks_up_backlog_studies_only():
     assert [study.id for study in studies_worklist_filtered(query=query)] == [waiting.id]
     plan = _plan(studies_worklist_filtered(query=query)[:25])
     assert "study_backlog_patient" in plan, plan
+
+
+@pytest.mark.services
+@on_postgresql
+@pytest.mark.parametrize("value", ["20240301-", "-20240301", "20240201-20240301", "20240301"])
+def test_dicom_study_search_by_study_date_reads_the_dicom_date_index(value):
+    """StudyDate, a date or a range, is a plain comparison on the column: QIDO-RS reads a date
+    index from the first date in range in its own order (newest first) and stops at the page
+    (``study_dicom_date`` on the seeded database: 1 ms of SQL for a month of studies)."""
+    dates = {"old": datetime.date(2024, 1, 15), "in": datetime.date(2024, 3, 1), "new": datetime.date(2024, 3, 20)}
+    studies = {
+        key: StudyFactory(study_date=day, study_instance_uid=f"1.2.3.2{n}")
+        for n, (key, day) in enumerate(dates.items())
+    }
+    expected = {
+        "20240301-": ["new", "in"],
+        "-20240301": ["in", "old"],
+        "20240201-20240301": ["in"],
+        "20240301": ["in"],
+    }[value]
+    assert [study.id for study in dicom_study_search(study_date=value)] == [studies[key].id for key in expected]
+    plan = _plan(dicom_study_search(study_date=value)[:101])
+    # The DICOM studies' own date index at scale; with a handful of rows the one of every study
+    # (``study_date_created``) serves as well: either is read from the range, in order.
+    assert re.search(r"Index Cond: \(+study_date", plan) and "Sort" not in plan, plan
 
 
 @pytest.mark.services
