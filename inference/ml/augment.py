@@ -48,7 +48,9 @@ PRESETS: dict[str, dict] = {
         "zoom": 0.05,
         "brightness": 0.08,
         "contrast": 0.10,
-        "fill_mode": "constant",
+        # Cells sit on a light background: black (constant) corners from a 180-degree
+        # rotation would make training images unlike any smear the model reads.
+        "fill_mode": "reflect",
     },
     "ultrasound": {
         "hflip": True,

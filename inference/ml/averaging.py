@@ -114,3 +114,36 @@ class Checkpoint(keras.callbacks.Callback):
         line = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         with open(self.directory / "progress.jsonl", "a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+def recalibrate_batch_norm(network, images: np.ndarray, *, batch_size: int = 64, seed: int = 0) -> int:
+    """Re-estimate every batch-norm layer's statistics on clean (unaugmented) images.
+
+    The averaged weights never ran with the statistics they carry, and those statistics
+    were gathered on augmented images (rotated cells with filled corners, shifted chest
+    films), which are not what the model reads in service: a model could rank cases
+    well (AUC 0.998) yet put its threshold in the wrong place. One pass over the
+    training images with a cumulative average (momentum k/(k+1) at batch k) gives the
+    population statistics of the inputs the model will see. Returns the images used.
+    """
+    norms = [layer for layer in _all_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms or len(images) == 0:
+        return 0
+    saved = [layer.momentum for layer in norms]
+    order = np.random.default_rng(seed).permutation(len(images))
+    try:
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            for layer in norms:
+                layer.momentum = k / (k + 1.0)
+            network(images[order[start : start + batch_size]], training=True)
+    finally:
+        for layer, momentum in zip(norms, saved, strict=True):
+            layer.momentum = momentum
+    return len(order)
+
+
+def _all_layers(network):
+    for layer in network.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

@@ -197,6 +197,27 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None
     return {i: round(float(w), 4) for i, w in enumerate(weights)}
 
 
+def _load_earlier_run(model, path: Path, recipe: Recipe) -> dict:
+    """Copy an earlier run's averaged weights into ``model``; returns what the card records of that run."""
+    import hashlib  # noqa: PLC0415 - only this path hashes files
+
+    import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+
+    earlier = json.loads((path / cards.CARD_FILENAME).read_text())
+    same_network = earlier["recipe"].get("arch_params") == json.loads(json.dumps(recipe.arch_params))
+    if earlier["name"] != recipe.name or list(earlier["input_size"]) != list(recipe.input_size) or not same_network:
+        raise ValueError(f"{path} is not a run of {recipe.name} with this network and input size")
+    weights_file = path / cards.MODEL_FILENAME
+    model.set_weights(keras.models.load_model(weights_file, compile=False).get_weights())
+    return {
+        "weights_sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
+        "training_time_s": earlier["training_time_s"],
+        "trained_at": earlier["trained_at"],
+        "command": earlier["recipe"]["training"].get("command"),
+        "training": {k: v for k, v in earlier["recipe"]["training"].items() if k != "command"},
+    }
+
+
 def correct_prior(model, weights: dict[int, float]) -> list[float]:
     """Undo balanced class weighting in the logits layer's bias; returns the shift added.
 
@@ -254,8 +275,14 @@ def train_recipe(
     time_budget_s: float | None = None,
     checkpoint_dir: str | Path | None = None,
     command: str | None = None,
+    finish_from: str | Path | None = None,
 ) -> dict:
     """Train, calibrate and evaluate a recipe; writes ``model.keras`` + ``card.json``.
+
+    ``finish_from`` takes the averaged weights of an earlier run of the same recipe (its
+    output folder) instead of training, and does only the steps after training
+    (batch-norm statistics, prior correction, temperature, card); the card keeps that
+    run's training record and time.
 
     Returns the card. ``epochs``/``limit`` shrink the run for tests; the card records
     the values actually used. Refuses to write over a model of the same name and
@@ -266,7 +293,12 @@ def train_recipe(
     import keras  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
     import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
 
-    from .averaging import Checkpoint, ProgressSchedule, WeightAverage  # noqa: PLC0415 - imports Keras at its top
+    from .averaging import (  # noqa: PLC0415 - imports Keras at its top
+        Checkpoint,
+        ProgressSchedule,
+        WeightAverage,
+        recalibrate_batch_norm,
+    )
 
     if isinstance(recipe, str):
         recipe = get_recipe(recipe)
@@ -349,22 +381,31 @@ def train_recipe(
         .prefetch(tf.data.AUTOTUNE)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((val.images, val.labels)).batch(256)
-    history = trainer.fit(
-        train_ds,
-        # A weight-averaged run picks nothing on validation; its per-epoch figures are
-        # left out so that nothing can be tuned on them.
-        validation_data=None if averager else val_ds,
-        epochs=recipe.epochs,
-        class_weight=weights,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-        verbose=verbose,
-    )
+    finished_from = None
+    if finish_from is not None:
+        finished_from = _load_earlier_run(model, Path(finish_from), recipe)
+        history = keras.callbacks.History()
+        history.history = {}
+    else:
+        history = trainer.fit(
+            train_ds,
+            # A weight-averaged run picks nothing on validation; its per-epoch figures are
+            # left out so that nothing can be tuned on them.
+            validation_data=None if averager else val_ds,
+            epochs=recipe.epochs,
+            class_weight=weights,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+            verbose=verbose,
+        )
     fit_seconds = time.perf_counter() - started
 
     epochs_run = len(history.history.get("loss", []))
+    recalibrated = 0
     if averager is not None:
-        averager.apply()
+        if finished_from is None:
+            averager.apply()
+        recalibrated = recalibrate_batch_norm(model, train.images, seed=seed)
         best_epoch = epochs_run
     else:
         stopper = callbacks[0]
@@ -389,6 +430,8 @@ def train_recipe(
     model_path = output_dir / cards.MODEL_FILENAME
     model.save(model_path)
     training_time = time.perf_counter() - started
+    if finished_from:
+        training_time += finished_from["training_time_s"]
 
     card = build_card(
         recipe,
@@ -407,6 +450,8 @@ def train_recipe(
             "limit": limit,
             **({"time_budget_s": time_budget_s} if time_budget_s else {}),
             **({"prior_correction_added_to_logits": prior_shift} if prior_shift else {}),
+            **({"batch_norm_recalibrated_on_train_images": recalibrated} if recalibrated else {}),
+            **({"finished_from": finished_from} if finished_from else {}),
             **({"final_progress": round(scheduler.progress, 4)} if averager else {}),
             **({"command": command} if command else {}),
         },
@@ -513,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--time-budget-min", type=float, help="Finish the schedule within this many minutes.")
     parser.add_argument("--checkpoint-dir", help="Save the averaged model and a progress line after each epoch.")
+    parser.add_argument(
+        "--finish-from",
+        help="An earlier run's output folder: take its averaged weights and redo only the steps after training.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     card = train_recipe(
@@ -525,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
         checkpoint_dir=args.checkpoint_dir,
+        finish_from=args.finish_from,
         command="python -m inference.ml.training " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
     summary = {k: v for k, v in card["metrics"]["validation"].items() if k != "per_class"}

@@ -78,10 +78,15 @@ def test_weight_averaged_run_holds_out_a_calibration_part_and_keeps_the_averaged
     assert card["metrics"]["validation"]["ci95"]["accuracy"][0] <= card["metrics"]["validation"]["accuracy"]
     lines = (tmp_path / "ck" / "progress.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-    # The saved network is the averaged one: the last checkpoint holds the same weights.
-    saved = serving.load_model(tmp_path / "model.keras").get_weights()
-    checkpoint = serving.load_model(tmp_path / "ck" / "ema.keras").get_weights()
-    assert all(np.allclose(a, b) for a, b in zip(saved, checkpoint, strict=True))
+    # The saved network is the averaged one: the last checkpoint holds the same learned weights;
+    # only the batch-norm statistics were re-estimated on the clean training images.
+    saved = serving.load_model(tmp_path / "model.keras")
+    checkpoint = serving.load_model(tmp_path / "ck" / "ema.keras")
+    pairs = list(zip(saved.trainable_weights, checkpoint.trainable_weights, strict=True))
+    assert all(np.allclose(a.numpy(), b.numpy()) for a, b in pairs)
+    assert card["recipe"]["training"]["batch_norm_recalibrated_on_train_images"] == splits["train"]
+    statistics = list(zip(saved.non_trainable_weights, checkpoint.non_trainable_weights, strict=True))
+    assert not all(np.allclose(a.numpy(), b.numpy()) for a, b in statistics)
     # And a second run into the same directory is refused rather than replacing it.
     with pytest.raises(ValueError, match="already holds"):
         training.train_recipe(recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0)
@@ -104,3 +109,46 @@ def test_prior_correction_turns_balanced_weighting_back_into_the_training_preval
     expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(raw_proba(model, images), expected, rtol=1e-4, atol=1e-6)
     assert shift[0] > shift[1] > shift[2]
+
+
+def test_finishing_an_earlier_run_keeps_its_weights_and_training_record(tmp_path, datasets_root):
+    recipe = replace(get_recipe("us-breast"), ema_momentum=0.9, calibration_fraction=0.2, epochs=1, patience=0)
+    first = training.train_recipe(recipe, output_dir=tmp_path / "run", datasets_root=datasets_root, limit=40, verbose=0)
+
+    card = training.train_recipe(
+        recipe,
+        output_dir=tmp_path / "done",
+        datasets_root=datasets_root,
+        limit=40,
+        verbose=0,
+        finish_from=tmp_path / "run",
+    )
+
+    record = card["recipe"]["training"]["finished_from"]
+    assert record["training"]["epochs_run"] == 1 and record["trained_at"] == first["trained_at"]
+    assert card["training_time_s"] >= first["training_time_s"]
+    run = serving.load_model(tmp_path / "run" / "model.keras")
+    done = serving.load_model(tmp_path / "done" / "model.keras")
+    pairs = zip(run.trainable_weights, done.trainable_weights, strict=True)
+    assert all(np.allclose(a.numpy(), b.numpy()) for a, b in pairs)
+    with pytest.raises(ValueError, match="not a run of"):
+        training.train_recipe(
+            replace(recipe, input_size=(32, 32)), output_dir=tmp_path / "x", datasets_root=datasets_root, limit=40,
+            verbose=0, finish_from=tmp_path / "run",
+        )  # fmt: skip
+
+
+def test_batch_norm_statistics_are_re_estimated_on_the_images_given():
+    from inference.ml.architectures import build_model  # noqa: PLC0415 - TensorFlow
+    from inference.ml.averaging import recalibrate_batch_norm  # noqa: PLC0415 - TensorFlow
+
+    model = build_model("resnet", input_shape=(8, 8, 1), num_classes=3, widths=(4,), blocks=(1,), dropout=0.0)
+    images = np.random.default_rng(0).uniform(100, 255, (32, 8, 8, 1)).astype(np.float32)
+    assert not np.allclose(model(images, training=False), model(images, training=True), atol=1e-3)
+
+    used = recalibrate_batch_norm(model, images, batch_size=len(images))
+
+    # One batch of everything: the stored statistics are exactly those of these images.
+    assert used == len(images)
+    np.testing.assert_allclose(model(images, training=False), model(images, training=True), atol=1e-3)
+    assert model.get_layer("stem_bn").momentum == 0.9
