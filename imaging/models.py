@@ -179,8 +179,8 @@ class Study(models.Model):
                 condition=Q(status__in=["received", "ai_pending", "ai_done"]),
                 name="study_backlog_status_triage",
             ),
-            # The worklist sorted by patient walks the patients in name order and looks up each
-            # one's backlog studies here, among the backlog only rather than the whole history.
+            # The worklist searched by patient looks up each matching patient's backlog studies
+            # here, among the backlog only rather than the whole history.
             models.Index(
                 fields=["patient", "status"],
                 condition=Q(status__in=["received", "ai_pending", "ai_done"]),

@@ -62,13 +62,17 @@ def _ascending(*fields):
     return tuple(F(name).asc() for name in fields)
 
 
+PATIENT_SORT_FIELDS = ("family_name", "given_name", "mrn")
+# Equal values of a sorted column keep the triage order (less the AI flag, see worklist_order).
+WORKLIST_SORT_TIES = ("priority", "created_at", "id")
+
 # Sortable worklist columns: key -> the column's values in ascending order. Anything else is
 # ignored; priority and waiting time break ties, so a sort never shuffles equal rows between polls.
 WORKLIST_SORTS: dict[str, tuple] = {
     "priority": _ascending("priority"),
     "ai": (Coalesce(F("ai_top_confidence"), Value(-1.0)).asc(),),
     "accession": _ascending("accession_number"),
-    "patient": _ascending("patient__family_name", "patient__given_name", "patient__mrn"),
+    "patient": _ascending(*(f"patient__{name}" for name in PATIENT_SORT_FIELDS)),
     "exam": _ascending("modality", "body_part"),
     "images": _ascending("image_count"),
     "status": _ascending("status"),
@@ -137,7 +141,7 @@ def worklist_order(sort: str) -> tuple:
         columns = tuple(column.copy().reverse_ordering() for column in columns)
     # Ties in priority, then waiting, order; not by the AI flag, which would have to be worked out
     # for every row of the list before the sort rather than for the page's rows after it.
-    return (*columns, "priority", "created_at", "id")
+    return (*columns, *WORKLIST_SORT_TIES)
 
 
 def studies_worklist_filtered(*, query: WorklistQuery) -> QuerySet[Study]:
@@ -162,7 +166,26 @@ def studies_worklist_filtered(*, query: WorklistQuery) -> QuerySet[Study]:
         studies = studies.filter(created_at__gte=_local_midnight(query.received_from))
     if query.received_to:
         studies = studies.filter(created_at__lt=_local_midnight(query.received_to + timedelta(days=1)))
+    if query.sort.removeprefix("-") == "patient" and set(query.statuses) <= set(WORKLIST_BACKLOG):
+        return _backlog_by_patient(studies, descending=query.sort.startswith("-"))
     return studies.order_by(*worklist_order(query.sort))
+
+
+def _backlog_by_patient(studies: QuerySet[Study], *, descending: bool) -> QuerySet[Study]:
+    """The backlog in patient order (``WORKLIST_SORTS["patient"]``), each study's patient read on its own.
+
+    Joined to the patients, PostgreSQL walks them in name order until a page of them has a study
+    waiting, which costs the register rather than the backlog (1.7 ms of SQL with 50,000 patients,
+    109 ms with 500,000, for the same 1,000 studies waiting); joined the other way round it hashes
+    the whole register. A scalar subquery per field cannot be turned into a join, so the backlog's
+    studies are read, each one's name looked up by the patient's key, and sorted: the cost of the
+    backlog alone. The page's patients are then read in one query rather than joined.
+    """
+    names = []
+    for field in PATIENT_SORT_FIELDS:
+        column = Subquery(Patient.objects.filter(pk=OuterRef("patient_id")).order_by().values(field)[:1])
+        names.append(column.desc() if descending else column.asc())
+    return studies.select_related(None).prefetch_related("patient").order_by(*names, *WORKLIST_SORT_TIES)
 
 
 def worklist_model_names() -> list[tuple[str, str]]:

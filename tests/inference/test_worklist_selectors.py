@@ -11,6 +11,7 @@ from inference.forms import WORKLIST_SORT_LABELS, WorklistFilterForm
 from inference.selectors import (
     WORKLIST_SORTS,
     WorklistQuery,
+    studies_worklist,
     studies_worklist_filtered,
     worklist_model_names,
     worklist_order,
@@ -147,6 +148,33 @@ def test_every_column_sorts_both_ways_and_breaks_ties_in_triage_order(model):
     assert ids(sort="status") == ids(sort="-status") == ids()
     for key in WORKLIST_SORTS:
         assert len(ids(sort=key)) == len(ids(sort=f"-{key}")) == 3
+
+
+@pytest.mark.parametrize("sort", ["patient", "-patient"])
+def test_patient_sort_reads_each_studys_patient_in_the_joined_order(model, sort, django_assert_num_queries):
+    """The backlog sorted by patient looks each study's patient up instead of joining the register;
+    the order is the joined one to the last tie (given name, MRN, then priority and waiting)."""
+    smith_al_2 = PatientFactory(family_name="Smith", given_name="Al", mrn="M-2")
+    smith_al_1 = PatientFactory(family_name="Smith", given_name="Al", mrn="M-1")
+    smith_bo = PatientFactory(family_name="Smith", given_name="Bo", mrn="M-0")
+    adams = PatientFactory(family_name="Adams", given_name="Zed", mrn="M-9")
+    for patient in (smith_al_2, smith_al_1, smith_bo, adams, smith_al_1):
+        waiting(model, patient=patient, days_ago=1)
+    waiting(model, patient=smith_al_1, days_ago=2)
+    waiting(model, patient=smith_al_1, priority=Priority.STAT)
+    StudyFactory(patient=PatientFactory(family_name="Aaron"), status=StudyStatus.REVIEWED)
+    joined = studies_worklist(statuses=(StudyStatus.AI_DONE,)).order_by(*worklist_order(sort))
+    expected = [study.id for study in joined]
+    assert len(expected) == 7
+    with django_assert_num_queries(2):  # the page's studies, then their patients
+        rows = list(studies_worklist_filtered(query=WorklistQuery(sort=sort)))
+        names = [(study.patient.family_name, study.patient.given_name, study.patient.mrn) for study in rows]
+    assert [study.id for study in rows] == expected
+    assert names == sorted(names, reverse=sort.startswith("-"))
+    # Beyond the backlog (the reviewed studies: the whole history) the register's name order is walked.
+    reviewed = studies_worklist_filtered(query=WorklistQuery(statuses=(StudyStatus.REVIEWED,), sort=sort))
+    assert "patients_patient" in str(reviewed.query).split("ORDER BY")[0]
+    assert [study.patient.family_name for study in reviewed] == ["Aaron"]
 
 
 def test_sort_whitelist_is_the_forms_and_nothing_else_reaches_order_by():

@@ -70,10 +70,14 @@ def test_worklist(radiologist_client):
     url = reverse("pages:worklist")
     add_studies(2)
     few = count_queries(radiologist_client, url)
+    few_by_patient = count_queries(radiologist_client, url, sort="patient")
     add_studies(30)
     many = count_queries(radiologist_client, url)
+    many_by_patient = count_queries(radiologist_client, url, sort="-patient")
     filtered = count_queries(radiologist_client, url, modality="DX")
     assert few == many == filtered <= MAX_QUERIES
+    # Sorted by patient, the page's patients are one query of their own rather than a join.
+    assert few_by_patient == many_by_patient == few + 1 <= MAX_QUERIES
 
 
 def test_review_page(radiologist_client):
