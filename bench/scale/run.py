@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         results["migrate_seconds"] = round(time.monotonic() - started, 1)
         if args.reuse:
             seeded = json.loads(state_file.read_text())["seeded"]
+            seeded.update(django_json(env, "bench.scale.seed", "--sessions"))
         else:
             started = time.monotonic()
             seeded = django_json(env, "bench.scale.seed", "--scale", str(args.scale))

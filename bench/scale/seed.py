@@ -137,6 +137,26 @@ def png_file() -> bytes:
     return buffer.getvalue()
 
 
+def page_session(user) -> str:
+    """A signed-in session's key for the pages, as a login would leave it."""
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.set_expiry(24 * 3600)
+    session.create()
+    return session.session_key
+
+
+def fresh_sessions() -> dict:
+    """New page sessions for the seeded users: a kept database's sessions end after the idle
+    timeout (15 minutes), and the first request after it signs them out."""
+    from django.contrib.auth import get_user_model  # noqa: PLC0415
+
+    users = get_user_model().objects.filter(username__startswith="scale-")
+    return {"sessions": {user.username.removeprefix("scale-"): page_session(user) for user in users}}
+
+
 def seed(scale: float) -> dict:
     # The apps' models can be imported only once main() has set Django up.
     from accounts.roles import Role  # noqa: PLC0415
@@ -160,13 +180,7 @@ def seed(scale: float) -> dict:
         user = user_create(username=f"scale-{role.value}", password=uuid.uuid4().hex, role=role)
         users[role.value] = user
         tokens[role.value] = api_token_create(name="scale benchmark", user=user)[1]
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.set_expiry(24 * 3600)
-        session.create()
-        sessions[role.value] = session.session_key
+        sessions[role.value] = page_session(user)
 
     dicom, png = dicom_file(), png_file()
     dicom_sha, png_sha = sha256_hex(dicom), sha256_hex(png)
@@ -465,9 +479,10 @@ def seed(scale: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1)
+    parser.add_argument("--sessions", action="store_true", help="only open new page sessions for the seeded users")
     args = parser.parse_args()
     django.setup()
-    print(json.dumps(seed(args.scale)))
+    print(json.dumps(fresh_sessions() if args.sessions else seed(args.scale)))
 
 
 if __name__ == "__main__":

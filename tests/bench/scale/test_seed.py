@@ -125,3 +125,15 @@ def test_the_ai_flags_kept_on_the_studies_match_their_results_and_reviews(seeded
     stored = study_ai_flags_stored()
     assert stored == study_ai_flags_recomputed()
     assert any(flagged for _, flagged in stored.values())
+
+
+def test_a_kept_database_gets_new_page_sessions_for_its_users(seeded, client):
+    """A kept database's sessions end after the idle timeout; a re-run opens new ones."""
+    result, _ = seeded
+    sessions = scale_seed.fresh_sessions()["sessions"]
+    assert set(sessions) == set(result["sessions"])
+    assert not set(sessions.values()) & set(result["sessions"].values())
+    client.cookies["sessionid"] = sessions["radiologist"]
+    response = client.get("/worklist/")
+    assert response.status_code == 200
+    assert response.wsgi_request.user.username == "scale-radiologist"
