@@ -174,7 +174,7 @@ def test_worklist_sorted_by_patient_reads_the_backlog_not_the_register(sort):
     """Sorted by patient, PostgreSQL walked the patients in name order until 25 had a study awaiting
     review: 1.7 ms of SQL with 50,000 patients, 109 ms with 500,000, for the same backlog. Each
     backlog study's patient is looked up by its key instead and the backlog sorted, so the plan
-    neither walks nor hashes the register (6 ms of SQL at either size)."""
+    neither walks nor hashes the register (9,500 buffers at 50,000 patients, 12,600 at 500,000)."""
     StudyFactory(status="reviewed", patient=PatientFactory(family_name="Adams"))
     waiting = StudyFactory(status="ai_done", patient=PatientFactory(family_name="Baker"))
     query = WorklistQuery(sort=sort)
