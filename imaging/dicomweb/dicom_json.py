@@ -2,6 +2,8 @@
 
 import functools
 import json
+import re
+from collections.abc import Callable
 
 from django.http import HttpResponse
 from django.urls import reverse
@@ -23,6 +25,27 @@ def dicomweb_url(request, name: str, **kwargs) -> str:
     return request.build_absolute_uri(reverse(f"dicomweb:{name}", kwargs=kwargs))
 
 
+# A UID of these characters is written into a URL as it is (neither reverse() nor the absolute URI quote it).
+_URL_SAFE_UID = re.compile(r"[0-9A-Za-z._-]+")
+
+
+def study_url_builder(request) -> Callable[[str], str]:
+    """``dicomweb_url(request, "study", study_uid=uid)`` for many studies of one answer.
+
+    A QIDO-RS page holds up to a thousand studies; reversing the URL for each (a resolver look-up and
+    the active language per call) cost more than building the rest of the item. The URL is reversed
+    once and each UID appended; a UID that would need quoting takes the full path.
+    """
+    prefix = dicomweb_url(request, "study", study_uid="0").removesuffix("0")
+
+    def url(study_uid: str) -> str:
+        if _URL_SAFE_UID.fullmatch(study_uid):
+            return prefix + study_uid
+        return dicomweb_url(request, "study", study_uid=study_uid)
+
+    return url
+
+
 def instance_url(request, image: Image) -> str:
     return dicomweb_url(
         request,
@@ -34,15 +57,29 @@ def instance_url(request, image: Image) -> str:
 
 
 def study_json(
-    request, study: Study, *, series_count: int, instance_count: int, modalities: list[str] | None = None
+    request,
+    study: Study,
+    *,
+    series_count: int,
+    instance_count: int,
+    modalities: list[str] | None = None,
+    study_url: Callable[[str], str] | None = None,
 ) -> dict:
-    """A study as QIDO-RS returns it (PS3.18 table 10.6.3-3), from MedPortal's records."""
+    """A study as QIDO-RS returns it (PS3.18 table 10.6.3-3), from MedPortal's records.
+
+    ``study_url`` (``study_url_builder``) serves a page of studies; without it the URL is reversed.
+    """
+    retrieve_url = (
+        study_url(study.study_instance_uid)
+        if study_url is not None
+        else dicomweb_url(request, "study", study_uid=study.study_instance_uid)
+    )
     values = [
         *study_values(study, modalities=modalities),
         ("SpecificCharacterSet", CHARACTER_SET),
         ("NumberOfStudyRelatedSeries", series_count),
         ("NumberOfStudyRelatedInstances", instance_count),
-        ("RetrieveURL", dicomweb_url(request, "study", study_uid=study.study_instance_uid)),
+        ("RetrieveURL", retrieve_url),
     ]
     return plain_json(values) or attributes_dataset(values).to_json_dict()
 

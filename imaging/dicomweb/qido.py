@@ -27,7 +27,13 @@ from imaging.dicom.selectors import (
     dicom_study_search,
 )
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
-from imaging.dicomweb.dicom_json import dicom_json_response, instance_dataset, series_dataset, study_json
+from imaging.dicomweb.dicom_json import (
+    dicom_json_response,
+    instance_dataset,
+    series_dataset,
+    study_json,
+    study_url_builder,
+)
 from imaging.models import Study
 
 QIDO_DEFAULT_LIMIT = 100
@@ -231,6 +237,7 @@ class StudySearchApi(DicomWebView):
         if other_level:
             query.warnings.append(f"Not study attributes, ignored at study level: {', '.join(other_level)}.")
             wanted = [keyword for keyword in wanted if keyword not in other_level]
+        study_url = study_url_builder(request)
         for study in page:
             item = study_json(
                 request,
@@ -238,6 +245,7 @@ class StudySearchApi(DicomWebView):
                 series_count=study.series_count,
                 instance_count=study.instance_count,
                 modalities=modalities[study.pk],
+                study_url=study_url,
             )
             missing = [keyword for keyword in wanted if f"{tag_for_keyword(keyword):08X}" not in item]
             if missing:

@@ -68,3 +68,11 @@ def test_plain_values_skip_pydicom_and_others_fall_back_to_it(monkeypatch):
     assert built_by_pydicom == []
     dicom_json.study_json(request, _study(*TRICKY[4]), series_count=1, instance_count=1)
     assert len(built_by_pydicom) == 1
+
+
+@pytest.mark.parametrize(
+    "uid", ["1.2.826.0.1.3680043.8.498.1", "0", "2.25.12345678901234567890", "a b", "ü.1", "x?y#z"]
+)
+def test_study_url_builder_equals_the_reversed_url(uid):
+    request = RequestFactory().get("/dicomweb/studies", HTTP_HOST="testserver:8443")
+    assert dicom_json.study_url_builder(request)(uid) == dicom_json.dicomweb_url(request, "study", study_uid=uid)
