@@ -1,13 +1,16 @@
 """The worklist page: search, filters, sortable headers, its polled rows fragment, and "save and next"."""
 
+import datetime
 import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.template import engines
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
-from imaging.models import Priority
+from imaging.models import Priority, Study
 from inference.models import Review
 from tests.factories import PatientFactory
 from tests.web.conftest import make_aimodel
@@ -160,3 +163,29 @@ def test_rows_fragment_queries_stay_bounded(radiologist_client, model):
     # after them: one query more each, however many rows.
     assert few_searched == many_searched == few + 2
     assert dated <= MAX_QUERIES
+
+
+def test_rows_show_what_the_template_filters_would(radiologist_client, model):
+    """The row texts are worked out in the view; each equals the filter or tag it stands for."""
+    fresh = done_study(model, priority=Priority.STAT)
+    old = done_study(model)
+    Study.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(days=3, hours=4))
+    cells = engines["django"].from_string(
+        "{% load portal %}{% for study in studies %}|{{ study.get_priority_display }}|{{ study.get_modality_display }}"
+        "|{{ study.get_body_part_display }}|{{ study.get_status_display }}|{% url 'pages:review' study.id %}"
+        "|{{ study.created_at|date:'Y-m-d H:i' }}|{{ study.created_at|waiting }}|{{ study.created_at|overdue }}"
+        "{% endfor %}"
+    )
+    response = radiologist_client.get(WORKLIST, {"status": "ai_done"})
+    rows = response.context["rows"]
+    studies = [row.study for row in rows]
+    assert {study.id for study in studies} == {fresh.id, old.id}
+    expected = cells.render({"studies": studies})
+    shown = "".join(
+        f"|{row.priority}|{row.modality}|{row.body_part}|{row.status}|{row.review_url}"
+        f"|{row.registered}|{row.waiting}|{row.overdue}"
+        for row in rows
+    )
+    assert shown == expected
+    assert [row.overdue for row in rows if row.study.id == old.id] == [True]
+    assert [row.overdue for row in rows if row.study.id == fresh.id] == [False]
