@@ -4,6 +4,7 @@ from imaging.models import Modality, Priority, StudyStatus
 from inference.models import ReviewDecision
 from inference.selectors import WorklistQuery, worklist_model_names
 from inference.services import SAME_LABEL_OVERRIDE
+from web.widgets import Select
 
 WORKLIST_STATUSES = {
     # The worklist's own view of a study's state; the default is what radiologists act on.
@@ -39,17 +40,21 @@ class WorklistFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "spellcheck": "false"}),
         error_messages={"max_length": "Search for at most %(limit_value)d characters."},
     )
-    modality = forms.ChoiceField(choices=[("", "All modalities"), *Modality.choices], required=False)
+    modality = forms.ChoiceField(choices=[("", "All modalities"), *Modality.choices], required=False, widget=Select)
     status = forms.ChoiceField(
-        choices=[(key, label) for key, (label, _) in WORKLIST_STATUSES.items()], required=False, initial="ai_done"
+        choices=[(key, label) for key, (label, _) in WORKLIST_STATUSES.items()],
+        required=False,
+        initial="ai_done",
+        widget=Select,
     )
     priority = forms.TypedChoiceField(
         choices=[("", "All priorities"), *((str(value), label) for value, label in Priority.choices)],
         coerce=int,
         empty_value=None,
         required=False,
+        widget=Select,
     )
-    model = forms.ChoiceField(label="AI model", required=False)
+    model = forms.ChoiceField(label="AI model", required=False, widget=Select)
     received_from = forms.DateField(
         label="Received from",
         required=False,
@@ -65,6 +70,7 @@ class WorklistFilterForm(forms.Form):
     sort = forms.ChoiceField(
         label="Sort by",
         required=False,
+        widget=Select,
         choices=[
             ("", "Triage order"),
             *(
