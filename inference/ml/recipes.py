@@ -204,16 +204,12 @@ _register(
         color_mode="grayscale",
         arch_params={**SMALL_28, "dropout": 0.4},
         augmentation="ultrasound",
-        epochs=150,
+        epochs=80,
         batch_size=32,
-        learning_rate=2e-3,
-        weight_decay=0.02,
-        warmup_epochs=5,
-        patience=0,
-        ema_momentum=0.995,
-        calibration_fraction=0.1,
-        prior_correction=True,
-        version="2.0.0",
+        patience=15,
+        # A 2.0.0 with weight averaging, prior correction and a held-out calibration part
+        # reached 87.2% validation against 89.7% for this version, so it was not shipped
+        # (docs/models.md).
         modalities=("US",),
         body_part="BREAST",
         source=(
@@ -308,30 +304,26 @@ _register(
         layout="folders",
         labels=("Parasitized", "Uninfected"),
         normal_labels=("Uninfected",),
-        # 96 px, padded, of the 110-170 px cell crops: ring forms are a few pixels wide.
-        input_size=(96, 96),
+        input_size=(64, 64),
         color_mode="rgb",
         resize="pad",
         arch_params={
-            "stem_filters": 24,
-            "stem_stride": 2,
-            "widths": (24, 48, 96, 160),
-            "blocks": (1, 1, 1, 1),
+            "stem_filters": 16,
+            "stem_stride": 1,
+            "widths": (16, 32, 64),
+            "blocks": (1, 1, 1),
             "separable": False,
             "dropout": 0.4,
         },
         augmentation="microscopy",
-        epochs=200,
+        epochs=60,
         batch_size=32,
-        learning_rate=2e-3,
-        weight_decay=0.02,
-        warmup_epochs=5,
-        patience=0,
-        ema_momentum=0.995,
-        calibration_fraction=0.1,
-        # Cells cut from one smear photograph stay together ("C33P1thinF_IMG_..._cell_161.png").
-        group_filename=r"(.+)_cell_\d+",
-        version="2.0.0",
+        patience=15,
+        # A 2.0.0 at 96 px with weight averaging and a calibration part grouped by smear
+        # photograph matched this version on validation (94.5%) but its temperature, fitted
+        # on 47 held-out cells it separated perfectly, came out at 0.055 (log-loss 1.47), so
+        # it was not shipped (docs/models.md). Since then the microscopy augmentation
+        # reflects rotated corners instead of filling them black.
         modalities=("SM",),
         body_part="BLOOD",
         procedure="MALARIA_SCREEN",
