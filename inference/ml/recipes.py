@@ -125,6 +125,17 @@ SMALL_28 = {
     "dropout": 0.3,
 }
 
+# The version 2 networks at 96-144 px: a stride-2 stem and four stages of plain 3x3
+# convolutions (about 1.2 M parameters).
+PLAIN_FOUR_STAGE = {
+    "stem_filters": 32,
+    "stem_stride": 2,
+    "widths": (32, 64, 128, 192),
+    "blocks": (1, 1, 2, 1),
+    "separable": False,
+    "dropout": 0.3,
+}
+
 RECIPES: dict[str, Recipe] = {}
 
 
@@ -384,14 +395,7 @@ _register(
         # granulocytes from basophils and monocytes (the 64 px model's main confusion).
         input_size=(96, 96),
         color_mode="rgb",
-        arch_params={
-            "stem_filters": 32,
-            "stem_stride": 2,
-            "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 2, 1),
-            "separable": False,
-            "dropout": 0.3,
-        },
+        arch_params={**PLAIN_FOUR_STAGE, "dropout": 0.3},
         augmentation="microscopy",
         epochs=45,
         batch_size=64,
@@ -456,14 +460,7 @@ _register(
         # lost at the 96 px of version 1.
         input_size=(144, 144),
         color_mode="rgb",
-        arch_params={
-            "stem_filters": 32,
-            "stem_stride": 2,
-            "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 2, 1),
-            "separable": False,
-            "dropout": 0.4,
-        },
+        arch_params={**PLAIN_FOUR_STAGE, "dropout": 0.4},
         augmentation="dermoscopy",
         epochs=80,
         batch_size=32,
@@ -528,14 +525,7 @@ _register(
         # plain convolution runs at about three times the FLOP rate of a separable one.
         input_size=(128, 128),
         color_mode="grayscale",
-        arch_params={
-            "stem_filters": 32,
-            "stem_stride": 2,
-            "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 2, 1),
-            "separable": False,
-            "dropout": 0.3,
-        },
+        arch_params={**PLAIN_FOUR_STAGE, "dropout": 0.3},
         augmentation="chest_xray",
         epochs=30,
         batch_size=64,
@@ -606,14 +596,7 @@ _register(
         group_near_identical=True,
         input_size=(128, 128),
         color_mode="grayscale",
-        arch_params={
-            "stem_filters": 32,
-            "stem_stride": 2,
-            "widths": (32, 64, 128, 192),
-            "blocks": (1, 1, 2, 1),
-            "separable": False,
-            "dropout": 0.3,
-        },
+        arch_params={**PLAIN_FOUR_STAGE, "dropout": 0.3},
         augmentation="mri",
         epochs=60,
         batch_size=32,
