@@ -547,6 +547,13 @@ def build_card(
     }
 
 
+def portable_command(args: list[str]) -> str:
+    """The training command as the card records it: an absolute path (this machine's) becomes
+    its last component, so the card reads the same wherever the model was trained."""
+    shown = [Path(a).name if Path(a).is_absolute() else a for a in args]
+    return "python -m inference.ml.training " + " ".join(shown)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a MedPortal model recipe.")
     parser.add_argument("recipe")
@@ -575,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
         checkpoint_dir=args.checkpoint_dir,
         finish_from=args.finish_from,
-        command="python -m inference.ml.training " + " ".join(argv if argv is not None else sys.argv[1:]),
+        command=portable_command(argv if argv is not None else sys.argv[1:]),
     )
     summary = {k: v for k, v in card["metrics"]["validation"].items() if k != "per_class"}
     sys.stdout.write(json.dumps({"name": card["name"], "temperature": card["temperature"], **summary}) + "\n")

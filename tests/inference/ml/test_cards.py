@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,14 @@ def test_null_normal_labels_allowed():
     card = _card()
     card["normal_labels"] = None
     cards.validate_card(card)
+
+
+def test_shipped_cards_name_no_machine_paths():
+    """A card's training commands must read the same on any machine: no absolute paths."""
+    import re  # noqa: PLC0415
+
+    zoo = Path(__file__).resolve().parents[3] / "inference" / "zoo"
+    for card_file in zoo.glob("*/card.json"):
+        text = card_file.read_text()
+        for command in re.findall(r'"command": "([^"]*)"', text):
+            assert not re.search(r"(^|\s)/\S", command), (card_file.parent.name, command)

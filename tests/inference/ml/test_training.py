@@ -152,3 +152,8 @@ def test_batch_norm_statistics_are_re_estimated_on_the_images_given():
     assert used == len(images)
     np.testing.assert_allclose(model(images, training=False), model(images, training=True), atol=1e-3)
     assert model.get_layer("stem_bn").momentum == 0.9
+
+
+def test_the_recorded_command_keeps_relative_paths_and_drops_machine_ones():
+    command = training.portable_command(["us-breast", "--output", "/srv/runs/breast", "--checkpoint-dir", "ck/b"])
+    assert command == "python -m inference.ml.training us-breast --output breast --checkpoint-dir ck/b"
