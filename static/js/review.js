@@ -280,7 +280,7 @@
     setupDecision(form, "amend-");
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      send(form, { focus: "[data-review-summary]", push: false });
+      send(form, { focus: "[data-review-summary]", push: false, keepScroll: true });
     });
   }
 
@@ -300,7 +300,7 @@
 
   // Posts a form of the page; the answer says where to go next (JSON), or is the page again with
   // the form's errors (HTML). ``focus`` picks what gets the focus on the page that follows.
-  async function send(form, { focus = null, push = true } = {}) {
+  async function send(form, { focus = null, push = true, keepScroll = false } = {}) {
     if (busy) return;
     busy = true;
     const button = form.querySelector("button[type=submit]");
@@ -316,7 +316,7 @@
       if (response.ok && type.includes("application/json")) {
         const answer = await response.json();
         busy = false;
-        await go(answer.next, { push, focus });
+        await go(answer.next, { push, focus, keepScroll });
         return;
       }
       if (response.ok && type.includes("text/html")) {
@@ -339,7 +339,7 @@
   }
 
   // --- Moving without a reload -------------------------------------------------------------------
-  async function go(url, { push = true, focus = null } = {}) {
+  async function go(url, { push = true, focus = null, keepScroll = false } = {}) {
     if (busy) return;
     busy = true;
     try {
@@ -350,7 +350,7 @@
         return;
       }
       const html = await response.text();
-      if (!swap(html, response.url || url, push, focus)) window.location.assign(response.url || url);
+      if (!swap(html, response.url || url, { push, focus, keepScroll })) window.location.assign(response.url || url);
     } catch (error) {
       window.location.assign(url);
     } finally {
@@ -359,7 +359,9 @@
   }
 
   // Replaces <main> with the one of another review page; false when the page is of another kind.
-  function swap(html, url, push = true, focus = null) {
+  // Like a page load it starts at the top, so the patient banner and the message about what was
+  // just saved are in view (the focus moves without scrolling); an amendment keeps the reader's place.
+  function swap(html, url, { push = true, focus = null, keepScroll = false } = {}) {
     const doc = new DOMParser().parseFromString(html, "text/html");
     const next = doc.querySelector("main");
     if (!next || !next.querySelector(".reading-head")) return false;
@@ -367,6 +369,7 @@
     document.title = doc.title;
     if (url && push) window.history.pushState({}, "", url);
     else if (url) window.history.replaceState({}, "", url);
+    if (url && !keepScroll) window.scrollTo(0, 0);
     start(focus);
     return true;
   }

@@ -143,3 +143,31 @@ def test_an_amendment_is_saved_without_a_reload_and_the_earlier_decision_stays_i
     assert list(review.amendments.values_list("previous_decision", "reason")) == [
         ("agree", "Overlapping soft tissue on the lateral view.")
     ]
+
+
+def test_the_next_study_opens_at_the_top_with_its_patient_in_view(page, login, browser_radiologist):
+    # A reader who scrolled down to the form must not land on the next patient's image with that
+    # patient's name above the screen, as if the study had not changed.
+    model = make_aimodel()
+    first = StudyFactory(patient=PatientFactory(family_name="Firstread"), accession_number="ACC-FIRST", priority=1)
+    following = StudyFactory(patient=PatientFactory(family_name="Nextread"), accession_number="ACC-NEXT", priority=3)
+    for study in (first, following):
+        make_prediction(make_image(study, name="cxr.png"), model, label="pneumonia")
+        study_refresh_status(study_id=study.id)
+
+    page.set_viewport_size({"width": 1280, "height": 600})
+    login(page, "radiologist-browser")
+    page.goto(f"/review/{first.id}/")
+    expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true")
+    _mark_page(page)
+    form = page.locator("[data-review-form]")
+    form.get_by_label("Agree").check()
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    assert page.evaluate("window.scrollY") > 0
+    form.get_by_role("button", name="Save and go to next").click()
+
+    expect(page.get_by_role("heading", name=re.compile("Review ACC-NEXT"))).to_be_in_viewport()
+    assert _same_document(page), "the page reloaded"
+    expect(page.locator(".reading-head").get_by_text("NEXTREAD")).to_be_in_viewport()
+    expect(page.locator(".messages")).to_be_in_viewport()
+    assert page.evaluate("document.activeElement.name") == "decision"
