@@ -98,6 +98,17 @@ def test_patient_form_errors_are_tied_to_their_fields(staff_client):
     assert 'id="id_family_name_error"' in response.content.decode()
 
 
+@pytest.mark.parametrize("page", ["study", "dicom-import"])
+def test_the_upload_controls_are_described_by_their_hint(staff_client, study, page):
+    url = reverse("pages:study-detail", args=[study.id]) if page == "study" else reverse("pages:dicom-import")
+    ids, described = _described_by(staff_client.get(url).content.decode())
+    files = next(attrs for tag, attrs in described if attrs.get("name") == "files")
+    assert files["aria-describedby"] == "id_files_helptext"
+    for _, attrs in described:
+        missing = set(attrs["aria-describedby"].split()) - ids
+        assert not missing, f"aria-describedby names ids that do not exist: {missing}"
+
+
 @pytest.mark.django_db
 def test_review_errors_are_specific_and_next_to_their_control(radiologist_client):
     study = StudyFactory()
