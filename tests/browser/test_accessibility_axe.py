@@ -12,6 +12,7 @@ import pytest
 from django.template.loader import render_to_string
 from playwright.sync_api import expect
 
+from imaging.models import Image
 from inference.models import PredictionStatus, ReviewDecision
 from inference.services import review_amend, review_create
 from inference.study_status import study_refresh_status
@@ -154,6 +155,15 @@ def test_the_study_page_in_each_state_of_its_results(page, login, browser_staff,
     image = make_image(done, name="done.png")
     make_prediction(image, model, label="pneumonia", confidence=0.91)
     make_prediction(image, other, status=PredictionStatus.FAILED)
+    report = make_image(done, name="ai-report.dcm")
+    Image.objects.filter(id=report.id).update(
+        content_type="application/dicom",
+        width=0,
+        height=0,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.88.33",
+        analysable=False,
+        not_analysable_reason="Not an image (Comprehensive SR Storage).",
+    )
     for study in (pending, done):
         study_refresh_status(study_id=study.id)
 
@@ -169,7 +179,11 @@ def test_the_study_page_in_each_state_of_its_results(page, login, browser_staff,
     page.goto(f"/studies/{done.id}/")
     expect(page.locator("[data-prediction-status=succeeded]")).to_have_count(1)
     expect(page.locator("[data-prediction-status=failed]")).to_have_count(1)
-    assert_no_axe_violations(page, "a study with one AI result done and one failed")
+    # A report has no thumbnail: its text spans the card instead of the thumbnail's narrow column.
+    non_image = page.locator("[data-non-image]").bounding_box()
+    card = page.locator(".image-card", has=page.locator("[data-non-image]")).bounding_box()
+    assert non_image["width"] > card["width"] * 0.8
+    assert_no_axe_violations(page, "a study with one AI result done and one failed, and a report")
 
     page.goto(f"/studies/{done.id}/report/")
     assert_no_axe_violations(page, "the printable study report, not yet reviewed")
