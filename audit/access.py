@@ -86,7 +86,8 @@ def audit_access(
     action: AuditAction = AuditAction.READ,
     obj: models.Model | None = None,
     patient: Any = None,
-    rows: Iterable[tuple[models.Model, Any]] | None = None,
+    rows: Iterable[tuple[Any, Any]] | None = None,
+    model: type[models.Model] | None = None,
     detail: str = "",
     interface: AuditInterface | None = None,
 ) -> None:
@@ -95,6 +96,8 @@ def audit_access(
     - ``patient``: the Patient or its id; may be omitted when ``obj`` is the Patient.
     - ``rows``: ``(obj, patient)`` pairs, e.g. the records of a list: one audit row each, in one
       INSERT whatever their number (no rows, nothing recorded).
+    - ``model``: the rows are ``(pk, patient)`` pairs of records of this model (a list read as
+      ``values()`` rows, without model instances).
     - ``detail``: short free text, e.g. "list" or "rerun"; never a name, an MRN or a search term.
     - ``interface``: only for views without a URL declaration (the admin's).
 
@@ -107,6 +110,7 @@ def audit_access(
         interface=interface or _declared_interface(request),
         request=request,
         detail=detail,
+        model=model,
     )
 
 

@@ -2,12 +2,14 @@ import pytest
 from django.contrib import admin as django_admin
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import ResolverMatch
 
 from audit.access import audit_access, audit_exempt, audited
 from audit.admin import AuditedAdminMixin
 from audit.models import AuditAction, AuditEvent, AuditInterface, HistoricalPatient
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
+from imaging.models import Study
 from patients.models import Patient
 from patients.services import patient_update
 from tests.factories import PatientFactory, StudyFactory, UserFactory
@@ -148,3 +150,75 @@ def test_an_access_is_recorded_only_through_a_declared_view(rf):
     request.resolver_match = ResolverMatch(audit_exempt("no patient data")(lambda request: None), (), {})
     with pytest.raises(ImproperlyConfigured):
         audit_access(request, obj=patients[0])
+
+
+def _columns(event: AuditEvent) -> tuple:
+    return (
+        event.actor_id,
+        event.actor_username,
+        event.action,
+        event.interface,
+        event.object_type,
+        event.object_id,
+        event.patient_id,
+        event.ip_address,
+        event.forwarded_for,
+        event.user_agent,
+        event.method,
+        event.path,
+        event.detail,
+    )
+
+
+@pytest.mark.parametrize("size", [1, 3, 150])
+def test_many_rows_are_one_insert_with_every_column_of_a_single_record(rf, size):
+    user = UserFactory(username="reader")
+    request = rf.get("/x/", REMOTE_ADDR="192.0.2.7", HTTP_USER_AGENT="browser", HTTP_X_FORWARDED_FOR="10.0.0.1")
+    studies = [StudyFactory() for _ in range(size)]
+    patient = studies[0].patient
+    items = [(patient, None), *((study, study.patient_id) for study in studies[1:])]
+    facts = {"actor": user, "action": AuditAction.READ, "interface": AuditInterface.API, "request": request}
+
+    with CaptureQueriesContext(connection) as queries:
+        assert audit_record_many(**facts, items=items, detail="list") == size
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "audit_auditevent"')]
+    assert len(inserts) == len(queries.captured_queries)
+    if connection.vendor == "postgresql":  # SQLite splits a statement above its parameter limit
+        assert len(inserts) == 1
+    written = list(AuditEvent.objects.order_by("id"))
+    assert len({event.occurred_at.date() for event in written}) == 1
+    for (obj, patient_of), event in zip(items, written, strict=True):
+        audit_record(**facts, obj=obj, patient=patient_of, detail="list")
+        single = AuditEvent.objects.latest("id")
+        assert _columns(event) == _columns(single)
+
+
+def test_rows_by_key_are_recorded_as_their_records_would_be(rf):
+    request = rf.get("/dicomweb/studies")
+    request.user = UserFactory(username="viewer")
+    request.resolver_match = ResolverMatch(audited(AuditInterface.DICOMWEB)(lambda request: None), (), {})
+    studies = [StudyFactory(), StudyFactory()]
+    audit_access(request, rows=[(study, study.patient_id) for study in studies], detail="by instance")
+    audit_access(request, rows=[(study.pk, study.patient_id) for study in studies], model=Study, detail="by key")
+    by_instance = AuditEvent.objects.filter(detail="by instance").order_by("id")
+    by_key = AuditEvent.objects.filter(detail="by key").order_by("id")
+    assert [_columns(e)[:-1] for e in by_instance] == [_columns(e)[:-1] for e in by_key]
+    assert [(e.object_type, e.object_id) for e in by_key] == [("imaging.study", str(s.pk)) for s in studies]
+
+
+def test_an_anonymous_actor_and_rows_without_a_patient(rf):
+    audit_record_many(
+        actor=None,
+        action=AuditAction.READ,
+        items=[(None, None), (UserFactory(), None)],
+        interface=AuditInterface.DIMSE,
+        username="PEER_AE",
+        address="192.0.2.9",
+        detail="C-FIND",
+    )
+    events = AuditEvent.objects.order_by("id")
+    assert [(e.actor_id, e.actor_username, e.ip_address, e.patient_id) for e in events] == [
+        (None, "PEER_AE", "192.0.2.9", None)
+    ] * 2
+    assert [e.object_type for e in events] == ["", "accounts.user"]
+    assert audit_record_many(actor=None, action=AuditAction.READ, items=[], interface=AuditInterface.DIMSE) == 0
