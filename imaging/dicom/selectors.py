@@ -24,9 +24,9 @@ def dicom_study_get(*, study_uid: str) -> Study | None:
     return dicom_studies().filter(study_instance_uid=study_uid).first()
 
 
-def dicom_instances(*, study: Study, series_uid: str | None = None, instance_uid: str | None = None) -> QuerySet[Image]:
-    """A study's DICOM instances; series "-" stands for instances without a series UID."""
-    images = study.images.filter(content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False)
+def dicom_instances(*, study, series_uid: str | None = None, instance_uid: str | None = None) -> QuerySet[Image]:
+    """A study's DICOM instances (``study``: a Study or its key); series "-" stands for those without a series UID."""
+    images = Image.objects.filter(study=study, content_type=DICOM_CONTENT_TYPE, sop_instance_uid__isnull=False)
     if series_uid:
         images = images.filter(series_instance_uid="" if series_uid == "-" else series_uid)
     if instance_uid:

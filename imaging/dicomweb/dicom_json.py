@@ -11,7 +11,7 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID
 
-from imaging.dicom.attributes import CHARACTER_SET, attributes_dataset, study_values
+from imaging.dicom.attributes import CHARACTER_SET, attributes_dataset, study_row, study_row_values
 from imaging.models import Image, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -58,7 +58,7 @@ def instance_url(request, image: Image) -> str:
 
 def study_json(
     request,
-    study: Study,
+    study: Study | dict,
     *,
     series_count: int,
     instance_count: int,
@@ -67,15 +67,18 @@ def study_json(
 ) -> dict:
     """A study as QIDO-RS returns it (PS3.18 table 10.6.3-3), from MedPortal's records.
 
-    ``study_url`` (``study_url_builder``) serves a page of studies; without it the URL is reversed.
+    ``study`` is a Study or its ``values(*STUDY_ROW_FIELDS)`` row (``imaging.dicom.attributes``), which
+    a page of studies reads without building model instances. ``study_url`` (``study_url_builder``)
+    serves a page of studies; without it the URL is reversed.
     """
+    row = study if isinstance(study, dict) else study_row(study)
     retrieve_url = (
-        study_url(study.study_instance_uid)
+        study_url(row["study_instance_uid"])
         if study_url is not None
-        else dicomweb_url(request, "study", study_uid=study.study_instance_uid)
+        else dicomweb_url(request, "study", study_uid=row["study_instance_uid"])
     )
     values = [
-        *study_values(study, modalities=modalities),
+        *study_row_values(row, modalities=modalities),
         ("SpecificCharacterSet", CHARACTER_SET),
         ("NumberOfStudyRelatedSeries", series_count),
         ("NumberOfStudyRelatedInstances", instance_count),

@@ -17,7 +17,7 @@ from rest_framework.exceptions import PermissionDenied
 from accounts.policy import Act, Resource, allowed_roles, may
 from audit.access import audit_access
 from audit.models import AuditAction
-from imaging.dicom.attributes import study_attributes
+from imaging.dicom.attributes import STUDY_ROW_FIELDS, study_attributes
 from imaging.dicom.selectors import (
     dicom_instance_header,
     dicom_instance_search,
@@ -229,8 +229,9 @@ class StudySearchApi(DicomWebView):
 
     def get(self, request):
         query = parse_query(request, STUDY_KEYS)
-        page = _page(_studies(query), query)
-        modalities = dicom_study_modalities(study_ids=[study.pk for study in page])
+        # Rows rather than Study and Patient instances: a page of up to a thousand studies.
+        page = _page(_studies(query).values(*STUDY_ROW_FIELDS, "series_count", "instance_count"), query)
+        modalities = dicom_study_modalities(study_ids=[row["pk"] for row in page])
         items = []
         wanted = [*query.include, *(_STUDY_ALL if query.include_all else ())]
         other_level = [keyword for keyword in wanted if keyword not in _STUDY_LEVEL | _STUDY_ANSWERED]
@@ -238,25 +239,26 @@ class StudySearchApi(DicomWebView):
             query.warnings.append(f"Not study attributes, ignored at study level: {', '.join(other_level)}.")
             wanted = [keyword for keyword in wanted if keyword not in other_level]
         study_url = study_url_builder(request)
-        for study in page:
+        for row in page:
             item = study_json(
                 request,
-                study,
-                series_count=study.series_count,
-                instance_count=study.instance_count,
-                modalities=modalities[study.pk],
+                row,
+                series_count=row["series_count"],
+                instance_count=row["instance_count"],
+                modalities=modalities[row["pk"]],
                 study_url=study_url,
             )
             missing = [keyword for keyword in wanted if f"{tag_for_keyword(keyword):08X}" not in item]
             if missing:
                 # Beyond MedPortal's records: read from the header of the study's first instance.
-                first = dicom_instances(study=study).first()
+                first = dicom_instances(study=row["pk"]).first()
                 extra = Dataset()
                 _add_from_header(extra, dicom_instance_header(image=first) if first else None, missing)
                 item.update(extra.to_json_dict())
             items.append(item)
         if page:
-            audit_access(request, action=AuditAction.READ, rows=dicom_audit_rows(page), detail="QIDO-RS studies")
+            rows = [(row["pk"], row["patient_id"]) for row in page]
+            audit_access(request, action=AuditAction.READ, rows=rows, model=Study, detail="QIDO-RS studies")
         return _answer(request, items, query)
 
 

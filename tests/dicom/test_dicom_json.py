@@ -6,10 +6,18 @@ import json
 import pytest
 from django.test import RequestFactory
 
-from imaging.dicom.attributes import CHARACTER_SET, attributes_dataset, study_values
+from imaging.dicom.attributes import (
+    CHARACTER_SET,
+    STUDY_ROW_FIELDS,
+    attributes_dataset,
+    study_row,
+    study_row_values,
+    study_values,
+)
 from imaging.dicomweb import dicom_json
 from imaging.models import Study
 from patients.models import Patient
+from tests.factories import PatientFactory, StudyFactory
 
 TRICKY = [
     # family, given, referring physician, accession, description
@@ -76,3 +84,28 @@ def test_plain_values_skip_pydicom_and_others_fall_back_to_it(monkeypatch):
 def test_study_url_builder_equals_the_reversed_url(uid):
     request = RequestFactory().get("/dicomweb/studies", HTTP_HOST="testserver:8443")
     assert dicom_json.study_url_builder(request)(uid) == dicom_json.dicomweb_url(request, "study", study_uid=uid)
+
+
+@pytest.mark.django_db
+@pytest.mark.filterwarnings("ignore:The PN component length")
+@pytest.mark.parametrize("values", TRICKY)
+def test_a_study_read_as_a_row_answers_as_the_study_does(values):
+    family, given, referring, accession, description = values
+    study = StudyFactory(
+        patient=PatientFactory(family_name=family, given_name=given, sex="M", birth_date=datetime.date(1960, 5, 6)),
+        accession_number=accession[:64] or "unique-1",
+        dicom_accession_number=accession[:64],
+        study_instance_uid="1.2.826.0.1.3680043.8.498.7",
+        dicom_study_id="ID 7",
+        study_time=datetime.time(13, 4, 5),
+        referring_physician=referring,
+        description=description,
+    )
+    study = Study.objects.select_related("patient").get(pk=study.pk)
+    [row] = Study.objects.filter(pk=study.pk).values(*STUDY_ROW_FIELDS)
+    assert row == study_row(study)
+    request = RequestFactory().get("/dicomweb/studies")
+    for modalities in (None, ["CT", "MR"]):
+        counts = {"series_count": 2, "instance_count": 5, "modalities": modalities}
+        assert dicom_json.study_json(request, row, **counts) == dicom_json.study_json(request, study, **counts)
+        assert study_row_values(row, modalities=modalities) == study_values(study, modalities=modalities)

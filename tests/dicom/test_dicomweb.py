@@ -1,11 +1,15 @@
 import pydicom
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydicom import Dataset
+from pydicom.uid import generate_uid
 
 from audit.models import AuditAction, AuditEvent, AuditInterface
 from imaging.dicomweb.multipart import build_multipart_related, parse_multipart_related
 from imaging.models import Image, ImageSource
 from tests.dicom.support import shipped_bytes, shipped_path
+from tests.factories import StudyFactory
 from tokens.services import api_token_create
 
 SOP_INSTANCE = "00081155"
@@ -232,3 +236,30 @@ def test_dicomweb_has_its_own_rate_per_token(api_client, staff_user, settings):
     assert int(limited["Retry-After"]) > 0
     # The API's budget was not touched by them.
     assert api_client.get("/api/v1/studies/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_qido_study_search_costs_the_same_statements_at_any_limit_and_audits_each_study(staff_client, staff_user):
+    studies = [StudyFactory(study_instance_uid=generate_uid()) for _ in range(12)]
+
+    def search(limit: int):
+        with CaptureQueriesContext(connection) as queries:
+            response = staff_client.get("/dicomweb/studies", {"limit": limit}, HTTP_ACCEPT="application/dicom+json")
+        assert response.status_code == 200
+        return response.json(), queries.captured_queries
+
+    search(1)  # the token's user and roles are read once
+    small, small_queries = search(2)
+    before = AuditEvent.objects.count()
+    large, large_queries = search(12)
+    assert (len(small), len(large)) == (2, 12)
+    assert len(small_queries) == len(large_queries)
+    inserts = [q for q in large_queries if q["sql"].startswith('INSERT INTO "audit_auditevent"')]
+    assert len(inserts) == 1
+    events = AuditEvent.objects.order_by("id")[before:]
+    by_uid = {study.study_instance_uid: study for study in studies}
+    answered = [by_uid[item["0020000D"]["Value"][0]] for item in large]
+    assert [(e.object_type, e.object_id, e.patient_id) for e in events] == [
+        ("imaging.study", str(study.pk), study.patient_id) for study in answered
+    ]
+    assert {(e.actor, e.detail, e.interface) for e in events} == {(staff_user, "QIDO-RS studies", "dicomweb")}
