@@ -104,3 +104,12 @@ def test_processes_started_by_the_tests_and_the_benchmark_name_their_settings(se
         text = path.read_text()
         if re.search(r"\"manage\.py\"|\"celery\"|\"gunicorn\"", text) and "subprocess" in text:
             assert "DJANGO_SETTINGS_MODULE" in text or "app_env" in text, path
+
+
+def test_wsgi_loads_the_views_and_keeps_them_out_of_full_collections():
+    code = "import gc, sys, medportal.wsgi; print('medportal.urls' in sys.modules, gc.get_freeze_count())"
+    result = _run(sys.executable, "-c", code, env=_production_env())
+    assert result.returncode == 0, result.stderr
+    loaded, frozen = result.stdout.strip().splitlines()[-1].split()
+    assert loaded == "True"
+    assert int(frozen) > 50_000
