@@ -195,9 +195,13 @@
   if (form) {
     const input = form.querySelector("input[type=file]");
     const zone = form.querySelector("[data-dropzone]");
+    // Choosing files already uploads them and then empties the control, so the button would only
+    // ever meet an empty control and the browser's "select a file" complaint: it opens the chooser.
+    form.noValidate = true;
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      uploadAll(input.files);
+      if (input.files.length) uploadAll(input.files);
+      else input.click();
     });
     input.addEventListener("change", () => uploadAll(input.files));
     ["dragenter", "dragover"].forEach((type) =>

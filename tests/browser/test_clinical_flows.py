@@ -140,6 +140,29 @@ def test_a_dropped_corrupt_file_is_reported_while_the_good_one_goes_through(
     assert list(study.images.values_list("original_filename", flat=True)) == ["good.png"]
 
 
+def test_the_upload_button_opens_the_file_chooser_instead_of_complaining(
+    page, login, browser_staff, tmp_path, sample_image_bytes
+):
+    # Choosing files uploads them at once and empties the control; pressing Upload afterwards, as
+    # the form invites, used to end in the browser's "Please select one or more files".
+    study = StudyFactory(accession_number="ACC-BUTTON", modality="OT", body_part="OTHER")
+    image = tmp_path / "first.png"
+    image.write_bytes(sample_image_bytes("cxr-normal-2.png"))
+
+    login(page, "staff-browser")
+    page.goto(f"/studies/{study.id}/")
+    upload = page.locator("[data-upload-button]")
+    with page.expect_file_chooser() as chooser:
+        upload.click()
+    chooser.value.set_files(str(image))
+    expect(page.locator(".upload-item--ok")).to_contain_text("first.png")
+    expect(upload).to_be_enabled()
+
+    with page.expect_file_chooser():
+        upload.click()
+    assert list(study.images.values_list("original_filename", flat=True)) == ["first.png"]
+
+
 def _heatmap_name(size: tuple[int, int]) -> str:
     buffer = io.BytesIO()
     PILImage.radial_gradient("L").resize(size).save(buffer, format="PNG")
