@@ -96,3 +96,14 @@ def test_patient_page_lists_their_studies(staff_client):
 
 def test_unknown_patient_is_a_404(staff_client):
     assert staff_client.get(reverse("pages:patient-detail", args=[uuid.uuid4()])).status_code == 404
+
+
+def test_page_titles_never_name_the_patient(staff_client):
+    # Titles are kept in browser history, tab bars and window lists, where anyone at the
+    # workstation sees them; the page itself still names the patient.
+    patient = PatientFactory(family_name="Titlecheck", given_name="Tess", mrn="MRN-TITLE")
+    for name in ("pages:patient-detail", "pages:patient-edit", "pages:study-create"):
+        html = staff_client.get(reverse(name, args=[patient.id])).content.decode()
+        title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "TITLECHECK" not in title.upper() and "Tess" not in title and "MRN-TITLE" not in title, title
+        assert "TITLECHECK, Tess" in html
