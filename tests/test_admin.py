@@ -244,3 +244,24 @@ def test_a_reviews_amendments_are_shown_read_only_and_audited(admin_client_, adm
         },
     )
     assert list(review.amendments.values_list("reason", flat=True)) == ["Prior CT shows no consolidation."]
+
+
+def test_admin_tab_titles_never_name_the_patient(admin_client_):
+    patient = PatientFactory(family_name="Tabtitle", given_name="Tia", mrn="MRN-TAB")
+    patient.family_name = "Tabtitle-Renamed"
+    patient.save()
+    historical = patient.history.first()
+    pages = [
+        f"/admin/patients/patient/{patient.id}/change/",
+        f"/admin/patients/patient/{patient.id}/delete/",
+        f"/admin/patients/patient/{patient.id}/history/",
+        f"/admin/audit/historicalpatient/{historical.pk}/change/",
+        f"/admin/audit/historicalpatient/{historical.pk}/history/",
+    ]
+    for page in pages:
+        response = admin_client_.get(page)
+        assert response.status_code == 200, page
+        html = response.content.decode()
+        title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "TABTITLE" not in title.upper() and "Tia" not in title and "MRN-TAB" not in title, (page, title)
+        assert "Django site admin" in title, (page, title)
