@@ -179,3 +179,11 @@ def test_an_explicit_logout_is_audited(client, nurse):
     client.post("/logout/")
     [event] = _events(AuditAction.LOGOUT)
     assert (event.actor, event.detail) == (nurse, "")
+
+
+def test_the_log_in_page_says_the_logout_happened(client, nurse):
+    _log_in(client, "nurse", PASSWORD)
+    response = client.post("/logout/", follow=True)
+    assert response.redirect_chain[-1][0] == "/login/"
+    assert "You are signed out." in response.content.decode()
+    assert "You are signed out." not in client.get("/login/").content.decode()  # said once
