@@ -264,4 +264,10 @@ def test_admin_tab_titles_never_name_the_patient(admin_client_):
         html = response.content.decode()
         title = html.split("<title>", 1)[1].split("</title>", 1)[0]
         assert "TABTITLE" not in title.upper() and "Tia" not in title and "MRN-TAB" not in title, (page, title)
-        assert "Django site admin" in title, (page, title)
+        assert title.endswith("| MedPortal admin"), (page, title)
+
+
+def test_the_admin_is_branded_and_names_no_missing_icon(admin_client_):
+    html = admin_client_.get("/admin/").content.decode()
+    assert "MedPortal administration" in html and "Django administration" not in html
+    assert '<link rel="icon" href="data:,">' in html
