@@ -144,3 +144,12 @@ def test_query_strings_are_redacted_from_log_lines():
     assert "redact_query_strings" in django_settings.LOGGING["handlers"]["console"]["filters"]
     handler_filters = [f for h in logging.getLogger().handlers for f in h.filters]
     assert any(isinstance(f, RedactQueryStrings) for f in handler_filters)
+
+
+def test_the_development_servers_request_lines_are_redacted_too():
+    # runserver (the demo) logs each request line through "django.server", e.g. a name search.
+    logger = logging.getLogger("django.server")
+    ours = [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+    assert ours and not logger.propagate
+    for handler in ours:
+        assert any(isinstance(f, RedactQueryStrings) for f in handler.filters), handler
