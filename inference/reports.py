@@ -40,8 +40,20 @@ def prediction_reports_store_on_commit(*, prediction_ids: Iterable[uuid.UUID | s
 
 def prediction_reports_store(*, prediction_ids: Iterable[uuid.UUID | str]) -> list[PredictionReport]:
     """Store the current revision of each prediction's report; returns the records made or found."""
+    # A worker's batch of PNG or JPEG results has no report to store: one query finds the few
+    # that may have one, instead of one query per prediction.
+    ids = [str(value) for value in prediction_ids]
+    reportable = {
+        str(value)
+        for value in Prediction.objects.filter(
+            id__in=ids,
+            status=PredictionStatus.SUCCEEDED,
+            image__content_type=DICOM_CONTENT_TYPE,
+            image__study__study_instance_uid__isnull=False,
+        ).values_list("id", flat=True)
+    }
     records = []
-    for prediction_id in prediction_ids:
+    for prediction_id in [value for value in ids if value in reportable]:
         record = prediction_report_store(prediction_id=prediction_id)
         if record is not None:
             records.append(record)

@@ -117,6 +117,25 @@ def test_png_and_jpeg_studies_get_no_report(tiny_model, sample_image_bytes, djan
     assert not Image.objects.filter(modality="SR").exists()
 
 
+def test_a_batch_of_results_looks_for_reports_in_one_query_and_stores_only_dicom_ones(
+    tiny_model, chest_radiograph, sample_image_bytes, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    study = StudyFactory()
+    pictures = [
+        image_upload(study=study, data=sample_image_bytes("cxr-normal-1.png")).image,
+        image_upload(study=study, data=sample_image_bytes("cxr-normal-2.png")).image,
+    ]
+    dicom = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=False):
+        succeed(dicom)  # the claim takes the whole batch
+    batch = [Prediction.objects.get(image=image) for image in pictures] + [dicom]
+    assert {p.status for p in batch} == {PredictionStatus.SUCCEEDED}
+    with django_assert_num_queries(1):
+        assert reports.prediction_reports_store(prediction_ids=[p.id for p in batch[:2]]) == []
+    [record] = reports.prediction_reports_store(prediction_ids=[p.id for p in batch])
+    assert record.prediction_id == dicom.id and record.image is not None
+
+
 def test_a_report_that_cannot_be_stored_leaves_the_prediction_and_records_why(
     tiny_model, chest_radiograph, monkeypatch, django_capture_on_commit_callbacks, caplog
 ):
