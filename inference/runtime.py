@@ -32,7 +32,7 @@ from inference.claims import (
     predictions_release,
 )
 from inference.dispatch import Outbox
-from inference.forward import forward_for, gradcam_for
+from inference.forward import gradcam_for, heatmaps_at_input, prediction_pass_for
 from inference.models import AIModel, Prediction, PredictionStatus
 from inference.study_status import studies_refresh_after_batch
 
@@ -40,10 +40,15 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[str, object] = {}  # weights sha256 -> loaded keras model
-_checks: dict[tuple[str, str], tuple] = {}  # (check sha256, weights sha256) -> (InputCheck, compiled feature model)
+_checks: dict[tuple[str, str], tuple] = {}  # (check sha256, weights sha256) -> (InputCheck, its feature layers)
 # The model input of each image just predicted, kept for its heatmap, which usually follows in the
 # same process moments later: decoding a large PNG costs far more than the forward pass.
 _recent_inputs: OrderedDict[tuple, np.ndarray] = OrderedDict()
+# The Grad-CAM the prediction's own pass drew, (class index, map on the target layer's grid) by
+# (prediction, weights): the heatmap task that follows in this process only brings it to the
+# image and stores it. A map is a few hundred bytes, so a whole burst's wait here.
+_recent_heatmaps: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()
+HEATMAPS_KEPT = 4096
 _devices_configured = False
 
 
@@ -115,7 +120,7 @@ def keras_model_for(model: AIModel):
 
 
 def input_check_for(model: AIModel, keras_model):
-    """(input check, compiled feature model) when the model's card declares a check, else None.
+    """(input check, names of the layers it reads) when the model's card declares a check, else None.
 
     The check's file was stored beside the weights at registration, under its sha256.
     """
@@ -125,7 +130,7 @@ def input_check_for(model: AIModel, keras_model):
     key = (entry["sha256"], model.weights_sha256)
     cached = _checks.get(key)
     if cached is None:
-        from inference.ml.ood import InputCheck, feature_model  # noqa: PLC0415 - TensorFlow: workers only
+        from inference.ml.ood import InputCheck, feature_layers  # noqa: PLC0415 - TensorFlow: workers only
 
         path = _local_copy(
             model, name=content_name("models", entry["sha256"], ".npz"), sha256=entry["sha256"], what="input check"
@@ -134,8 +139,25 @@ def input_check_for(model: AIModel, keras_model):
             check = InputCheck.load(path, sha256=entry["sha256"])
         except (OSError, ValueError, KeyError) as exc:
             raise ModelBroken(f"The input check of {model} could not be read: {exc}") from exc
-        cached = _checks[key] = (check, forward_for(feature_model(keras_model)))
+        try:
+            layers = tuple(feature_layers(keras_model))
+        except ValueError as exc:
+            raise ModelBroken(f"The input check of {model} has no layer to read: {exc}") from exc
+        cached = _checks[key] = (check, layers)
     return cached
+
+
+def prediction_pass(model: AIModel, keras_model, checked):
+    """The one traced pass a batch of this model runs: probabilities, the check's features, heatmaps."""
+    return prediction_pass_for(
+        keras_model, check_layers=checked[1] if checked else (), gradcam_layer=model.gradcam_layer or None
+    )
+
+
+def _remember(cache: OrderedDict, key, value, *, limit: int | None = None) -> None:
+    cache[key] = value
+    while len(cache) > (limit or 4 * settings.MEDPORTAL_BATCH_SIZE):
+        cache.popitem(last=False)
 
 
 def unfamiliar_reason(model: AIModel) -> str:
@@ -217,9 +239,7 @@ def _model_inputs(
                 pixels = image_pixels(prediction.image)
                 cached = to_model_input(pixels, input_size=model.input_size, color_mode=model.color_mode, resize=resize)
                 if not reuse:
-                    _recent_inputs[key] = cached
-                    while len(_recent_inputs) > 4 * settings.MEDPORTAL_BATCH_SIZE:
-                        _recent_inputs.popitem(last=False)
+                    _remember(_recent_inputs, key, cached)
             inputs.append(cached)
             ready.append(prediction)
         except FileNotFoundError:
@@ -238,8 +258,7 @@ def _model_inputs(
 
 def _run_claim(claim: Claim, outbox: Outbox) -> int:
     from inference.ml.calibration import apply_temperature  # noqa: PLC0415 - workers only
-    from inference.ml.ood import assess  # noqa: PLC0415 - workers only
-    from inference.ml.serving import predict_proba  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
+    from inference.ml.serving import as_probabilities  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     model = claim.model
     try:
@@ -267,12 +286,13 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
             finished += prediction_record_failure(prediction=prediction, token=claim.token, reason=str(exc))
         return finished
     try:
+        # One forward pass gives the probabilities, the features the check reads and the heatmaps.
+        result = prediction_pass(model, keras_model, checked)(batch)
         if checked is None:
-            probabilities = np.asarray(predict_proba(forward_for(keras_model), batch, temperature=model.temperature))
+            probabilities = apply_temperature(as_probabilities(result.proba), model.temperature)
         else:
-            # One forward pass gives the probabilities and the features the check reads.
-            raw, refused = assess(checked[1], checked[0], batch)
-            probabilities = apply_temperature(raw, model.temperature)
+            probabilities = apply_temperature(result.proba, model.temperature)
+            refused = checked[0].refuse(result.features, batch)
             for prediction in [p for p, out in zip(ready, refused, strict=True) if out]:
                 finished += prediction_record_failure(
                     prediction=prediction, token=claim.token, reason=unfamiliar_reason(model)
@@ -280,6 +300,8 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
             keep = ~refused
             ready = [p for p, ok in zip(ready, keep, strict=True) if ok]
             probabilities = probabilities[keep]
+            if result.heatmaps is not None:
+                result.heatmaps, result.heatmap_classes = result.heatmaps[keep], result.heatmap_classes[keep]
             if not ready:
                 return finished
     except Exception as exc:
@@ -289,6 +311,13 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
             )
         return finished
     per_image_ms = (time.perf_counter() - started) * 1000.0 / len(ready)
+    if result.heatmaps is not None:
+        for prediction, index, heatmap in zip(ready, result.heatmap_classes, result.heatmaps, strict=True):
+            key = (prediction.image_id, model.weights_sha256)
+            _remember(
+                _recent_heatmaps, (prediction.id, model.weights_sha256), (int(index), heatmap), limit=HEATMAPS_KEPT
+            )
+            _recent_inputs.pop(key, None)  # its heatmap no longer needs the input
 
     # One statement and one commit for the whole batch: the second opinions appear together.
     written = predictions_record_successes(
@@ -329,26 +358,50 @@ def run_heatmaps(*, prediction_ids) -> int:
     stored = 0
     for predictions in by_model.values():
         model = predictions[0].model
-        try:
-            keras_model = keras_model_for(model)
-        except ModelBroken:
-            logger.warning("No heatmaps for %s: the model cannot be loaded", model, exc_info=True)
-            continue
-        ready, batch, _ = _model_inputs(predictions, model, None, reuse=True)
-        if not ready:
-            continue
         resize = (model.preprocessing or {}).get("resize", "stretch")
-        try:
-            classes = [list(model.labels).index(p.label) for p in ready]
-            maps = gradcam_for(keras_model, model.gradcam_layer or None)(batch, classes)
-        except Exception:
-            # The heatmap is an aid; the second opinion stands without it.
-            logger.warning("Grad-CAM failed for %s", model, exc_info=True)
-            continue
-        for prediction, heatmap in zip(ready, maps, strict=True):
+        drawn, maps = _drawn_heatmaps(predictions, model)
+        if len(drawn) < len(predictions):
+            try:
+                drawn, maps = _heatmaps_computed(predictions, model, drawn, maps)
+            except ModelBroken:
+                logger.warning("No heatmaps for %s: the model cannot be loaded", model, exc_info=True)
+        for prediction, heatmap in zip(drawn, maps, strict=True):
             png = _heatmap_png(heatmap, width=prediction.image.width, height=prediction.image.height, resize=resize)
             stored += prediction_record_heatmap(prediction=prediction, heatmap_png=png)
     return stored
+
+
+def _drawn_heatmaps(predictions: list[Prediction], model: AIModel) -> tuple[list[Prediction], list[np.ndarray]]:
+    """The heatmaps their prediction's own pass drew in this process, for the class each was given."""
+    labels = list(model.labels)
+    drawn, maps = [], []
+    for prediction in predictions:
+        entry = _recent_heatmaps.pop((prediction.id, model.weights_sha256), None)
+        if entry is not None and prediction.label in labels and entry[0] == labels.index(prediction.label):
+            drawn.append(prediction)
+            maps.append(entry[1])
+    if not drawn:
+        return [], []
+    return drawn, list(heatmaps_at_input(np.stack(maps), (model.input_height, model.input_width)))
+
+
+def _heatmaps_computed(
+    predictions: list[Prediction], model: AIModel, drawn: list[Prediction], maps: list[np.ndarray]
+) -> tuple[list[Prediction], list[np.ndarray]]:
+    """Add Grad-CAM run afresh for the predictions without a drawn heatmap (another process ran them)."""
+    rest = [p for p in predictions if p not in drawn]
+    keras_model = keras_model_for(model)
+    ready, batch, _ = _model_inputs(rest, model, None, reuse=True)
+    if not ready:
+        return drawn, maps
+    try:
+        classes = [list(model.labels).index(p.label) for p in ready]
+        computed = gradcam_for(keras_model, model.gradcam_layer or None)(batch, classes)
+    except Exception:
+        # The heatmap is an aid; the second opinion stands without it.
+        logger.warning("Grad-CAM failed for %s", model, exc_info=True)
+        return drawn, maps
+    return drawn + ready, maps + list(computed)
 
 
 def warm_models(*, queues: list[str] | None = None) -> int:
@@ -357,8 +410,6 @@ def warm_models(*, queues: list[str] | None = None) -> int:
     The first forward pass and the first Grad-CAM of a Keras model build kernels and graphs;
     doing both here keeps them out of the first upload's latency.
     """
-    from inference.ml.serving import predict_proba  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
-
     models = AIModel.objects.active()
     if queues:
         models = models.filter(queue__in=queues)
@@ -370,17 +421,14 @@ def warm_models(*, queues: list[str] | None = None) -> int:
             logger.warning("Could not warm %s; it will be loaded on first use", model, exc_info=True)
             continue
         channels = 1 if model.color_mode == "grayscale" else 3
-        for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
-            batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
-            predict_proba(forward_for(keras_model), batch, temperature=model.temperature)
         try:
             checked = input_check_for(model, keras_model)
         except (ModelUnavailable, ModelBroken):
             logger.warning("Could not load the input check of %s", model, exc_info=True)
             checked = None
-        if checked is not None:
-            for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
-                checked[1](batch[:size])
+        for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):
+            batch = np.zeros((size, model.input_height, model.input_width, channels), dtype=np.float32)
+            prediction_pass(model, keras_model, checked)(batch)
         try:
             heatmaps = gradcam_for(keras_model, model.gradcam_layer or None)
             for size in sorted({1, 2, settings.MEDPORTAL_BATCH_SIZE}):

@@ -93,7 +93,12 @@ def raw_proba(model, batch: np.ndarray) -> np.ndarray:
         outputs.append(np.asarray(model(chunk, training=False), dtype=np.float64))
     if not outputs:
         return np.zeros((0, model_output_width(model)), dtype=np.float64)
-    proba = np.concatenate(outputs)
+    return as_probabilities(np.concatenate(outputs))
+
+
+def as_probabilities(proba: np.ndarray) -> np.ndarray:
+    """A model's raw output as probabilities: a softmax output as it is, anything else as logits."""
+    proba = np.asarray(proba, dtype=np.float64)
     sums = proba.sum(axis=1)
     if (proba < 0).any() or not np.allclose(sums, 1.0, atol=1e-3):
         # Imported models sometimes end in a linear layer; treat the output as logits.

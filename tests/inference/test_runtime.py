@@ -12,9 +12,10 @@ from imaging.intake import image_upload
 from imaging.models import StudyStatus
 from inference import runtime
 from inference.claims import prediction_record_success, predictions_claim
-from inference.forward import gradcam_for
+from inference.forward import gradcam_for, heatmaps_at_input, prediction_pass_for
+from inference.ml import ood
 from inference.ml.serving import gradcam, load_model
-from inference.models import Prediction, PredictionStatus
+from inference.models import AIModel, Prediction, PredictionStatus
 from tests.factories import StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +82,7 @@ def test_a_failing_model_marks_the_prediction_failed_with_the_reason(tiny_model,
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    monkeypatch.setattr("inference.ml.serving.predict_proba", broken)
+    monkeypatch.setattr(runtime, "prediction_pass", lambda *args: broken)
     runtime.run_batch(prediction_id=prediction.id)
 
     prediction.refresh_from_db()
@@ -219,6 +220,21 @@ def test_a_heatmap_reuses_the_input_its_prediction_just_read(tiny_model, sample_
     real = runtime.image_pixels
     monkeypatch.setattr(runtime, "image_pixels", lambda image: decoded.append(image.id) or real(image))
 
+    # As for a model whose pass cannot draw heatmaps: the heatmap task runs Grad-CAM itself.
+    real_pass = runtime.prediction_pass
+
+    def without_heatmaps(*args):
+        step = real_pass(*args)
+
+        def run(batch):
+            result = step(batch)
+            result.heatmaps = result.heatmap_classes = None
+            return result
+
+        return run
+
+    monkeypatch.setattr(runtime, "prediction_pass", without_heatmaps)
+
     runtime.run_batch(prediction_id=predictions[0].id)
     assert sorted(decoded) == sorted(p.image_id for p in predictions)
     decoded.clear()
@@ -229,3 +245,78 @@ def test_a_heatmap_reuses_the_input_its_prediction_just_read(tiny_model, sample_
     Prediction.objects.filter(id=predictions[0].id).update(heatmap="")
     assert runtime.run_heatmaps(prediction_ids=[predictions[0].id]) == 1
     assert decoded == [predictions[0].image_id]
+
+
+def test_the_prediction_pass_gives_what_separate_passes_gave(tiny_model_file):
+    import keras  # noqa: PLC0415 - TensorFlow takes seconds to load; only tests that need a model pay for it
+
+    model = load_model(tiny_model_file)
+    batch = np.random.default_rng(5).uniform(0, 255, size=(6, 16, 16, 1)).astype(np.float32)
+
+    step = prediction_pass_for(model, check_layers=["features"], gradcam_layer="features")
+    assert step is prediction_pass_for(model, check_layers=["features"], gradcam_layer="features")
+    result = step(batch)
+
+    proba = np.asarray(model(batch, training=False), dtype=np.float64)
+    np.testing.assert_allclose(result.proba, proba, rtol=1e-6)
+    activation = np.asarray(keras.Model(model.inputs, model.get_layer("features").output)(batch))
+    # Pooled in the graph as the input check was fitted: mean and standard deviation in float64.
+    np.testing.assert_allclose(result.features[0], ood.pool(activation), rtol=1e-9, atol=1e-12)
+    classes = proba.argmax(axis=1)
+    np.testing.assert_array_equal(result.heatmap_classes, classes)
+    heatmaps = heatmaps_at_input(result.heatmaps, (16, 16))
+    np.testing.assert_allclose(heatmaps, gradcam(model, batch, classes, layer_name="features"), atol=1e-5)
+
+
+def _heatmap_pixels(prediction_ids) -> dict:
+    rows = Prediction.objects.filter(id__in=prediction_ids)
+    return {p.id: np.asarray(PILImage.open(default_storage.open(p.heatmap.name)), dtype=int) for p in rows}
+
+
+def test_the_heatmap_drawn_by_the_prediction_pass_is_stored_without_running_gradcam_again(
+    tiny_model, sample_image_bytes, monkeypatch
+):
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-pneumonia-1.png", "cxr-pneumonia-2.png"]
+    ids = [upload(sample_image_bytes, name, study).predictions.get().id for name in names]
+    runtime.run_batch(prediction_id=ids[0])
+
+    monkeypatch.setattr(runtime, "gradcam_for", lambda *args: pytest.fail("Grad-CAM ran a second time"))
+    assert runtime.run_heatmaps(prediction_ids=ids) == 3
+    drawn = _heatmap_pixels(ids)
+    monkeypatch.undo()
+
+    # A heatmap task in a process that did not run the prediction computes the same maps itself.
+    Prediction.objects.filter(id__in=ids).update(heatmap="")
+    runtime._recent_heatmaps.clear()
+    assert runtime.run_heatmaps(prediction_ids=ids) == 3
+    computed = _heatmap_pixels(ids)
+    assert all(np.abs(drawn[i] - computed[i]).max() <= 1 for i in ids)
+
+
+def test_a_drawn_heatmap_of_another_class_than_the_label_is_not_used(tiny_model, sample_image_bytes, monkeypatch):
+    prediction = upload(sample_image_bytes).predictions.get()
+    runtime.run_batch(prediction_id=prediction.id)
+    prediction.refresh_from_db()
+    key = (prediction.id, tiny_model.weights_sha256)
+    index, heatmap = runtime._recent_heatmaps[key]
+    assert index == tiny_model.labels.index(prediction.label)
+    runtime._recent_heatmaps[key] = (1 - index, np.zeros_like(heatmap))
+    ran = []
+    real = runtime.gradcam_for
+    monkeypatch.setattr(runtime, "gradcam_for", lambda *args: ran.append(args) or real(*args))
+
+    assert runtime.run_heatmaps(prediction_ids=[prediction.id]) == 1
+    assert len(ran) == 1
+
+
+def test_a_model_whose_gradcam_cannot_be_drawn_still_gives_its_second_opinions(tiny_model, sample_image_bytes):
+    AIModel.objects.filter(id=tiny_model.id).update(gradcam_layer="no-such-layer")
+    prediction = upload(sample_image_bytes).predictions.get()
+
+    assert runtime.run_batch(prediction_id=prediction.id) == 1
+    prediction.refresh_from_db()
+    assert prediction.status == PredictionStatus.SUCCEEDED, prediction.error
+    assert prediction.label in tiny_model.labels
+    # The heatmap is an aid: without one the second opinion stands.
+    assert runtime.run_heatmaps(prediction_ids=[prediction.id]) == 0
