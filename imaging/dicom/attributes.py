@@ -63,8 +63,8 @@ def study_row(study: Study) -> dict:
 def study_values(study: Study, *, modalities: list[str] | None = None) -> list[tuple[str, object]]:
     """The study's attributes and its patient's (the counts are the caller's: they depend on the query).
 
-    ``modalities`` is the study's ModalitiesInStudy (``dicom_study_modalities``, read for a page of
-    studies at once); without it, or for a study whose instances predate the per-instance modality,
+    ``modalities`` is the study's ModalitiesInStudy (``modalities_in_study``, read with the page of
+    studies); without it, or for a study whose instances predate the per-instance modality,
     the modality the study was filed as.
     """
     return study_row_values(study_row(study), modalities=modalities)

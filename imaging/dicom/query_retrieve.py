@@ -37,8 +37,8 @@ from imaging.dicom.selectors import (
     dicom_instance_search,
     dicom_patient_search,
     dicom_series_counts,
-    dicom_study_modalities,
     dicom_study_search,
+    modalities_in_study,
 )
 from imaging.models import Image, Study
 from imaging.storage import blob_read
@@ -157,9 +157,8 @@ def _find_patients(identifier: Dataset, limit: int) -> list[Match]:
 def _find_studies(identifier: Dataset, limit: int) -> list[Match]:
     matches = []
     studies = list(_studies(identifier)[: limit + 1])
-    modalities = dicom_study_modalities(study_ids=[study.pk for study in studies])
     for study in studies:
-        attributes = study_attributes(study, modalities=modalities[study.pk])
+        attributes = study_attributes(study, modalities=modalities_in_study(study.instance_modalities))
         attributes.NumberOfStudyRelatedSeries = study.series_count
         attributes.NumberOfStudyRelatedInstances = study.instance_count
         matches.append(Match(attributes, study, study.patient_id))

@@ -5,7 +5,7 @@ import datetime
 import re
 
 from django.core.files.storage import default_storage
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Aggregate, CharField, Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import IsNull
 from pydicom import Dataset, dcmread
@@ -63,7 +63,8 @@ def dicom_study_search(
     description: str = "",
     fuzzy_names: bool = False,
 ) -> QuerySet[Study]:
-    """QIDO-RS and C-FIND study matching; an empty value matches everything. Annotates the counts."""
+    """QIDO-RS and C-FIND study matching; an empty value matches everything. Annotates the counts and
+    the modalities of the instances (``modalities_in_study``)."""
     studies = dicom_studies().filter(
         _patient_match("patient__", patient_id=patient_id, patient_name=patient_name, fuzzy=fuzzy_names)
     )
@@ -81,12 +82,16 @@ def dicom_study_search(
         studies = studies.filter(_modalities_match(modalities))
     if description:
         studies = studies.filter(_wildcard("description", description))
-    # The counts are subqueries run for the rows of the page, not a join of every image grouped first.
+    # The counts and the modalities are subqueries run for the rows of the page, not a join of every
+    # image grouped first.
     instances = Image.objects.filter(study=OuterRef("pk"), sop_instance_uid__isnull=False).order_by().values("study")
     return studies.annotate(
         instance_count=Coalesce(Subquery(instances.annotate(n=Count("pk")).values("n")), 0),
         series_count=Coalesce(
             Subquery(instances.annotate(n=Count("series_instance_uid", distinct=True)).values("n")), 0
+        ),
+        instance_modalities=Subquery(
+            instances.exclude(modality="").annotate(modalities=_DistinctModalities("modality")).values("modalities")
         ),
     ).order_by("-study_date", "-created_at")
 
@@ -159,18 +164,24 @@ def _modalities_match(modalities: list[str]) -> Q:
     )
 
 
-def dicom_study_modalities(*, study_ids: list) -> dict:
-    """Each study's ModalitiesInStudy: the distinct modalities of its instances, sorted."""
-    found: dict = {study_id: set() for study_id in study_ids}
-    rows = (
-        Image.objects.filter(study_id__in=study_ids, sop_instance_uid__isnull=False)
-        .exclude(modality="")
-        .values_list("study_id", "modality")
-        .distinct()
-    )
-    for study_id, modality in rows:
-        found[study_id].add(modality)
-    return {study_id: sorted(values) for study_id, values in found.items()}
+class _DistinctModalities(Aggregate):
+    """The distinct values as one comma-separated text, in no particular order (``modalities_in_study``)."""
+
+    function = "STRING_AGG"
+    template = "%(function)s(DISTINCT %(expressions)s, ',')"
+    output_field = CharField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        template = "%(function)s(DISTINCT %(expressions)s)"  # separated by commas
+        return self.as_sql(compiler, connection, function="GROUP_CONCAT", template=template, **extra_context)
+
+    as_mysql = as_sqlite
+
+
+def modalities_in_study(instance_modalities: str | None) -> list[str]:
+    """A study's ModalitiesInStudy from ``dicom_study_search``'s ``instance_modalities``: the distinct
+    modalities of its instances, sorted (CS values hold no comma). Empty when no instance carries one."""
+    return sorted(set(instance_modalities.split(","))) if instance_modalities else []
 
 
 def dicom_series_search(

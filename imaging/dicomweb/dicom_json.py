@@ -95,17 +95,19 @@ def _tag_and_vr(keyword: str) -> tuple[str, str]:
 
 def _plain_element(vr: str, value: object) -> dict | None:
     """``value`` as pydicom's ``to_json_dict`` writes it, or None when pydicom would read more into it."""
+    if isinstance(value, str):  # first: most values of a study item are texts
+        if "\\" in value or (vr == "PN" and "=" in value):
+            return None  # several values, or a name's ideographic and phonetic groups
+        if not value:
+            return {"vr": vr}
+        return {"vr": vr, "Value": [{"Alphabetic": value} if vr == "PN" else value]}
     if isinstance(value, int) and not isinstance(value, bool) and vr == "IS":
         return {"vr": vr, "Value": [value]}
     if isinstance(value, list):
         if not value or not all(isinstance(v, str) and v and "\\" not in v for v in value) or vr == "PN":
             return None
         return {"vr": vr, "Value": list(value)}
-    if not isinstance(value, str) or "\\" in value or (vr == "PN" and "=" in value):
-        return None  # several values, or a name's ideographic and phonetic groups
-    if not value:
-        return {"vr": vr}
-    return {"vr": vr, "Value": [{"Alphabetic": value} if vr == "PN" else value]}
+    return None
 
 
 def plain_json(values: list[tuple[str, object]]) -> dict | None:

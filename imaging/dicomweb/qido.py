@@ -23,8 +23,8 @@ from imaging.dicom.selectors import (
     dicom_instance_search,
     dicom_instances,
     dicom_series_search,
-    dicom_study_modalities,
     dicom_study_search,
+    modalities_in_study,
 )
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.dicom_json import (
@@ -230,8 +230,8 @@ class StudySearchApi(DicomWebView):
     def get(self, request):
         query = parse_query(request, STUDY_KEYS)
         # Rows rather than Study and Patient instances: a page of up to a thousand studies.
-        page = _page(_studies(query).values(*STUDY_ROW_FIELDS, "series_count", "instance_count"), query)
-        modalities = dicom_study_modalities(study_ids=[row["pk"] for row in page])
+        counts = ("series_count", "instance_count", "instance_modalities")
+        page = _page(_studies(query).values(*STUDY_ROW_FIELDS, *counts), query)
         items = []
         wanted = [*query.include, *(_STUDY_ALL if query.include_all else ())]
         other_level = [keyword for keyword in wanted if keyword not in _STUDY_LEVEL | _STUDY_ANSWERED]
@@ -245,7 +245,7 @@ class StudySearchApi(DicomWebView):
                 row,
                 series_count=row["series_count"],
                 instance_count=row["instance_count"],
-                modalities=modalities[row["pk"]],
+                modalities=modalities_in_study(row["instance_modalities"]),
                 study_url=study_url,
             )
             missing = [keyword for keyword in wanted if f"{tag_for_keyword(keyword):08X}" not in item]
