@@ -52,6 +52,8 @@ VALIDATION_METRIC_KEYS = (
     "confusion_matrix",
     "n",
 )
+# A temperature fitted on validation too is accounted for on images it did not see.
+CROSS_FITTED_KEYS = ("n", "folds", "fold_seed", "ece", "log_loss", "ci95", "over_fold_draws", "ece_noise_floor")
 
 
 class CardError(ValueError):
@@ -101,6 +103,11 @@ def validate_card(card: dict) -> dict:
             problems.append(f"metrics.validation is missing {missing_m}")
         elif set(validation["per_class"]) != set(labels):
             problems.append("metrics.validation.per_class must have one entry per label")
+    cross_fitted = card["metrics"].get("cross_fitted")
+    if cross_fitted is not None:
+        missing_x = [k for k in CROSS_FITTED_KEYS if not isinstance(cross_fitted, dict) or k not in cross_fitted]
+        if missing_x:
+            problems.append(f"metrics.cross_fitted is missing {missing_x}")
     if "accuracy" not in card["published_benchmark"] or "source" not in card["published_benchmark"]:
         problems.append("published_benchmark needs 'accuracy' and 'source'")
     if problems:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import cross_fitted_calibration
 from .datasets import list_class_folder, load_npz, read_image
 from .metrics import (
     bootstrap_intervals,
@@ -14,7 +15,9 @@ from .metrics import (
     negative_log_likelihood,
 )
 from .preprocessing import to_model_batch
-from .serving import model_input_shape, model_output_width, predict_proba
+from .recipes import recipe_for_card
+from .serving import load_bundle, model_input_shape, model_output_width, predict_proba, raw_proba
+from .training import load_data
 
 
 class EvaluationError(ValueError):
@@ -116,3 +119,25 @@ def evaluate(
     if bootstrap:
         result["ci95"] = bootstrap_intervals(y, proba, n_resamples=bootstrap)
     return result
+
+
+def remeasure_cross_fitted(model_dir: str | Path, *, datasets_root: str | Path) -> tuple[float, dict]:
+    """A card's temperature and ``metrics.cross_fitted`` worked out again from the shipped weights.
+
+    The same images as in training: the calibration part carved out of training with the
+    card's seed, and the validation split.
+    """
+    bundle = load_bundle(model_dir)
+    card = bundle.card
+    recipe = recipe_for_card(card)
+    account = card["metrics"]["cross_fitted"]
+    data = load_data(recipe, datasets_root=datasets_root, seed=int(card["seed"]))
+    pooled = [part for part in (data.calibration, data.val) if part is not None]
+    return cross_fitted_calibration(
+        np.concatenate([raw_proba(bundle.model, part.images) for part in pooled]),
+        np.concatenate([part.labels for part in pooled]),
+        card["labels"],
+        folds=int(account["folds"]),
+        seed=int(account["fold_seed"]),
+        sizes=[int(n) for n in account["ece_noise_floor"]],
+    )

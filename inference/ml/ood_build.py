@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from .ood import (
     synthetic_images,
 )
 from .preprocessing import to_model_batch
-from .recipes import RECIPES, Recipe, get_recipe
+from .recipes import RECIPES, Recipe, recipe_for_card
 from .serving import load_bundle
 from .training import default_datasets_root
 
@@ -56,20 +55,6 @@ SYNTHETIC_PER_KIND = 20
 # feature sizes with the covariance shrunk, and the build has to run on a shared CPU).
 TRAIN_SAMPLE = 800
 SEED = 1234
-
-
-def recipe_for_card(card: dict) -> Recipe:
-    """The recipe with the geometry and split parameters the card was trained with."""
-    recipe = get_recipe(card["name"])
-    hyper = card.get("recipe", {})
-    return replace(
-        recipe,
-        input_size=tuple(card["input_size"]),
-        color_mode=card["color_mode"],
-        resize=card["preprocessing"]["resize"],
-        val_fraction=hyper.get("val_fraction", recipe.val_fraction),
-        calibration_fraction=hyper.get("calibration_fraction", 0.0) or 0.0,
-    )
 
 
 def _same_route(a: Recipe, b: Recipe) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 from . import cards
 from .architectures import BN_MOMENTUM, GRADCAM_LAYER, LOGITS_LAYER, build_model
 from .augment import build_augmentation
-from .calibration import apply_temperature, fit_temperature
+from .calibration import REFERENCE_SIZES, apply_temperature, cross_fitted_calibration, fit_temperature
 from .datasets import (
     ImageSet,
     filename_groups,
@@ -177,6 +177,14 @@ def load_data(
             f"; the temperature is fitted on {recipe.calibration_fraction:.0%} per class held out "
             "of training" + (" by whole groups" if groups is not None else "") + " and used for nothing else"
         )
+    if recipe.calibration_folds:
+        method = method.replace("reporting only", "reporting and, together with any calibration part, the temperature")
+        method = method.replace("and used for nothing else", "and on the validation split")
+        method += (
+            "; accuracy, AUC and the confusion matrix do not depend on the temperature, but the ECE and "
+            "log-loss here were measured on images the temperature was fitted on: metrics.cross_fitted "
+            f"gives them on unseen images ({recipe.calibration_folds}-fold cross-fitting)"
+        )
     sets = [s for s in (train, val, calibration) if s is not None]
     for part in sets:
         if recipe.layout == "npz":
@@ -209,6 +217,12 @@ def _load_earlier_run(model, path: Path, recipe: Recipe) -> dict:
         raise ValueError(f"{path} is not a run of {recipe.name} with this network and input size")
     weights_file = path / cards.MODEL_FILENAME
     model.set_weights(keras.models.load_model(weights_file, compile=False).get_weights())
+    earlier_shift = earlier["recipe"]["training"].get("prior_correction_added_to_logits")
+    if earlier_shift:
+        # Back to the weights training produced, so the prior correction is not added twice.
+        layer = model.get_layer(LOGITS_LAYER)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, (bias - np.asarray(earlier_shift)).astype(bias.dtype)])
     return {
         "weights_sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
         "training_time_s": earlier["training_time_s"],
@@ -415,7 +429,18 @@ def train_recipe(
     if recipe.prior_correction and weights:
         prior_shift = correct_prior(model, weights)
     proba = raw_proba(model, val.images)
-    if data.calibration is not None:
+    cross_fitted = None
+    if recipe.calibration_folds:
+        pooled = [data.calibration, val] if data.calibration is not None else [val]
+        temperature, cross_fitted = cross_fitted_calibration(
+            np.concatenate([raw_proba(model, part.images) for part in pooled]),
+            np.concatenate([part.labels for part in pooled]),
+            recipe.labels,
+            folds=recipe.calibration_folds,
+            seed=seed,
+            sizes=[len(val), sum(len(part) for part in pooled), *REFERENCE_SIZES],
+        )
+    elif data.calibration is not None:
         temperature = fit_temperature(raw_proba(model, data.calibration.images), data.calibration.labels)
     else:
         temperature = fit_temperature(proba, val.labels)
@@ -437,6 +462,7 @@ def train_recipe(
         recipe,
         data=data,
         report=report,
+        cross_fitted=cross_fitted,
         temperature=temperature,
         parameters=int(model.count_params()),
         training_time_s=training_time,
@@ -473,6 +499,7 @@ def build_card(
     *,
     data: PreparedData,
     report: dict,
+    cross_fitted: dict | None = None,
     temperature: float,
     parameters: int,
     training_time_s: float,
@@ -507,6 +534,12 @@ def build_card(
             else "the validation split"
         ),
     }
+    if cross_fitted is not None:
+        dataset["temperature_fitted_on"] = (
+            f"{cross_fitted['n']} images: "
+            + (f"{dataset['temperature_fitted_on']} and " if data.calibration is not None else "")
+            + f"the {len(data.val)} validation images"
+        )
     if data.validation_files is not None:
         dataset["validation_files"] = data.validation_files
     return {
@@ -535,7 +568,7 @@ def build_card(
         "intended_use": recipe.intended_use,
         "limitations": recipe.limitations,
         "not_for": recipe.not_for,
-        "metrics": {"validation": report},
+        "metrics": {"validation": report, **({"cross_fitted": cross_fitted} if cross_fitted is not None else {})},
         "published_benchmark": dict(recipe.published_benchmark),
         "development": list(recipe.development),
         "parameters": parameters,

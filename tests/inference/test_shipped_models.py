@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from inference.ml.evaluation import remeasure_cross_fitted
 from inference.ml.ood_build import OutsideImages, remeasure_input_check
 from inference.services import shipped_model_dirs
 from tests.conftest import require_datasets
@@ -71,6 +72,38 @@ def test_evaluate_model_reproduces_the_card(directory, tmp_path):
     for label, figures in expected["per_class"].items():
         assert result["per_class"][label]["sensitivity"] == pytest.approx(figures["sensitivity"], abs=2e-3)
         assert result["per_class"][label]["specificity"] == pytest.approx(figures["specificity"], abs=2e-3)
+
+
+CROSS_FITTED_DIRS = [d for d in MODEL_DIRS if "cross_fitted" in json.loads((d / "card.json").read_text())["metrics"]]
+
+
+@pytest.mark.parametrize("directory", CROSS_FITTED_DIRS, ids=[d.name for d in CROSS_FITTED_DIRS])
+def test_cross_fitted_calibration_reproduces_the_card(directory):
+    """The temperature fitted on the calibration part and validation together, its cross-fitted
+    figures and the ECE noise floor come out of the shipped weights and the data again."""
+    card = json.loads((directory / "card.json").read_text())
+    expected = card["metrics"]["cross_fitted"]
+
+    temperature, result = remeasure_cross_fitted(directory, datasets_root=require_datasets())
+
+    assert temperature == pytest.approx(card["temperature"], abs=1e-3)
+    assert (
+        result["n"]
+        == expected["n"]
+        == card["dataset"]["splits"]["val"] + card["dataset"]["splits"].get("calibration", 0)
+    )
+    assert result["fold_temperatures"] == pytest.approx(expected["fold_temperatures"], abs=1e-3)
+    for key in ("accuracy", "balanced_accuracy", "macro_auc", "ece", "log_loss", "ece_uncalibrated"):
+        assert result[key] == pytest.approx(expected[key], abs=2e-3), key
+    assert result["log_loss_uncalibrated"] == pytest.approx(expected["log_loss_uncalibrated"], abs=2e-3)
+    for key, interval in expected["ci95"].items():
+        assert result["ci95"][key] == pytest.approx(interval, abs=5e-3), key
+    for key, figure in expected["over_fold_draws"].items():
+        assert result["over_fold_draws"][key] == pytest.approx(figure, abs=2e-3), key
+    assert result["ece_noise_floor"].keys() == expected["ece_noise_floor"].keys()
+    for size, floor in expected["ece_noise_floor"].items():
+        for key, figure in floor.items():
+            assert result["ece_noise_floor"][size][key] == pytest.approx(figure, abs=5e-3), (size, key)
 
 
 @pytest.fixture(scope="module")

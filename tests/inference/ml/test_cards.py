@@ -74,6 +74,7 @@ def test_valid_card_round_trips(tmp_path):
         lambda c: c.update(temperature=-1.0),
         lambda c: c["metrics"]["validation"]["per_class"].pop("b"),
         lambda c: c.update(input_size=[28]),
+        lambda c: c["metrics"].update(cross_fitted={"n": 10, "folds": 5}),
     ],
 )
 def test_invalid_cards_are_rejected(mutate):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from inference.ml import cards, serving, training
+from inference.ml.architectures import LOGITS_LAYER
 from inference.ml.recipes import RECIPES, get_recipe
 
 
@@ -116,7 +117,7 @@ def test_finishing_an_earlier_run_keeps_its_weights_and_training_record(tmp_path
     first = training.train_recipe(recipe, output_dir=tmp_path / "run", datasets_root=datasets_root, limit=40, verbose=0)
 
     card = training.train_recipe(
-        recipe,
+        replace(recipe, calibration_folds=3),
         output_dir=tmp_path / "done",
         datasets_root=datasets_root,
         limit=40,
@@ -124,6 +125,13 @@ def test_finishing_an_earlier_run_keeps_its_weights_and_training_record(tmp_path
         finish_from=tmp_path / "run",
     )
 
+    # The temperature is now fitted on the calibration part and validation together, and
+    # calibration is reported on images each fold's temperature did not see.
+    splits = card["dataset"]["splits"]
+    cross_fitted = card["metrics"]["cross_fitted"]
+    assert cross_fitted["n"] == splits["calibration"] + splits["val"] and cross_fitted["folds"] == 3
+    assert card["dataset"]["temperature_fitted_on"].startswith(f"{cross_fitted['n']} images")
+    assert "metrics.cross_fitted" in card["dataset"]["validation_method"]
     record = card["recipe"]["training"]["finished_from"]
     assert record["training"]["epochs_run"] == 1 and record["trained_at"] == first["trained_at"]
     assert card["training_time_s"] >= first["training_time_s"]
@@ -131,6 +139,20 @@ def test_finishing_an_earlier_run_keeps_its_weights_and_training_record(tmp_path
     done = serving.load_model(tmp_path / "done" / "model.keras")
     pairs = zip(run.trainable_weights, done.trainable_weights, strict=True)
     assert all(np.allclose(a.numpy(), b.numpy()) for a, b in pairs)
+
+    # An earlier run whose logits carry a prior correction is taken back to the weights
+    # training produced, so finishing it never adds the correction a second time.
+    trained_bias = run.get_layer(LOGITS_LAYER).get_weights()[1]
+    earlier = json.loads((tmp_path / "run" / "card.json").read_text())
+    earlier["recipe"]["training"]["prior_correction_added_to_logits"] = training.correct_prior(run, {0: 0.5, 1: 2.0})
+    run.save(tmp_path / "run" / "model.keras")
+    (tmp_path / "run" / "card.json").write_text(json.dumps(earlier))
+    training.train_recipe(
+        recipe, output_dir=tmp_path / "again", datasets_root=datasets_root, limit=40, verbose=0,
+        finish_from=tmp_path / "run",
+    )  # fmt: skip
+    again = serving.load_model(tmp_path / "again" / "model.keras")
+    np.testing.assert_allclose(again.get_layer(LOGITS_LAYER).get_weights()[1], trained_bias, atol=1e-6)
     with pytest.raises(ValueError, match="not a run of"):
         training.train_recipe(
             replace(recipe, input_size=(32, 32)), output_dir=tmp_path / "x", datasets_root=datasets_root, limit=40,
