@@ -204,7 +204,8 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
         make_image(stat, name="cxr-2.png"), model, label="normal", confidence=0.8, heatmap=_heatmap_name((28, 28))
     )
     routine = StudyFactory(accession_number="ACC-ROUTINE", modality="CR")
-    make_prediction(make_image(routine, name="later.png"), model, label="normal", confidence=0.7)
+    # Abnormal but under the flag's confidence: shown, more quietly than a flag, still legible.
+    make_prediction(make_image(routine, name="later.png"), model, label="pneumonia", confidence=0.7)
     waiting = StudyFactory(accession_number="ACC-WAITING")
     make_prediction(make_image(waiting, name="waiting.png"), model, status=PredictionStatus.QUEUED)
     for study in (stat, routine, waiting):
@@ -214,7 +215,8 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
     assert_no_axe_violations(page, "the radiologist dashboard with studies to review")
     page.goto("/worklist/")
     expect(page.locator("table.worklist tbody tr")).to_have_count(2)
-    assert_no_axe_violations(page, "the worklist with rows")
+    expect(page.locator("tr[data-accession=ACC-ROUTINE]")).to_contain_text("Abnormal 70.0%")
+    assert_no_axe_violations(page, "the worklist with rows, flagged and not")
     page.goto("/worklist/?modality=CR")
     expect(page.locator("table.worklist tbody tr")).to_have_count(1)
     assert_no_axe_violations(page, "the worklist, filtered")
