@@ -22,6 +22,7 @@ class StudyForm(forms.ModelForm):
             "study_date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         }
         labels = {"body_part": "Body part", "study_date": "Study date"}
+        error_messages = {"accession_number": {"unique": "Another study already has this accession number."}}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

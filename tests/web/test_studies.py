@@ -45,6 +45,7 @@ def test_create_study_shows_errors_next_to_fields(staff_client, study):
     )
     assert response.status_code == 200
     assert set(response.context["form"].errors) >= {"modality", "accession_number"}
+    assert response.context["form"].errors["accession_number"] == ["Another study already has this accession number."]
     assert Study.objects.count() == 1
 
 
