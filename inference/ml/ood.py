@@ -52,7 +52,10 @@ def input_statistics(batch: np.ndarray) -> np.ndarray:
     x = np.asarray(batch, dtype=np.float32) / 255.0
     if x.ndim != 4:
         raise ValueError(f"expected (n, h, w, c), got shape {x.shape}")
-    gray = x.mean(axis=-1)
+    # Reductions over the short channel axis are slow in NumPy (for a colour batch they took most of
+    # the time); these give the same values as ``x.mean(axis=-1)``, ``x.max(axis=-1)`` and so on.
+    channels = [x[..., k] for k in range(x.shape[-1])]
+    gray = sum(channels[1:], channels[0]) / len(channels)
     flat = gray.reshape(len(gray), -1)
     std = flat.std(axis=1)
     dx = np.abs(np.diff(gray, axis=2)).mean(axis=(1, 2))
@@ -75,7 +78,9 @@ def input_statistics(batch: np.ndarray) -> np.ndarray:
         np.log(std + 1e-3),
     ]
     if x.shape[-1] == 3:
-        chroma = x.max(axis=-1) - x.min(axis=-1)
+        chroma = np.maximum(np.maximum(channels[0], channels[1]), channels[2]) - np.minimum(
+            np.minimum(channels[0], channels[1]), channels[2]
+        )
         columns += [
             chroma.mean(axis=(1, 2)),
             chroma.std(axis=(1, 2)),

@@ -124,6 +124,24 @@ def test_input_statistics_separate_blank_noise_and_anatomy_like_images():
     assert ood.input_statistics(np.zeros((2, 8, 8, 3))).shape == (2, 14)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_input_statistics_are_exactly_those_of_numpys_channel_reductions(channels):
+    """The check's pixel range was fitted with ``mean``/``max``/``min`` over the channel axis."""
+    rng = np.random.default_rng(channels)
+    batch = np.concatenate(
+        [rng.uniform(0, 255, (3, 40, 36, channels)), np.round(rng.uniform(0, 255, (3, 40, 36, channels)))]
+    ).astype(np.float32)
+    stats = ood.input_statistics(batch)
+    x = batch / 255.0
+    gray = x.mean(axis=-1)
+    np.testing.assert_array_equal(stats[:, 0], gray.reshape(len(x), -1).mean(axis=1).astype(np.float64))
+    np.testing.assert_array_equal(stats[:, 1], gray.reshape(len(x), -1).std(axis=1).astype(np.float64))
+    if channels == 3:
+        chroma = x.max(axis=-1) - x.min(axis=-1)
+        np.testing.assert_array_equal(stats[:, 10], chroma.mean(axis=(1, 2)).astype(np.float64))
+        np.testing.assert_array_equal(stats[:, 11], chroma.std(axis=(1, 2)).astype(np.float64))
+
+
 def test_synthetic_images_are_deterministic_and_of_each_kind():
     for kind in ood.SYNTHETIC_KINDS:
         a = ood.synthetic_images(kind, 3, seed=7, size=40)
