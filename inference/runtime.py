@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: dict[str, object] = {}  # weights sha256 -> loaded keras model
 _checks: dict[tuple[str, str], tuple] = {}  # (check sha256, weights sha256) -> (InputCheck, its feature layers)
-# The model input of each image just predicted, kept for its heatmap, which usually follows in the
-# same process moments later: decoding a large PNG costs far more than the forward pass.
-_recent_inputs: OrderedDict[tuple, np.ndarray] = OrderedDict()
+# The model input of each image just predicted (with the colourfulness of the image as decoded, which
+# the input check reads), kept for its heatmap, which usually follows in the same process moments
+# later: decoding a large PNG costs far more than the forward pass.
+_recent_inputs: OrderedDict[tuple, tuple[np.ndarray, float]] = OrderedDict()
 # The Grad-CAM the prediction's own pass drew, (class index, map on the target layer's grid) by
 # (prediction, weights): the heatmap task that follows in this process only brings it to the
 # image and stores it. A map is a few hundred bytes, so a whole burst's wait here.
@@ -160,8 +161,24 @@ def _remember(cache: OrderedDict, key, value, *, limit: int | None = None) -> No
         cache.popitem(last=False)
 
 
-def unfamiliar_reason(model: AIModel) -> str:
+def unfamiliar_reason(model: AIModel, *, colour_side: int = 0, trained_in_grey: bool = False) -> str:
+    """Why the input check gave no label; ``colour_side`` is the colour rule's (``InputCheck.colour_side``)."""
     kind = ((model.card or {}).get("input_check") or {}).get("image_kind") or model.display_name
+    if colour_side > 0 and trained_in_grey:
+        return (
+            f"Not run: this image is in colour; the {kind} images this model was trained on are greyscale, "
+            "so no label was given."
+        )
+    if colour_side > 0:
+        return (
+            f"Not run: this image is more strongly coloured than the {kind} images this model was trained on, "
+            "so no label was given."
+        )
+    if colour_side < 0:
+        return (
+            f"Not run: this image is greyscale or nearly so; the {kind} images this model was trained on are "
+            "in colour, so no label was given."
+        )
     return f"Not run: this image does not look like the {kind} images this model was trained on, so no label was given."
 
 
@@ -219,28 +236,36 @@ def _run_and_refresh(claim: Claim, outbox: Outbox) -> int:
 
 def _model_inputs(
     predictions: list[Prediction], model: AIModel, token, *, reuse: bool = False
-) -> tuple[list[Prediction], np.ndarray, int]:
-    """Decode and resize each image; a bad one fails alone. Returns (ready, batch, failed count).
+) -> tuple[list[Prediction], np.ndarray, int, list[float]]:
+    """Decode and resize each image; a bad one fails alone.
 
-    A prediction's input is kept for a while; with ``reuse`` (the heatmap that follows) it is
+    Returns (ready, batch, failed count, colourfulness of each ready image as decoded). A
+    prediction's input is kept for a while; with ``reuse`` (the heatmap that follows) it is
     taken from there instead of decoding the image again.
     """
+    from inference.ml.ood import colourfulness  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
     from inference.ml.preprocessing import to_model_input  # noqa: PLC0415 - OpenCV/TensorFlow: workers only
 
     resize = (model.preprocessing or {}).get("resize", "stretch")
     failed = 0
     ready: list[Prediction] = []
     inputs: list[np.ndarray] = []
+    colours: list[float] = []
     for prediction in predictions:
         key = (prediction.image_id, model.weights_sha256)
         try:
             cached = _recent_inputs.pop(key, None) if reuse else None
             if cached is None:
                 pixels = image_pixels(prediction.image)
-                cached = to_model_input(pixels, input_size=model.input_size, color_mode=model.color_mode, resize=resize)
+                model_input = to_model_input(
+                    pixels, input_size=model.input_size, color_mode=model.color_mode, resize=resize
+                )
+                # A grey model's input has lost the image's colour; the check reads it here.
+                cached = (model_input, colourfulness(pixels))
                 if not reuse:
                     _remember(_recent_inputs, key, cached)
-            inputs.append(cached)
+            inputs.append(cached[0])
+            colours.append(cached[1])
             ready.append(prediction)
         except FileNotFoundError:
             if token is not None:
@@ -253,7 +278,7 @@ def _model_inputs(
                     prediction=prediction, token=token, reason=f"The image could not be prepared: {exc}"
                 )
     batch = np.stack(inputs).astype(np.float32) if inputs else np.zeros((0,), dtype=np.float32)
-    return ready, batch, failed
+    return ready, batch, failed, colours
 
 
 def _run_claim(claim: Claim, outbox: Outbox) -> int:
@@ -271,7 +296,7 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
             prediction_record_failure(prediction=prediction, token=claim.token, reason=str(exc))
         return len(claim.predictions)
 
-    ready, batch, finished = _model_inputs(claim.predictions, model, claim.token)
+    ready, batch, finished, colours = _model_inputs(claim.predictions, model, claim.token)
     if not ready:
         return finished
 
@@ -292,11 +317,13 @@ def _run_claim(claim: Claim, outbox: Outbox) -> int:
             probabilities = apply_temperature(as_probabilities(result.proba), model.temperature)
         else:
             probabilities = apply_temperature(result.proba, model.temperature)
-            refused = checked[0].refuse(result.features, batch)
-            for prediction in [p for p, out in zip(ready, refused, strict=True) if out]:
-                finished += prediction_record_failure(
-                    prediction=prediction, token=claim.token, reason=unfamiliar_reason(model)
-                )
+            check = checked[0]
+            refused = check.refuse(result.features, batch, colours)
+            sides = check.colour_side(colours)
+            for prediction, out, side in zip(ready, refused, sides, strict=True):
+                if out:
+                    reason = unfamiliar_reason(model, colour_side=int(side), trained_in_grey=check.trained_in_grey)
+                    finished += prediction_record_failure(prediction=prediction, token=claim.token, reason=reason)
             keep = ~refused
             ready = [p for p, ok in zip(ready, keep, strict=True) if ok]
             probabilities = probabilities[keep]
@@ -391,7 +418,7 @@ def _heatmaps_computed(
     """Add Grad-CAM run afresh for the predictions without a drawn heatmap (another process ran them)."""
     rest = [p for p in predictions if p not in drawn]
     keras_model = keras_model_for(model)
-    ready, batch, _ = _model_inputs(rest, model, None, reuse=True)
+    ready, batch, _, _ = _model_inputs(rest, model, None, reuse=True)
     if not ready:
         return drawn, maps
     try:

@@ -15,7 +15,16 @@ its own training data that is run before a label is given. It combines distances
   brightness, contrast, clipped pixels, edge and high-frequency energy, colour) outside
   the range seen in training, widened by a quarter of that range, is refused outright,
   whatever its features. Pixel noise is caught here: its high-frequency energy is far
-  beyond any medical image's, while a network may map it close to a class.
+  beyond any medical image's, while a network may map it close to a class;
+- **colour**: the colourfulness of the image as uploaded (``colourfulness``: how far
+  apart its colour channels are, before a grey model turns it to grey) outside the
+  range of the training images is refused outright. A grey model's network never sees
+  colour, and a dermoscopy photograph or a stained smear reduced to grey can land among
+  its chest films; a colour model is refused a grey film the same way. The range runs
+  from half the least colourful training image (a colour set's lower bound widened by a
+  quarter of its span would fall below zero and let grey images through) to the most
+  colourful one plus a quarter of the span, and at least 0.02 above it, so that images
+  of a grey set, whose range has no width, still allow a faint tint.
 
 Each distance is divided by its 99th percentile on the validation images, the score is
 the largest of these ratios, and an image is refused when the score exceeds
@@ -41,7 +50,8 @@ from .metrics import binary_auc
 
 OOD_FILENAME = "ood.npz"
 SHRINKAGE = 0.1
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the colour rule
+READABLE_VERSIONS = (1, 2)
 
 
 def input_statistics(batch: np.ndarray) -> np.ndarray:
@@ -144,6 +154,43 @@ def statistics_range(train_batch: np.ndarray, *, widening: float = RANGE_WIDENIN
     return np.stack([lo - widening * span, hi + widening * span])
 
 
+COLOUR_POINTS = 64  # grid points per side that colourfulness samples
+COLOUR_FLOOR = 0.02  # least room above the most colourful training image
+COLOUR_LOWER = 0.5  # share of the least colourful training image still accepted
+
+
+def colourfulness(pixels: np.ndarray) -> float:
+    """Mean over pixels of (largest - smallest colour channel) / 255: 0 for grey, up to 1.
+
+    ``pixels`` is an image as decoded (HxW or HxWx1 is grey; a fourth, alpha channel is
+    ignored) with values 0..255. It is read on a grid of at most ``COLOUR_POINTS`` points
+    per side, so a large photograph costs no more than a thumbnail.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1):
+        return 0.0
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or not pixels.size:
+        raise ValueError(f"expected HxW, HxWx1, HxWx3 or HxWx4 pixels, got shape {pixels.shape}")
+    step_y = -(-pixels.shape[0] // COLOUR_POINTS)
+    step_x = -(-pixels.shape[1] // COLOUR_POINTS)
+    grid = pixels[::step_y, ::step_x, :3].astype(np.float32)
+    spread = np.maximum(np.maximum(grid[..., 0], grid[..., 1]), grid[..., 2]) - np.minimum(
+        np.minimum(grid[..., 0], grid[..., 1]), grid[..., 2]
+    )
+    return float(spread.mean() / 255.0)
+
+
+_colourfulness = colourfulness  # for the methods whose argument of that name hides it
+
+
+def colour_range(train_colourfulness) -> tuple[np.ndarray, np.ndarray]:
+    """(accepted lo, hi) and (least, most) colourfulness of the training images."""
+    values = np.asarray(train_colourfulness, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    accepted = [COLOUR_LOWER * low, high + max(RANGE_WIDENING * (high - low), COLOUR_FLOOR)]
+    return np.array(accepted), np.array([low, high])
+
+
 @dataclass
 class InputCheck:
     """One Gaussian per feature layer, their validation scales and the refusal threshold."""
@@ -152,6 +199,30 @@ class InputCheck:
     scales: list[float]
     threshold: float
     pixel_range: np.ndarray | None = None  # (2, k) bounds of input_statistics, or None
+    colour_range: np.ndarray | None = None  # (2,) accepted colourfulness of the raw image, or None
+    colour_seen: np.ndarray | None = None  # (2,) least and most colourful training image
+
+    @property
+    def trained_in_grey(self) -> bool:
+        """Every training image was grey (so any colour is news to the model)."""
+        return self.colour_seen is not None and float(self.colour_seen[1]) == 0.0
+
+    def colour_side(self, colourfulness, batch: np.ndarray | None = None) -> np.ndarray:
+        """(n,) -1 for less colour than the training images allow, +1 for more, 0 within.
+
+        ``colourfulness`` is that of each image as decoded; without it (None) the model
+        input ``batch`` stands in, which shows no colour for a grey model. All 0 without
+        a colour rule (a check of the first format).
+        """
+        if colourfulness is None:
+            if batch is None:
+                raise ValueError("colour_side needs the images' colourfulness or their model-input batch")
+            colourfulness = [_colourfulness(x) for x in np.asarray(batch)]
+        values = np.asarray(colourfulness, dtype=np.float64).reshape(-1)
+        if self.colour_range is None:
+            return np.zeros(len(values), dtype=int)
+        lo, hi = float(self.colour_range[0]), float(self.colour_range[1])
+        return np.where(values < lo, -1, np.where(values > hi, 1, 0))
 
     def pixel_outliers(self, batch: np.ndarray) -> np.ndarray:
         """(n,) True for blank or saturated images and images whose pixel statistics leave the range."""
@@ -168,16 +239,18 @@ class InputCheck:
         columns = [g.distance(_transform(f)) for g, f in zip(self.layers, features, strict=True)]
         return np.stack(columns, axis=1) / np.asarray(self.scales)
 
-    def scores(self, features: list[np.ndarray], batch: np.ndarray) -> np.ndarray:
+    def scores(self, features: list[np.ndarray], batch: np.ndarray, colourfulness=None) -> np.ndarray:
         """Larger is less like the training images; > ``threshold`` means refuse.
 
-        ``batch`` is the model-input batch the features came from (for the pixel rule).
+        ``batch`` is the model-input batch the features came from (for the pixel rule),
+        ``colourfulness`` that of each image as decoded (for the colour rule; see ``colour_side``).
         """
         scores = self.layer_scores(features).max(axis=1)
-        return np.where(self.pixel_outliers(batch), DEGENERATE_SCORE, scores)
+        outright = self.pixel_outliers(batch) | (self.colour_side(colourfulness, batch) != 0)
+        return np.where(outright, DEGENERATE_SCORE, scores)
 
-    def refuse(self, features: list[np.ndarray], batch: np.ndarray) -> np.ndarray:
-        return self.scores(features, batch) > self.threshold
+    def refuse(self, features: list[np.ndarray], batch: np.ndarray, colourfulness=None) -> np.ndarray:
+        return self.scores(features, batch, colourfulness) > self.threshold
 
     # Storage ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -192,6 +265,9 @@ class InputCheck:
             arrays[f"layer{i}_precision"] = g.precision.astype(np.float32)
         if self.pixel_range is not None:
             arrays["pixel_range"] = np.asarray(self.pixel_range, dtype=np.float64)
+        if self.colour_range is not None:
+            arrays["colour_range"] = np.asarray(self.colour_range, dtype=np.float64)
+            arrays["colour_seen"] = np.asarray(self.colour_seen, dtype=np.float64)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -208,7 +284,7 @@ class InputCheck:
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"{path}: sha256 does not match the model card")
         with np.load(io.BytesIO(data)) as arrays:
-            if int(arrays["format_version"]) != FORMAT_VERSION:
+            if int(arrays["format_version"]) not in READABLE_VERSIONS:
                 raise ValueError(f"{path}: unsupported input-check format {int(arrays['format_version'])}")
             layers = [
                 Gaussian(arrays[f"layer{i}_means"].astype(np.float64), arrays[f"layer{i}_precision"].astype(np.float64))
@@ -219,6 +295,8 @@ class InputCheck:
                 scales=[float(v) for v in arrays["scales"]],
                 threshold=float(arrays["threshold"]),
                 pixel_range=arrays.get("pixel_range"),
+                colour_range=arrays.get("colour_range"),
+                colour_seen=arrays.get("colour_seen"),
             )
 
 
@@ -235,6 +313,8 @@ def fit_check(
     val_batch: np.ndarray,
     *,
     train_batch: np.ndarray | None = None,
+    train_colourfulness=None,
+    val_colourfulness=None,
     margin: float = 1.5,
     quantile: float = 0.995,
 ) -> InputCheck:
@@ -243,14 +323,18 @@ def fit_check(
     The threshold is ``margin`` times the ``quantile`` of the validation scores, so
     (with ``margin`` > 1) well under 1 % of the validation images are refused and
     images close to the edge of the training distribution are still read. With
-    ``train_batch`` (the training images at model input) the pixel-statistics range rule is on.
+    ``train_batch`` (the training images at model input) the pixel-statistics range rule is on;
+    with ``train_colourfulness`` (of the training images as decoded) the colour rule, which
+    then reads ``val_colourfulness`` for the validation images.
     """
     layers = [Gaussian.fit(_transform(f), train_labels) for f in train_features]
     pixel_range = statistics_range(train_batch) if train_batch is not None else None
     check = InputCheck(layers=layers, scales=[1.0] * len(layers), threshold=1.0, pixel_range=pixel_range)
+    if train_colourfulness is not None:
+        check.colour_range, check.colour_seen = colour_range(train_colourfulness)
     raw = check.layer_scores(val_features)
     check.scales = [float(max(np.quantile(raw[:, j], 0.99), 1e-9)) for j in range(raw.shape[1])]
-    val_scores = check.scores(val_features, val_batch)
+    val_scores = check.scores(val_features, val_batch, val_colourfulness)
     finite = val_scores[val_scores < DEGENERATE_SCORE]
     check.threshold = float(margin * np.quantile(finite if len(finite) else val_scores, quantile))
     return check
@@ -400,13 +484,14 @@ def features_and_proba(twin, batch: np.ndarray, *, batch_size: int = 64) -> tupl
     return np.concatenate(probas), [np.concatenate(f) for f in feats]
 
 
-def assess(twin, check: InputCheck, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def assess(twin, check: InputCheck, batch: np.ndarray, colourfulness=None) -> tuple[np.ndarray, np.ndarray]:
     """One forward pass through ``feature_model``: (raw softmax output, refuse mask) of a batch.
 
     ``twin`` may be the feature model itself or anything called like it (e.g. a compiled
-    predict step) returning the probabilities followed by every feature layer.
+    predict step) returning the probabilities followed by every feature layer;
+    ``colourfulness`` is that of each image as decoded (see ``InputCheck.colour_side``).
     """
     out = twin(np.asarray(batch, dtype=np.float32), training=False)
     proba = np.asarray(out[0], dtype=np.float64)
     features = [pool(np.asarray(a)) for a in out[1:]]
-    return proba, check.refuse(features, batch)
+    return proba, check.refuse(features, batch, colourfulness)

@@ -3,8 +3,9 @@
 The check is fitted on the model's own training images and scaled on its validation
 images (see ``ood``). It is measured against the validation images of every *other*
 data set (each read through this model's own preprocessing, as the worker would) and
-against synthetic noise, blank, saturated and photo-like images. Results and the
-file's sha256 go into the card under ``input_check``.
+against synthetic noise, blank, saturated and photo-like images. The colour rule reads
+every image as decoded, before this model's preprocessing, as the worker does. Results
+and the file's sha256 go into the card under ``input_check``.
 
     python -m inference.ml.ood_build inference/zoo/cxr-covid19 [more dirs...]
 """
@@ -26,6 +27,7 @@ from .ood import (
     SYNTHETIC_KINDS,
     InputCheck,
     check_report,
+    colourfulness,
     feature_model,
     features_and_proba,
     fit_check,
@@ -183,7 +185,7 @@ def build_input_check(
     recipe = recipe_for_card(card)
     split_seed = int(card["seed"])
 
-    def batch_of(split: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def batch_of(split: str, n: int | None) -> tuple[np.ndarray, np.ndarray, list[float]]:
         images, labels = split_images(
             recipe,
             datasets_root,
@@ -194,21 +196,29 @@ def build_input_check(
             validation_files=card["dataset"].get("validation_files"),
         )
         geometry = {"input_size": recipe.input_size, "color_mode": recipe.color_mode, "resize": recipe.resize}
-        return to_model_batch(images, **geometry), labels
+        return to_model_batch(images, **geometry), labels, [colourfulness(image) for image in images]
 
-    train_batch, train_labels = batch_of("train", min(limit or TRAIN_SAMPLE, TRAIN_SAMPLE))
-    val_batch, _ = batch_of("val", limit)
+    train_batch, train_labels, train_colours = batch_of("train", min(limit or TRAIN_SAMPLE, TRAIN_SAMPLE))
+    val_batch, _, val_colours = batch_of("val", limit)
     twin = feature_model(bundle.model)
 
     _, train_features = features_and_proba(twin, train_batch)
     _, val_features = features_and_proba(twin, val_batch)
-    check = fit_check(train_features, train_labels, val_features, val_batch, train_batch=train_batch)
+    check = fit_check(
+        train_features,
+        train_labels,
+        val_features,
+        val_batch,
+        train_batch=train_batch,
+        train_colourfulness=train_colours,
+        val_colourfulness=val_colours,
+    )
     sha256 = check.save(model_dir / OOD_FILENAME)
     # Measure what ships (float32 on disk), so the card's figures can be recomputed exactly.
     check = InputCheck.load(model_dir / OOD_FILENAME, sha256=sha256)
 
     outside = outside or OutsideImages(datasets_root)
-    report = measure_input_check(check, twin, val_batch, recipe, outside)
+    report = measure_input_check(check, twin, val_batch, recipe, outside, val_colourfulness=val_colours)
     entry = {
         "image_kind": IMAGE_KINDS.get(card["name"], card["display_name"].split(":")[0]),
         "file": OOD_FILENAME,
@@ -219,10 +229,14 @@ def build_input_check(
             "diagonal, fitted on a stratified sample of the training images), each divided by its 99th "
             "percentile on validation; "
             "blank or saturated images, and images with a pixel statistic outside the training range widened "
-            "by a quarter of it, are refused outright; threshold = 1.5 x the 99.5th percentile of the "
-            "validation scores (inference.ml.ood)"
+            "by a quarter of it, are refused outright; so are images whose colourfulness as decoded (mean "
+            "over pixels of the spread between the colour channels, 0 for grey) lies outside half the least "
+            "to the most colourful training image plus a quarter of that span, and at least 0.02; "
+            "threshold = 1.5 x the 99.5th percentile of the validation scores (inference.ml.ood)"
         ),
         "threshold": round(check.threshold, 6),
+        "colour_range": [round(float(v), 6) for v in check.colour_range],
+        "colour_of_training_images": [round(float(v), 6) for v in check.colour_seen],
         "fitted_on": {"train": len(train_batch), "val": len(val_batch)},
         "measured_against": (
             f"up to {outside.per_dataset} validation images of each other data set, read through this "
@@ -239,15 +253,20 @@ def build_input_check(
     return entry
 
 
-def measure_input_check(check, twin, val_batch: np.ndarray, recipe: Recipe, outside: OutsideImages) -> dict:
-    """AUROC and refusal rates of a fitted check: own validation batch vs the outside images."""
+def measure_input_check(
+    check, twin, val_batch: np.ndarray, recipe: Recipe, outside: OutsideImages, *, val_colourfulness
+) -> dict:
+    """AUROC and refusal rates of a fitted check: own validation batch vs the outside images.
+
+    ``val_colourfulness`` is that of the validation images as decoded (the colour rule's input).
+    """
     _, val_features = features_and_proba(twin, val_batch)
-    in_scores = check.scores(val_features, val_batch)
+    in_scores = check.scores(val_features, val_batch, val_colourfulness)
     out_scores = {}
     for name, images in outside.sources(recipe.dataset_path).items():
         batch = to_model_batch(images, input_size=recipe.input_size, color_mode=recipe.color_mode, resize=recipe.resize)
         _, feats = features_and_proba(twin, batch)
-        out_scores[name] = check.scores(feats, batch)
+        out_scores[name] = check.scores(feats, batch, [colourfulness(image) for image in images])
     same_route = tuple(
         f"dataset:{other.dataset_path}"
         for other in RECIPES.values()
@@ -272,8 +291,8 @@ def remeasure_input_check(model_dir: str | Path, *, datasets_root: str | Path, o
         validation_files=bundle.card["dataset"].get("validation_files"),
     )
     batch = to_model_batch(images, input_size=recipe.input_size, color_mode=recipe.color_mode, resize=recipe.resize)
-    return measure_input_check(check, feature_model(bundle.model), batch, recipe, outside)
-    return entry
+    colours = [colourfulness(image) for image in images]
+    return measure_input_check(check, feature_model(bundle.model), batch, recipe, outside, val_colourfulness=colours)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,15 @@ def checked_model(tmp_path, tiny_model_file):
     val = to_model_batch(_chest_like(rng, 60), input_size=(16, 16), color_mode="grayscale")
     _, train_features = ood.features_and_proba(twin, train)
     _, val_features = ood.features_and_proba(twin, val)
-    check = ood.fit_check(train_features, np.arange(len(train)) % 2, val_features, val, train_batch=train)
+    check = ood.fit_check(
+        train_features,
+        np.arange(len(train)) % 2,
+        val_features,
+        val,
+        train_batch=train,
+        train_colourfulness=[0.0] * len(train),  # grey films
+        val_colourfulness=[0.0] * len(val),
+    )
     weights = tmp_path / "model.keras"
     shutil.copy(tiny_model_file, weights)
     sha = check.save(tmp_path / "ood.npz")
@@ -73,6 +81,26 @@ def test_an_image_unlike_the_training_images_gets_no_label(checked_model):
     assert noise.label == "" and noise.probabilities is None and noise.confidence is None
     assert noise.error.startswith(
         "Not run: this image does not look like the chest X-ray images this model was trained on"
+    )
+
+
+def test_a_tinted_copy_of_a_film_gets_no_label_and_is_told_why(checked_model):
+    rng = np.random.default_rng(2)
+    film = _chest_like(rng, 1)[0]
+    tinted = np.dstack([film, film, np.clip(film.astype(int) + 60, 0, 255).astype(np.uint8)])
+    study = StudyFactory()
+    grey = image_upload(study=study, data=_png(film)).image.predictions.get()
+    colour = image_upload(study=study, data=_png(tinted)).image.predictions.get()
+
+    assert runtime.run_batch(prediction_id=grey.id) == 2
+
+    grey.refresh_from_db()
+    colour.refresh_from_db()
+    assert grey.status == PredictionStatus.SUCCEEDED
+    assert colour.status == PredictionStatus.FAILED and colour.label == ""
+    assert colour.error == (
+        "Not run: this image is in colour; the chest X-ray images this model was trained on are greyscale, "
+        "so no label was given."
     )
 
 

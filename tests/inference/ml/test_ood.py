@@ -1,12 +1,18 @@
-"""The input check: distances, threshold, storage, statistics and the Keras feature path."""
+"""The input check: distances, threshold, storage, statistics, colour and the Keras feature path."""
 
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 
 from inference.ml import ood, ood_build, training
 from inference.ml.architectures import build_model
+from inference.ml.datasets import read_image
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
 
 def _clusters(rng, n, centres, scale=1.0):
@@ -97,6 +103,7 @@ def test_check_round_trips_through_its_file_and_pins_its_hash(tmp_path):
     rng = np.random.default_rng(3)
     check, centres, _ = _fitted(rng)
     check.pixel_range = ood.statistics_range(rng.uniform(40, 200, (30, 8, 8, 1)))
+    check.colour_range, check.colour_seen = ood.colour_range([0.05, 0.2, 0.4])
     digest = check.save(tmp_path / "ood.npz")
     loaded = ood.InputCheck.load(tmp_path / "ood.npz", sha256=digest)
     probe, _ = _clusters(rng, 20, centres)
@@ -106,8 +113,120 @@ def test_check_round_trips_through_its_file_and_pins_its_hash(tmp_path):
     )
     assert loaded.threshold == check.threshold
     assert np.array_equal(loaded.pixel_range, check.pixel_range)
+    assert np.array_equal(loaded.colour_range, check.colour_range)
+    assert np.array_equal(loaded.colour_seen, check.colour_seen)
     with pytest.raises(ValueError, match="sha256"):
         ood.InputCheck.load(tmp_path / "ood.npz", sha256="0" * 64)
+
+
+def _rewritten(path, **changes):
+    with np.load(path) as arrays:
+        kept = {k: arrays[k] for k in arrays.files if k not in changes or changes[k] is not None}
+    kept.update({k: v for k, v in changes.items() if v is not None})
+    buffer = io.BytesIO()
+    np.savez(buffer, **kept)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_check_of_the_first_format_still_loads_without_a_colour_rule(tmp_path):
+    rng = np.random.default_rng(3)
+    check, centres, _ = _fitted(rng)
+    check.save(tmp_path / "ood.npz")
+    _rewritten(tmp_path / "ood.npz", format_version=np.array(1))
+
+    loaded = ood.InputCheck.load(tmp_path / "ood.npz")
+
+    assert loaded.colour_range is None and not loaded.trained_in_grey
+    probe, _ = _clusters(rng, 3, centres)
+    colourful = np.repeat(_batch(rng, 3), 3, axis=-1)
+    colourful[..., 0] = 250.0
+    assert loaded.colour_side([0.9, 0.0, 0.5]).tolist() == [0, 0, 0]
+    assert not loaded.refuse([probe, probe[:, :3]], colourful, [0.9, 0.0, 0.5]).any()
+    _rewritten(tmp_path / "ood.npz", format_version=np.array(99))
+    with pytest.raises(ValueError, match="format 99"):
+        ood.InputCheck.load(tmp_path / "ood.npz")
+
+
+def test_colourfulness_is_zero_for_grey_and_the_channel_spread_for_colour():
+    grey = np.random.default_rng(0).integers(0, 256, (50, 40), dtype=np.uint8)
+    assert ood.colourfulness(grey) == 0.0
+    assert ood.colourfulness(grey[:, :, None]) == 0.0
+    assert ood.colourfulness(np.repeat(grey[:, :, None], 3, axis=2)) == 0.0  # grey stored as RGB
+    red = np.zeros((20, 20, 3), np.uint8)
+    red[..., 0] = 255
+    assert ood.colourfulness(red) == pytest.approx(1.0)
+    half = np.repeat(grey[:, :, None], 3, axis=2).astype(np.int16)
+    half[:, :20, 2] = np.clip(half[:, :20, 2] + 51, 0, 255)  # left half tinted by at most 51 levels
+    spread = (half.max(axis=2) - half.min(axis=2)).mean() / 255
+    assert ood.colourfulness(half.astype(np.uint8)) == pytest.approx(spread, abs=1e-6)
+    assert ood.colourfulness(np.dstack([red, np.full((20, 20), 7, np.uint8)])) == pytest.approx(1.0)  # alpha
+    with pytest.raises(ValueError):
+        ood.colourfulness(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_colourfulness_of_a_large_image_reads_a_grid_close_to_every_pixel():
+    derm = read_image(SAMPLES / "derm-nv-1.jpg")
+    large = np.asarray(PILImage.fromarray(derm).resize((3000, 2400)))
+    every_pixel = (large.max(axis=2).astype(np.float64) - large.min(axis=2)).mean() / 255
+
+    assert ood.colourfulness(large) == pytest.approx(every_pixel, abs=0.01)
+    assert ood.colourfulness(large) == pytest.approx(ood.colourfulness(derm), abs=0.01)
+    assert ood.colourfulness(read_image(SAMPLES / "cxr-normal-1.png")) == 0.0
+
+
+def test_colour_range_of_grey_and_of_colour_training_images():
+    accepted, seen = ood.colour_range([0.0] * 10)
+    assert accepted.tolist() == [0.0, ood.COLOUR_FLOOR] and seen.tolist() == [0.0, 0.0]
+    accepted, seen = ood.colour_range([0.05, 0.2, 0.45])
+    assert accepted == pytest.approx([0.025, 0.55])  # half the least; the most plus a quarter of the span
+    assert seen.tolist() == [0.05, 0.45]
+    accepted, _ = ood.colour_range([0.30, 0.31])
+    assert accepted[1] == pytest.approx(0.33)  # a narrow range still leaves the floor's room
+
+
+def test_the_colour_rule_refuses_colour_for_a_grey_model_and_grey_for_a_colour_model():
+    rng = np.random.default_rng(7)
+    check, centres, val_f = _fitted(rng)
+    fresh, _ = _clusters(rng, 4, centres)
+    batch = _batch(rng, 4)  # ordinary pixels: only colour can refuse these
+    features = [fresh, fresh[:, :3]]
+
+    check.colour_range, check.colour_seen = ood.colour_range(np.zeros(100))
+    assert check.trained_in_grey
+    assert check.colour_side([0.0, 0.015, 0.03, 0.4]).tolist() == [0, 0, 1, 1]
+    assert check.refuse(features, batch, [0.0, 0.015, 0.03, 0.4]).tolist() == [False, False, True, True]
+    assert check.scores(features, batch, [0.4] * 4).min() == ood.DEGENERATE_SCORE
+
+    check.colour_range, check.colour_seen = ood.colour_range(rng.uniform(0.05, 0.45, 100))
+    assert not check.trained_in_grey
+    assert check.colour_side([0.0, 0.01, 0.2, 0.9]).tolist() == [-1, -1, 0, 1]
+    assert check.refuse(features, batch, [0.0, 0.01, 0.2, 0.9]).tolist() == [True, True, False, True]
+    # Without the images as decoded, their model input stands in: here grey, so refused.
+    assert check.refuse(features, np.repeat(batch, 3, axis=-1)).all()
+    tinted = np.repeat(batch, 3, axis=-1)
+    tinted[..., 0] = np.minimum(tinted[..., 0] + 50, 255)
+    assert not check.refuse(features, tinted).any()
+
+
+def test_fit_check_takes_its_colour_range_from_the_training_images():
+    rng = np.random.default_rng(8)
+    centres = [[4.0] * 6, [9.0, 1.0, 9.0, 1.0, 9.0, 1.0]]
+    train_f, train_y = _clusters(rng, 600, centres)
+    val_f, _ = _clusters(rng, 300, centres)
+    val_colours = rng.uniform(0.1, 0.3, 300)
+    val_colours[:30] = 0.0  # a tenth of validation is grey: refused, and left out of the threshold
+    check = ood.fit_check(
+        [train_f, train_f[:, :3]],
+        train_y,
+        [val_f, val_f[:, :3]],
+        _batch(rng, 300),
+        train_colourfulness=rng.uniform(0.1, 0.3, 600),
+        val_colourfulness=val_colours,
+    )
+    assert check.colour_range[0] == pytest.approx(0.5 * check.colour_seen[0])
+    scores = check.scores([val_f, val_f[:, :3]], _batch(rng, 300), val_colours)
+    assert (scores[:30] == ood.DEGENERATE_SCORE).all()
+    assert (scores[30:] > check.threshold).mean() < 0.01
 
 
 def test_input_statistics_separate_blank_noise_and_anatomy_like_images():
@@ -189,3 +308,8 @@ def test_build_input_check_on_a_tiny_real_model(tmp_path, datasets_root):
     assert entry["not_pooled"] == []  # no other breast ultrasound data set
     assert {"dataset:pneumoniamnist", "synthetic:uniform_noise"} <= set(entry["per_source"])
     assert 0.0 <= entry["auroc"] <= 1.0
+    # Breast ultrasound is grey: every colour data set's image is refused for its colour alone.
+    assert entry["colour_of_training_images"] == [0.0, 0.0]
+    assert entry["colour_range"] == [0.0, ood.COLOUR_FLOOR]
+    for source in ("dataset:ham10000_mel_nv", "dataset:blood_cells_pbc", "dataset:retinamnist"):
+        assert entry["per_source"][source]["refused"] == 1.0, source
