@@ -244,14 +244,28 @@ def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None
     return bool(written)
 
 
-def prediction_record_heatmap(*, prediction: Prediction, heatmap_png: bytes) -> bool:
-    """Attach the Grad-CAM heatmap to a succeeded prediction that has none yet. Returns whether it was written."""
-    sha = sha256_hex(heatmap_png)
-    name = blob_store(data=heatmap_png, name=content_name("heatmaps", sha, ".png")).name
-    written = Prediction.objects.filter(id=prediction.id, status=PredictionStatus.SUCCEEDED, heatmap="").update(
-        heatmap=name
+@transaction.atomic
+def predictions_record_heatmaps(*, heatmaps: Sequence[tuple[Prediction, bytes]]) -> int:
+    """Attach Grad-CAM heatmaps (PNG) to succeeded predictions that have none yet. Returns how many were written.
+
+    The rows are locked and checked first, then written with one prepared statement: a heatmap
+    task stores a batch's heatmaps in one round, and a second delivery writes nothing.
+    """
+    held = set(
+        Prediction.objects.select_for_update()
+        .filter(id__in=[prediction.id for prediction, _ in heatmaps], status=PredictionStatus.SUCCEEDED, heatmap="")
+        .values_list("id", flat=True)
     )
-    return bool(written)
+    written = []
+    for prediction, png in heatmaps:
+        if prediction.id not in held:
+            continue
+        held.discard(prediction.id)
+        prediction.heatmap = blob_store(data=png, name=content_name("heatmaps", sha256_hex(png), ".png")).name
+        written.append(prediction)
+    if written:
+        _update_rows(written, ["heatmap"])
+    return len(written)
 
 
 def predictions_release(*, predictions: Sequence[Prediction], token: uuid.UUID, reason: str) -> list[Work]:

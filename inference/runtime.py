@@ -25,9 +25,9 @@ from imaging.storage import content_name
 from inference.claims import (
     Claim,
     prediction_record_failure,
-    prediction_record_heatmap,
     predictions_claim,
     predictions_claim_next,
+    predictions_record_heatmaps,
     predictions_record_successes,
     predictions_release,
 )
@@ -382,7 +382,7 @@ def run_heatmaps(*, prediction_ids) -> int:
                 .exclude(id__in=[p.id for p in predictions])
                 .order_by("finished_at")[:room]
             )
-    stored = 0
+    heatmaps = []
     for predictions in by_model.values():
         model = predictions[0].model
         resize = (model.preprocessing or {}).get("resize", "stretch")
@@ -394,8 +394,8 @@ def run_heatmaps(*, prediction_ids) -> int:
                 logger.warning("No heatmaps for %s: the model cannot be loaded", model, exc_info=True)
         for prediction, heatmap in zip(drawn, maps, strict=True):
             png = _heatmap_png(heatmap, width=prediction.image.width, height=prediction.image.height, resize=resize)
-            stored += prediction_record_heatmap(prediction=prediction, heatmap_png=png)
-    return stored
+            heatmaps.append((prediction, png))
+    return predictions_record_heatmaps(heatmaps=heatmaps) if heatmaps else 0
 
 
 def _drawn_heatmaps(predictions: list[Prediction], model: AIModel) -> tuple[list[Prediction], list[np.ndarray]]:

@@ -320,3 +320,19 @@ def test_a_model_whose_gradcam_cannot_be_drawn_still_gives_its_second_opinions(t
     assert prediction.label in tiny_model.labels
     # The heatmap is an aid: without one the second opinion stands.
     assert runtime.run_heatmaps(prediction_ids=[prediction.id]) == 0
+
+
+def test_a_heatmap_task_writes_its_batch_with_one_statement(tiny_model, sample_image_bytes):
+    from django.db import connection  # noqa: PLC0415
+    from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
+
+    study = StudyFactory()
+    names = ["cxr-normal-1.png", "cxr-normal-2.png", "cxr-pneumonia-1.png"]
+    ids = [upload(sample_image_bytes, name, study).predictions.get().id for name in names]
+    runtime.run_batch(prediction_id=ids[0])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert runtime.run_heatmaps(prediction_ids=ids) == 3
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "3 times: UPDATE"))]
+    assert len(writes) == 1
+    assert all(p.heatmap for p in Prediction.objects.filter(id__in=ids))
