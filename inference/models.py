@@ -93,6 +93,11 @@ class PredictionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# A model that declines an image (too small, or unlike its training images) records why under
+# this prefix: the image was not read, which is not a fault of the worker or of the model.
+NOT_RUN_PREFIX = "Not run:"
+
+
 class Prediction(models.Model):
     """An AI second opinion: one image read by one exact model version."""
 
@@ -159,6 +164,11 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.image_id}: {self.status}"
+
+    @property
+    def not_run(self) -> bool:
+        """Declined by the model's own checks rather than failed."""
+        return self.status == PredictionStatus.FAILED and self.error.startswith(NOT_RUN_PREFIX)
 
 
 class ReviewDecision(models.TextChoices):

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from imaging.models import Image, Study, StudyStatus
-from inference.models import AIModel, Prediction, PredictionStatus, Review
+from inference.models import NOT_RUN_PREFIX, AIModel, Prediction, PredictionStatus, Review
 from inference.study_status import AI_FLAG_CONFIDENCE
 from patients.models import Patient
 
@@ -378,6 +378,7 @@ def studies_today(*, day: datetime.date) -> QuerySet[Study]:
     end = timezone.make_aware(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time.min))
     failed = (
         Prediction.objects.filter(image__study=OuterRef("pk"), status=PredictionStatus.FAILED)
+        .exclude(error__startswith=NOT_RUN_PREFIX)
         .order_by()
         .values("image__study")
         .annotate(n=Count("pk"))
@@ -445,10 +446,20 @@ def prediction_queue() -> dict:
             key = f"{row['model__name']} v{row['model__version']}"
             per_model.setdefault(key, {"queued": 0, "running": 0})[row["status"]] = row["n"]
         since = timezone.now() - timedelta(hours=24)
+        # Images a model declined (too small, unlike its training images) are not faults to chase.
+        declined = Q(error__startswith=NOT_RUN_PREFIX)
+        recent = Q(finished_at__gte=since)
         failures = Prediction.objects.filter(status="failed").aggregate(
-            total=Count("id"), last_24h=Count("id", filter=Q(finished_at__gte=since))
+            total=Count("id", filter=~declined),
+            last_24h=Count("id", filter=recent & ~declined),
+            declined_24h=Count("id", filter=recent & declined),
         )
-        return {"per_model": per_model, "failed_total": failures["total"], "failed_24h": failures["last_24h"]}
+        return {
+            "per_model": per_model,
+            "failed_total": failures["total"],
+            "failed_24h": failures["last_24h"],
+            "declined_24h": failures["declined_24h"],
+        }
 
     counts = _dashboard_counts("medportal:dashboard:queue", count)
     per_model = counts["per_model"]
@@ -464,9 +475,11 @@ def prediction_queue() -> dict:
         "per_model": per_model,
         "failed_total": counts["failed_total"],
         "failed_24h": counts["failed_24h"],
+        "declined_24h": counts.get("declined_24h", 0),  # counts cached before this field existed
         "counted_at": counts["counted_at"],
         "failed_latest": list(
             Prediction.objects.filter(status="failed")
+            .exclude(error__startswith=NOT_RUN_PREFIX)
             .select_related("model", "image__study")
             .order_by("-finished_at")[:5]
         ),

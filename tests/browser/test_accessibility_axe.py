@@ -278,6 +278,13 @@ def test_the_radiologist_pages(page, login, browser_radiologist, assert_no_axe_v
     page.goto(f"/studies/{broken.id}/")
     assert_no_axe_violations(page, "the study page as a radiologist, the AI result failed")
 
+    declined = StudyFactory(accession_number="ACC-DECLINED")
+    reason = "Not run: this image does not look like the chest X-ray images this model was trained on."
+    make_prediction(make_image(declined, name="photo.png"), model, status=PredictionStatus.FAILED, error=reason)
+    page.goto(f"/studies/{declined.id}/")
+    expect(page.locator(".badge--not-run")).to_have_text("Not run")
+    assert_no_axe_violations(page, "the study page, an image the model declined")
+
     # Agree with all: the dialog and the page without JavaScript, each listing what is left out.
     mixed = StudyFactory(accession_number="ACC-MIXED")
     make_prediction(make_image(mixed, name="read.png"), model, label="pneumonia", confidence=0.9)

@@ -106,3 +106,19 @@ def test_dashboard_counts_are_shared_for_a_few_seconds_and_the_page_says_how_old
     third = client.get(reverse("pages:home")).content.decode()
     assert _stat(third, "failed") == "1" and _stat(third, "queue-depth") == "1"
     assert f"Counts as of {timezone.localtime(later):%H:%M:%S}" in third
+
+
+def test_images_a_model_declined_are_not_counted_or_listed_as_failures(client_for, admin_user, staff_user):
+    model = make_aimodel()
+    study = StudyFactory(accession_number="ACC-DECLINED")
+    declined = "Not run: this image does not look like the chest X-ray images this model was trained on."
+    make_prediction(make_image(study, name="d"), model, status=PredictionStatus.FAILED, error=declined)
+    make_prediction(make_image(study, name="f"), model, status=PredictionStatus.FAILED, error="Weights missing.")
+
+    html = client_for(admin_user).get(reverse("pages:home")).content.decode()
+    assert 'data-stat="failed">1<' in html
+    assert "1 image not run by a model's own checks" in html
+    assert "Weights missing." in html and "does not look like" not in html
+
+    (row,) = selectors.studies_today(day=timezone.localdate())
+    assert row.failed_count == 1

@@ -201,3 +201,14 @@ def test_upload_warns_when_the_ai_queue_is_busy(staff_client, study, settings):
     cache.clear()
     page = staff_client.post(url, {"files": _upload("b.png", _png(value=9))}, follow=True).content.decode()
     assert "The AI queue is busy (4 images waiting)" in page
+
+
+def test_an_image_a_model_declined_reads_not_run_rather_than_failed(staff_client, study):
+    model = make_aimodel()
+    reason = "Not run: this image does not look like the chest X-ray images this model was trained on."
+    make_prediction(make_image(study, name="photo.png"), model, status=PredictionStatus.FAILED, error=reason)
+
+    html = staff_client.get(reverse("pages:study-detail", args=[study.id])).content.decode()
+    assert '<span class="badge badge--not-run">Not run</span>' in html
+    assert "No AI second opinion for this image. " + reason in html
+    assert "could not read this image" not in html and "badge--failed" not in html
