@@ -4,7 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.ml.ood_build import OutsideImages, build_input_check
+from inference.ml.ood_build import OTHER_PER_DATASET, SYNTHETIC_PER_KIND, OutsideImages, build_input_check
 from inference.ml.training import default_datasets_root
 
 
@@ -25,7 +25,12 @@ class Command(BaseCommand):
         zoo = Path(settings.MEDPORTAL_MODEL_ZOO)
         refs = options["models"] or sorted(p.parent.name for p in zoo.glob("*/card.json"))
         root = Path(options["datasets_root"]) if options["datasets_root"] else default_datasets_root()
-        outside = OutsideImages(root, per_dataset=options["limit"] or 120, per_kind=min(options["limit"] or 40, 40))
+        # The shipped-model test measures the cards again with the same numbers of outside images.
+        outside = OutsideImages(
+            root,
+            per_dataset=min(options["limit"] or OTHER_PER_DATASET, OTHER_PER_DATASET),
+            per_kind=min(options["limit"] or SYNTHETIC_PER_KIND, SYNTHETIC_PER_KIND),
+        )
         for ref in refs:
             directory = Path(ref) if Path(ref).is_dir() else zoo / ref
             if not (directory / "card.json").exists():
