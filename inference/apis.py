@@ -20,9 +20,9 @@ from audit.access import audit_access, audit_exempt, audited
 from audit.models import AuditAction, AuditInterface
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.serializers import StudyOutputSerializer
-from inference.dicom_report import prediction_sr_bytes, sr_filename
+from inference.dicom_report import has_report, prediction_sr_bytes, sr_filename
 from inference.filters import AIModelFilter, PredictionFilter, ReviewFilter, WorklistFilter
-from inference.models import AIModel, Prediction, PredictionStatus, Review, ReviewAmendment, ReviewDecision
+from inference.models import AIModel, Prediction, Review, ReviewAmendment, ReviewDecision
 from inference.selectors import studies_worklist
 from inference.serializers import PREDICTION_RELATED, PredictionOutputSerializer
 from inference.services import aimodel_activate, aimodel_retire, review_amend, review_create
@@ -102,17 +102,20 @@ class PredictionReportApi(APIView):
         responses={
             (200, DICOM_CONTENT_TYPE): OpenApiResponse(
                 OpenApiTypes.BINARY,
-                description="Comprehensive SR filed under the original patient and study, with the model version.",
+                description=(
+                    "Comprehensive SR filed under the original patient and study, with the model version; "
+                    "for an image the model declined, the reason no label was given."
+                ),
             ),
-            409: OpenApiResponse(ErrorSerializer, description="The AI second opinion has not succeeded (yet)."),
+            409: OpenApiResponse(ErrorSerializer, description="Neither a result nor a refusal (yet)."),
         },
     )
     def get(self, request, prediction_id):
         prediction = get_object_or_404(
             Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
         )
-        if prediction.status != PredictionStatus.SUCCEEDED:
-            raise ConflictError("Only a finished AI second opinion has a report.")
+        if not has_report(prediction):
+            raise ConflictError("Only a finished AI second opinion or a model's refusal has a report.")
         audit_access(
             request,
             action=AuditAction.DOWNLOAD,

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from imaging.storage import blob_store, content_name, sha256_hex
 from inference.dispatch import Outbox, Work
-from inference.models import AIModel, Prediction, PredictionStatus
+from inference.models import NOT_RUN_PREFIX, AIModel, Prediction, PredictionStatus
 from inference.reports import prediction_reports_store_on_commit
 from inference.study_status import studies_refresh_after_batch, studies_refresh_ai_flag, study_refresh_status
 
@@ -234,13 +234,19 @@ def _update_rows(predictions: Sequence[Prediction], fields: Sequence[str]) -> No
 
 
 def prediction_record_failure(*, prediction: Prediction, token: uuid.UUID | None, reason: str) -> bool:
-    """Mark a prediction failed with its reason (only under this worker's claim, when one is given)."""
+    """Mark a prediction failed with its reason (only under this worker's claim, when one is given).
+
+    A refusal (a reason starting with ``NOT_RUN_PREFIX``) is stored into a DICOM study as an SR
+    like a result, so a viewer of the study learns that the model declined the image.
+    """
     query = Prediction.objects.filter(id=prediction.id).exclude(status__in=TERMINAL)
     if token is not None:
         query = query.filter(claim_token=token)
     written = query.update(
         status=PredictionStatus.FAILED, error=reason[:4000] or "Unknown error", finished_at=timezone.now()
     )
+    if written and reason.startswith(NOT_RUN_PREFIX):
+        prediction_reports_store_on_commit(prediction_ids=[prediction.id])
     return bool(written)
 
 

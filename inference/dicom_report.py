@@ -21,6 +21,9 @@ PRIVATE_SCHEME = "99MEDPORTAL"
 SR_SERIES_NUMBER = 9901
 SR_MANUFACTURER = "MedPortal"
 SR_SERIES_DESCRIPTION = "MedPortal AI second opinion"
+# A model that declined the image gave no label; its report says so, and why, in place of a finding.
+NOT_RUN_CODE = "NOT_RUN"
+NOT_RUN_MEANING = "AI result not given"
 DISCLAIMER = (
     "AI second opinion, not a diagnosis. The confidence is the model's calibrated probability; "
     "the result must be reviewed by a radiologist."
@@ -110,6 +113,11 @@ def _patient_study_from_db(target: Dataset, study: Study) -> None:
     target.StudyDescription = study.description[:64]
 
 
+def has_report(prediction: Prediction) -> bool:
+    """Whether this prediction can be exported as an SR: a result, or a model's refusal to read the image."""
+    return prediction.status == PredictionStatus.SUCCEEDED or prediction.not_run
+
+
 def report_revision(prediction: Prediction) -> int:
     """Which version of the report the result and its review make now: 1 for the AI's result alone,
     2 once reviewed, and one more for each amendment of the review."""
@@ -122,8 +130,12 @@ def report_revision(prediction: Prediction) -> int:
 def report_instance_uid(prediction: Prediction, revision: int) -> str:
     """The SOP Instance UID of one revision: the same however often it is built, another for each revision.
 
-    Revision 1 keeps the UID reports were first downloaded under.
+    Revision 1 keeps the UID reports were first downloaded under. A refusal has a UID of its own:
+    should the image be read after all (queued again once the model's check has changed), the
+    result is another report, not the refusal again.
     """
+    if prediction.not_run:
+        return _uid("sr-instance", prediction.id, "not-run")
     return _uid("sr-instance", prediction.id) if revision == 1 else _uid("sr-instance", prediction.id, revision)
 
 
@@ -136,10 +148,12 @@ def prediction_sr_dataset(*, prediction, revision: int | None = None, instance_n
     """A Comprehensive SR stating the model, its version, the label and the confidence of one AI result,
     and the radiologist's review when there is one.
 
+    For an image the model declined (``Prediction.not_run``) the report is complete too: it states
+    the model and its version and, instead of a finding, that no label was given and why.
     ``revision`` defaults to the current one (``report_revision``).
     """
-    if prediction.status != PredictionStatus.SUCCEEDED:
-        raise ValueError("Only a finished AI second opinion can be exported as a report.")
+    if not has_report(prediction):
+        raise ValueError("Only a finished AI second opinion or a model's refusal can be exported as a report.")
     revision = report_revision(prediction) if revision is None else revision
     image, model = prediction.image, prediction.model
     study = image.study
@@ -205,18 +219,23 @@ def prediction_sr_dataset(*, prediction, revision: int | None = None, instance_n
         _text("HAS OBS CONTEXT", _code("121015", "DCM", "Device Observer Model Name"), model.name),
         _text("CONTAINS", _code("111001", "DCM", "Algorithm Name"), model.name),
         _text("CONTAINS", _code("111003", "DCM", "Algorithm Version"), str(model.version)),
-        _text("CONTAINS", _code("121071", "DCM", "Finding"), prediction.label),
-        _num(_code("CONFIDENCE", PRIVATE_SCHEME, "Calibrated confidence"), prediction.confidence * 100, _percent()),
     ]
-    probabilities = _item("CONTAINS", "CONTAINER", _code("PROBABILITIES", PRIVATE_SCHEME, "Class probabilities"))
-    probabilities.ContinuityOfContent = "SEPARATE"
-    probabilities.ContentSequence = Sequence(
-        [
-            _num(_code(f"P{index}", PRIVATE_SCHEME, f"Probability of {label}"), value * 100, _percent())
-            for index, (label, value) in enumerate((prediction.probabilities or {}).items())
+    if prediction.not_run:
+        content.append(_text("CONTAINS", _code(NOT_RUN_CODE, PRIVATE_SCHEME, NOT_RUN_MEANING), prediction.error))
+    else:
+        content += [
+            _text("CONTAINS", _code("121071", "DCM", "Finding"), prediction.label),
+            _num(_code("CONFIDENCE", PRIVATE_SCHEME, "Calibrated confidence"), prediction.confidence * 100, _percent()),
         ]
-    )
-    content.append(probabilities)
+        probabilities = _item("CONTAINS", "CONTAINER", _code("PROBABILITIES", PRIVATE_SCHEME, "Class probabilities"))
+        probabilities.ContinuityOfContent = "SEPARATE"
+        probabilities.ContentSequence = Sequence(
+            [
+                _num(_code(f"P{index}", PRIVATE_SCHEME, f"Probability of {label}"), value * 100, _percent())
+                for index, (label, value) in enumerate((prediction.probabilities or {}).items())
+            ]
+        )
+        content.append(probabilities)
     if source is not None:
         reference = _item("CONTAINS", "IMAGE", _code("121112", "DCM", "Source of Measurement"))
         referenced = Dataset()

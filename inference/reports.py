@@ -6,6 +6,10 @@ the model's report series, stored through the one intake path once the change ha
 The SOP Instance UID of a revision is derived from the prediction and the revision number, so a
 retried task or a second call stores nothing twice. A report that cannot be stored never undoes
 the result or the review: the reason is logged and kept on ``PredictionReport``.
+
+A model that declined the image (``Prediction.not_run``) gave no result, but its refusal is
+stored the same way, as revision 1: a viewer of the study sees that the AI did not read the image
+and why, rather than nothing. Other failures have no report.
 """
 
 import logging
@@ -13,17 +17,19 @@ import uuid
 from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.intake import IncomingFile, files_intake
 from imaging.models import Image, ImageSource
 from inference.dicom_report import (
+    has_report,
     prediction_sr_bytes,
     report_instance_uid,
     report_revision,
     report_series_uid,
 )
-from inference.models import Prediction, PredictionReport, PredictionStatus
+from inference.models import NOT_RUN_PREFIX, Prediction, PredictionReport, PredictionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,8 @@ def prediction_reports_store(*, prediction_ids: Iterable[uuid.UUID | str]) -> li
     reportable = {
         str(value)
         for value in Prediction.objects.filter(
+            Q(status=PredictionStatus.SUCCEEDED) | Q(status=PredictionStatus.FAILED, error__startswith=NOT_RUN_PREFIX),
             id__in=ids,
-            status=PredictionStatus.SUCCEEDED,
             image__content_type=DICOM_CONTENT_TYPE,
             image__study__study_instance_uid__isnull=False,
         ).values_list("id", flat=True)
@@ -63,19 +69,23 @@ def prediction_reports_store(*, prediction_ids: Iterable[uuid.UUID | str]) -> li
 def prediction_report_store(*, prediction_id: uuid.UUID | str) -> PredictionReport | None:
     """Store the current revision of one prediction's report into its study. Safe to call again.
 
-    Returns None when there is nothing to store: the prediction has not succeeded, or its image
+    Returns None when there is nothing to store: the prediction has neither succeeded nor been
+    declined by the model (``Prediction.not_run``), or its image
     is not a DICOM instance of a DICOM study (a PNG or JPEG has no study a viewer could show).
     A failure is logged and recorded on the returned record, never raised.
     """
     prediction = Prediction.objects.select_related("model", "image__study__patient").filter(id=prediction_id).first()
-    if prediction is None or prediction.status != PredictionStatus.SUCCEEDED:
+    if prediction is None or not has_report(prediction):
         return None
     image, study = prediction.image, prediction.image.study
     if image.content_type != DICOM_CONTENT_TYPE or not study.study_instance_uid:
         return None
     revision = report_revision(prediction)
     uid = report_instance_uid(prediction, revision)
-    done = PredictionReport.objects.filter(prediction=prediction, revision=revision, image__isnull=False).first()
+    # By UID too: an image declined and then read after all has its result stored as revision 1 beside the refusal.
+    done = PredictionReport.objects.filter(
+        prediction=prediction, revision=revision, sop_instance_uid=uid, image__isnull=False
+    ).first()
     if done is not None:
         return done
     try:

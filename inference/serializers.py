@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from api.links import api_url
 from api.representation import datetime_text, time_zone_of
+from inference.dicom_report import has_report
 from inference.models import AIModel, Prediction, PredictionStatus, Review
 from inference.selectors import queue_status
 
@@ -120,11 +121,14 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         {
             "type": "string",
             "nullable": True,
-            "description": "Once succeeded: the result as a DICOM Structured Report (application/dicom).",
+            "description": (
+                "Once succeeded, or declined by the model (not run): the result or the reason no label "
+                "was given as a DICOM Structured Report (application/dicom)."
+            ),
         }
     )
     def get_report_url(self, obj: Prediction) -> str | None:
-        if obj.status != PredictionStatus.SUCCEEDED:
+        if not has_report(obj):
             return None
         return api_url(self.context, "prediction-report", prediction_id=obj.id)
 

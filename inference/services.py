@@ -219,6 +219,10 @@ def predictions_create_for_images(*, study: Study, images: Sequence[Image]) -> l
     if not predictions:
         return predictions
     Prediction.objects.bulk_create(predictions)
+    # Images too small for a model are declined at once; the refusal goes into the study as an SR.
+    prediction_reports_store_on_commit(
+        prediction_ids=[p.id for p in predictions if p.status == PredictionStatus.FAILED]
+    )
     queued = [p for p in predictions if p.status == PredictionStatus.QUEUED]
     if queued:
         # Queued work makes the study "AI pending" whatever else it holds; a worker finishing

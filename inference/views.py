@@ -27,7 +27,7 @@ from imaging.dicom import DICOM_CONTENT_TYPE
 from imaging.models import Study
 from imaging.pixels import image_pixels
 from imaging.selectors import study_for_page
-from inference.dicom_report import prediction_sr_bytes, sr_filename
+from inference.dicom_report import has_report, prediction_sr_bytes, sr_filename
 from inference.forms import AmendReviewForm, ReviewForm, WorklistFilterForm
 from inference.models import Prediction, PredictionStatus
 from inference.selectors import studies_worklist_filtered, study_images
@@ -493,12 +493,17 @@ def prediction_heatmap(request: HttpRequest, prediction_id) -> HttpResponse:
 @audited(AuditInterface.UI)
 @role_required(allowed_roles(Resource.PREDICTION, Act.READ))
 def prediction_report(request: HttpRequest, prediction_id) -> HttpResponse:
-    """A succeeded AI result as a DICOM Structured Report, filed under the original patient and study."""
+    """A succeeded AI result, or a model's refusal to read the image, as a DICOM Structured Report,
+    filed under the original patient and study."""
     prediction = get_object_or_404(
         Prediction.objects.select_related("image__study__patient", "model"), id=prediction_id
     )
-    if prediction.status != PredictionStatus.SUCCEEDED:
-        return HttpResponse("Only a finished AI second opinion has a report.", status=409, content_type="text/plain")
+    if not has_report(prediction):
+        return HttpResponse(
+            "Only a finished AI second opinion or a model's refusal has a report.",
+            status=409,
+            content_type="text/plain",
+        )
     audit_access(
         request,
         obj=prediction,

@@ -10,8 +10,15 @@ from imaging.dicom.export import study_export_stream
 from imaging.dicom.services import dicom_ingest
 from imaging.intake import image_upload
 from imaging.models import ImageSource
-from inference.claims import prediction_record_success, predictions_claim
-from inference.dicom_report import COMPREHENSIVE_SR_STORAGE, DISCLAIMER, prediction_sr_bytes
+from inference.claims import prediction_record_failure, prediction_record_success, predictions_claim
+from inference.dicom_report import (
+    COMPREHENSIVE_SR_STORAGE,
+    DISCLAIMER,
+    NOT_RUN_MEANING,
+    PRIVATE_SCHEME,
+    prediction_sr_bytes,
+    prediction_sr_dataset,
+)
 from inference.models import Prediction
 from tests.dicom.support import retagged, shipped_bytes
 from tests.factories import StudyFactory
@@ -25,6 +32,21 @@ def succeed(prediction: Prediction, probabilities=(0.2, 0.8)) -> Prediction:
         assert prediction_record_success(
             prediction=claimed, token=claim.token, probabilities=list(probabilities), inference_ms=1.0
         )
+    prediction.refresh_from_db()
+    return prediction
+
+
+DECLINED = (
+    "Not run: this image does not look like the chest X-ray images this model was trained on, so no label was given."
+)
+
+
+def decline(prediction: Prediction, reason: str = DECLINED) -> Prediction:
+    """Record a refusal as the worker does when the model's input check declines the image."""
+    claim = predictions_claim(prediction_id=prediction.id)
+    assert claim is not None
+    for claimed in claim.predictions:
+        assert prediction_record_failure(prediction=claimed, token=claim.token, reason=reason)
     prediction.refresh_from_db()
     return prediction
 
@@ -75,6 +97,48 @@ def test_structured_report_round_trips_with_the_patient_and_study_of_the_image(t
 
 
 @pytest.mark.django_db
+def test_report_of_a_declined_image_states_why_and_gives_no_finding(tiny_model, chest_radiograph):
+    data = chest_radiograph(patient_id="CXR-0043")
+    original = pydicom.dcmread(io.BytesIO(data))
+    prediction = decline(Prediction.objects.get(image=dicom_ingest(data=data, source=ImageSource.C_STORE).image))
+    assert prediction.not_run
+
+    report = pydicom.dcmread(io.BytesIO(prediction_sr_bytes(prediction=prediction)))
+    assert report.SOPClassUID == COMPREHENSIVE_SR_STORAGE and report.Modality == "SR"
+    assert report.CompletionFlag == "COMPLETE" and report.VerificationFlag == "UNVERIFIED"
+    assert report.PatientID == "CXR-0043" and report.StudyInstanceUID == original.StudyInstanceUID
+    assert report.SoftwareVersions == tiny_model.version
+    items = {concept(item): item for item in content_items(report)}
+    assert items["Algorithm Name"].TextValue == tiny_model.name
+    assert items["Algorithm Version"].TextValue == tiny_model.version
+    assert items["Device Observer Model Name"].TextValue == tiny_model.name
+    not_given = items[NOT_RUN_MEANING]
+    assert not_given.ValueType == "TEXT" and not_given.TextValue == DECLINED
+    assert (
+        not_given.ConceptNameCodeSequence[0].CodeValue,
+        not_given.ConceptNameCodeSequence[0].CodingSchemeDesignator,
+    ) == (
+        "NOT_RUN",
+        PRIVATE_SCHEME,
+    )
+    assert not {"Finding", "Calibrated confidence", "Class probabilities"} & items.keys()
+    assert not [item for item in content_items(report) if item.ValueType == "NUM"]
+    assert items["Comment"].TextValue == DISCLAIMER
+    assert items["Source of Measurement"].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
+    again = pydicom.dcmread(io.BytesIO(prediction_sr_bytes(prediction=prediction)))
+    assert again.SOPInstanceUID == report.SOPInstanceUID
+
+
+@pytest.mark.django_db
+def test_a_genuine_failure_has_no_report(tiny_model, chest_radiograph):
+    image = dicom_ingest(data=chest_radiograph(), source=ImageSource.C_STORE).image
+    prediction = decline(Prediction.objects.get(image=image), reason="The image file is missing from storage.")
+    assert prediction.status == "failed" and not prediction.not_run
+    with pytest.raises(ValueError):
+        prediction_sr_dataset(prediction=prediction)
+
+
+@pytest.mark.django_db
 def test_report_of_a_png_image_carries_the_patient_record(tiny_model, sample_image_bytes):
     study = StudyFactory()
     image = image_upload(study=study, data=sample_image_bytes("cxr-normal-1.png")).image
@@ -97,6 +161,45 @@ def test_report_download_view(client, staff_user, tiny_model, chest_radiograph):
     assert response["Content-Type"] == "application/dicom"
     assert "attachment" in response["Content-Disposition"]
     assert pydicom.dcmread(io.BytesIO(response.content)).Modality == "SR"
+
+
+@pytest.mark.django_db
+def test_report_download_view_and_api_serve_a_refusal_but_not_a_failure(
+    client, api_client, staff_user, radiologist_user, tiny_model, chest_radiograph
+):
+    declined = decline(
+        Prediction.objects.get(image=dicom_ingest(data=chest_radiograph(), source=ImageSource.UPLOAD).image)
+    )
+    failed = decline(
+        Prediction.objects.get(image=dicom_ingest(data=chest_radiograph(), source=ImageSource.UPLOAD).image),
+        reason="The model failed to run: out of memory",
+    )
+    client.force_login(staff_user)
+    api_client.force_authenticate(staff_user)
+    study_page = client.get(f"/studies/{declined.image.study_id}/").content.decode()
+    assert f"/predictions/{declined.id}/report.dcm" in study_page
+    for url in (f"/predictions/{declined.id}/report.dcm", f"/api/v1/predictions/{declined.id}/report/"):
+        response = (api_client if url.startswith("/api/") else client).get(url)
+        assert response.status_code == 200, url
+        assert response["Content-Type"] == "application/dicom"
+        report = pydicom.dcmread(io.BytesIO(response.content))
+        assert {concept(item): item for item in content_items(report)}[NOT_RUN_MEANING].TextValue == DECLINED
+    assert (
+        api_client.get(f"/api/v1/predictions/{declined.id}/")
+        .json()["report_url"]
+        .endswith(f"/api/v1/predictions/{declined.id}/report/")
+    )
+    assert api_client.get(f"/api/v1/predictions/{failed.id}/").json()["report_url"] is None
+    study_page = client.get(f"/studies/{failed.image.study_id}/").content.decode()
+    assert f"/predictions/{failed.id}/report.dcm" not in study_page
+    assert client.get(f"/predictions/{failed.id}/report.dcm").status_code == 409
+    assert api_client.get(f"/api/v1/predictions/{failed.id}/report/").status_code == 409
+
+    client.force_login(radiologist_user)
+    for prediction, offered in ((declined, True), (failed, False)):
+        page = client.get(f"/review/{prediction.image.study_id}/?prediction={prediction.id}")
+        assert page.status_code == 200
+        assert (f"/predictions/{prediction.id}/report.dcm" in page.content.decode()) is offered
 
 
 @pytest.mark.django_db

@@ -9,11 +9,11 @@ import pytest
 from imaging.intake import IncomingFile, files_intake, image_upload
 from imaging.models import Image, ImageSource
 from inference import reports, runtime
-from inference.dicom_report import DISCLAIMER, SR_SERIES_DESCRIPTION, prediction_sr_bytes
-from inference.models import Prediction, PredictionReport, PredictionStatus
+from inference.dicom_report import DISCLAIMER, NOT_RUN_MEANING, SR_SERIES_DESCRIPTION, prediction_sr_bytes
+from inference.models import AIModel, Prediction, PredictionReport, PredictionStatus
 from inference.reports import prediction_report_store
-from inference.services import review_amend, review_create
-from tests.dicom.test_reports_and_export import concept, content_items, succeed
+from inference.services import predictions_rerun, review_amend, review_create
+from tests.dicom.test_reports_and_export import DECLINED, concept, content_items, decline, succeed
 from tests.factories import StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +187,75 @@ def test_an_administrator_stores_a_report_that_failed_and_sees_it_on_the_result(
     assert record.image is not None and record.error == ""
     page = client.get(f"/admin/inference/prediction/{prediction.id}/change/").content.decode()
     assert record.sop_instance_uid in page and "division by zero" not in page
+
+
+def test_a_declined_image_stores_its_refusal_into_the_study_once(
+    tiny_model, chest_radiograph, django_capture_on_commit_callbacks
+):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        prediction = decline(prediction)
+    assert len(callbacks) == 1
+    assert prediction.not_run
+
+    [record] = PredictionReport.objects.all()
+    assert (record.revision, record.error) == (1, "")
+    assert record.image.study_id == prediction.image.study_id and record.image.modality == "SR"
+    [report] = _reports(prediction)
+    assert report.SOPInstanceUID == record.sop_instance_uid and report.CompletionFlag == "COMPLETE"
+    items = _items(report)
+    assert items[NOT_RUN_MEANING].TextValue == DECLINED
+    assert "Finding" not in items and "Class probabilities" not in items
+    downloaded = pydicom.dcmread(io.BytesIO(prediction_sr_bytes(prediction=prediction)))
+    assert downloaded.SOPInstanceUID == report.SOPInstanceUID
+
+    images = Image.objects.count()
+    assert prediction_report_store(prediction_id=prediction.id).image_id == record.image_id
+    assert reports.prediction_reports_store(prediction_ids=[prediction.id])[0].image_id == record.image_id
+    assert Image.objects.count() == images and PredictionReport.objects.count() == 1
+    assert Prediction.objects.count() == 1  # the report is never analysed
+
+
+def test_an_image_too_small_for_the_model_stores_its_refusal_after_the_intake_commits(
+    tiny_model, chest_radiograph, django_capture_on_commit_callbacks
+):
+    AIModel.objects.filter(id=tiny_model.id).update(input_width=4096, input_height=4096)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = _dicom_prediction(chest_radiograph)
+    assert prediction.not_run and "smaller than the 4096×4096" in prediction.error
+    [record] = PredictionReport.objects.filter(prediction=prediction)
+    [report] = _reports(prediction)
+    assert _items(report)[NOT_RUN_MEANING].TextValue == prediction.error
+    assert record.image.study_id == prediction.image.study_id
+    assert Prediction.objects.count() == 1
+
+
+def test_a_genuine_failure_stores_no_report(tiny_model, chest_radiograph, django_capture_on_commit_callbacks):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        prediction = decline(prediction, reason="The image file is missing from storage.")
+    assert prediction.status == PredictionStatus.FAILED and not prediction.not_run
+    assert callbacks == []
+    assert prediction_report_store(prediction_id=prediction.id) is None
+    assert reports.prediction_reports_store(prediction_ids=[prediction.id]) == []
+    assert not PredictionReport.objects.exists() and not Image.objects.filter(modality="SR").exists()
+
+
+def test_a_declined_image_read_after_all_stores_the_result_beside_the_refusal(
+    tiny_model, chest_radiograph, django_capture_on_commit_callbacks
+):
+    prediction = _dicom_prediction(chest_radiograph)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = decline(prediction)
+    [refusal] = _reports(prediction)
+    with django_capture_on_commit_callbacks(execute=True):
+        predictions_rerun(images=[prediction.image])
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction = succeed(prediction)
+
+    [record] = PredictionReport.objects.filter(prediction=prediction)
+    result = pydicom.dcmread(record.image.file.open("rb"))
+    assert result.SOPInstanceUID != refusal.SOPInstanceUID
+    assert result.SeriesInstanceUID == refusal.SeriesInstanceUID and result.InstanceNumber == 2
+    assert _items(result)["Finding"].TextValue == prediction.label
+    assert Image.objects.filter(study=prediction.image.study, modality="SR").count() == 2
