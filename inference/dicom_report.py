@@ -28,6 +28,11 @@ DISCLAIMER = (
     "AI second opinion, not a diagnosis. The confidence is the model's calibrated probability; "
     "the result must be reviewed by a radiologist."
 )
+# A refusal has no confidence to explain: it says that the images need a radiologist's own read.
+NOT_RUN_DISCLAIMER = (
+    "AI second opinion not given: the model declined this image. The images must be read by a radiologist "
+    "without an AI second opinion from this model."
+)
 
 # Patient and General Study module attributes carried over so viewers file the report with the images.
 _PATIENT_STUDY_KEYWORDS = (
@@ -253,7 +258,8 @@ def prediction_sr_dataset(*, prediction, revision: int | None = None, instance_n
                 f"{timezone.localtime(review.reviewed_at):%Y-%m-%d %H:%M})",
             )
         )
-    content.append(_text("CONTAINS", _code("121106", "DCM", "Comment"), DISCLAIMER))
+    disclaimer = NOT_RUN_DISCLAIMER if prediction.not_run else DISCLAIMER
+    content.append(_text("CONTAINS", _code("121106", "DCM", "Comment"), disclaimer))
     ds.ContentSequence = Sequence(content)
     return ds
 

@@ -14,6 +14,7 @@ from inference.claims import prediction_record_failure, prediction_record_succes
 from inference.dicom_report import (
     COMPREHENSIVE_SR_STORAGE,
     DISCLAIMER,
+    NOT_RUN_DISCLAIMER,
     NOT_RUN_MEANING,
     PRIVATE_SCHEME,
     prediction_sr_bytes,
@@ -123,7 +124,7 @@ def test_report_of_a_declined_image_states_why_and_gives_no_finding(tiny_model, 
     )
     assert not {"Finding", "Calibrated confidence", "Class probabilities"} & items.keys()
     assert not [item for item in content_items(report) if item.ValueType == "NUM"]
-    assert items["Comment"].TextValue == DISCLAIMER
+    assert items["Comment"].TextValue == NOT_RUN_DISCLAIMER and "confidence" not in NOT_RUN_DISCLAIMER
     assert items["Source of Measurement"].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     again = pydicom.dcmread(io.BytesIO(prediction_sr_bytes(prediction=prediction)))
     assert again.SOPInstanceUID == report.SOPInstanceUID
