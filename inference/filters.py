@@ -13,7 +13,7 @@ class PredictionFilter(django_filters.FilterSet):
     mrn = django_filters.CharFilter(field_name="image__study__patient__mrn", lookup_expr="iexact")
     accession = django_filters.CharFilter(field_name="image__study__accession_number", lookup_expr="iexact")
     modality = django_filters.MultipleChoiceFilter(
-        field_name="image__study__modality", choices=Modality.choices, distinct=False
+        field_name="study_modality", choices=Modality.choices, distinct=False
     )
     status = django_filters.MultipleChoiceFilter(choices=PredictionStatus.choices, distinct=False)
     model = django_filters.UUIDFilter(field_name="model_id")

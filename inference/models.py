@@ -104,6 +104,10 @@ class Prediction(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="predictions")
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="predictions")
+    # Copied from the study when the result is queued, so the list filters by modality from its own
+    # index instead of joining image and study for every row. It cannot drift: a study's modality is
+    # part of its identity and cannot change once it has images (STUDY_IDENTITY_FIELDS).
+    study_modality = models.CharField(max_length=8, editable=False, help_text="The study's modality.")
     status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.QUEUED)
     label = models.CharField(max_length=128, blank=True)
     confidence = models.FloatField(null=True, blank=True, help_text="Calibrated probability of the label.")
@@ -153,6 +157,7 @@ class Prediction(models.Model):
             models.Index(fields=["status", "finished_at"], name="prediction_status_finished"),
             models.Index(fields=["finished_at"], name="prediction_finished"),
             models.Index(fields=["model", "queued_at"], name="prediction_model_queued"),
+            models.Index(fields=["study_modality", "queued_at", "id"], name="prediction_modality_queued"),
             # The worklist's AI flag: each backlog study's abnormal results, image by image, answered
             # from the index alone (the confidence and the id the review check needs are in it).
             models.Index(

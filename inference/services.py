@@ -212,10 +212,17 @@ def predictions_create_for_images(*, study: Study, images: Sequence[Image]) -> l
             reason = prediction_refusal_reason(image=image, model=model)
             if reason:
                 predictions.append(
-                    Prediction(image=image, model=model, status=PredictionStatus.FAILED, error=reason, finished_at=now)
+                    Prediction(
+                        image=image,
+                        model=model,
+                        study_modality=study.modality,
+                        status=PredictionStatus.FAILED,
+                        error=reason,
+                        finished_at=now,
+                    )
                 )
             else:
-                predictions.append(Prediction(image=image, model=model, enqueued_at=now))
+                predictions.append(Prediction(image=image, model=model, study_modality=study.modality, enqueued_at=now))
     if not predictions:
         return predictions
     Prediction.objects.bulk_create(predictions)
@@ -251,7 +258,9 @@ def predictions_rerun(*, images: Iterable[Image], model: AIModel | None = None) 
         for candidate in models:
             if prediction_refusal_reason(image=image, model=candidate):
                 continue
-            prediction, created = Prediction.objects.get_or_create(image=image, model=candidate)
+            prediction, created = Prediction.objects.get_or_create(
+                image=image, model=candidate, defaults={"study_modality": image.study.modality}
+            )
             if created:
                 queued.append(prediction)
             elif prediction.status == PredictionStatus.FAILED:

@@ -339,11 +339,12 @@ def seed(scale: float) -> dict:
             "predictions",
             f"""
             WITH {_types_cte()}, {routes_cte}
-            INSERT INTO inference_prediction (id, image_id, model_id, status, label, confidence, probabilities,
+            INSERT INTO inference_prediction (id, image_id, model_id, study_modality, status, label, confidence,
+                                              probabilities,
                                               is_abnormal, heatmap, error, attempts, worker_host, queued_at,
                                               enqueued_at, started_at, finished_at, inference_ms)
             SELECT md5('prediction-' || i.id || r.model_id)::uuid,
-                   i.id, r.model_id, st.status,
+                   i.id, r.model_id, s.modality, st.status,
                    CASE WHEN st.status = 'succeeded' THEN
                         CASE WHEN abnormal THEN r.abnormal_label ELSE r.normal_label END ELSE '' END,
                    CASE WHEN st.status = 'succeeded' THEN confidence END,

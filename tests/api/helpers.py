@@ -48,7 +48,7 @@ def make_image(study=None, *, color: int = 1) -> Image:
 def make_prediction(image=None, model=None, *, status=PredictionStatus.SUCCEEDED, label="pneumonia") -> Prediction:
     image = image or make_image()
     model = model or AIModel.objects.filter(name="cxr-test").first() or make_aimodel()
-    fields = {"image": image, "model": model, "status": status}
+    fields = {"image": image, "model": model, "study_modality": image.study.modality, "status": status}
     if status == PredictionStatus.SUCCEEDED:
         fields.update(
             label=label,

@@ -1,4 +1,7 @@
+from importlib import import_module
+
 import pytest
+from django.apps import apps
 from django.core.exceptions import ValidationError
 
 from accounts.roles import Role
@@ -177,3 +180,28 @@ class TestRefusal:
         register(tiny_model_file, name="chest-28", input_size=[28, 28])
         image = image_upload(study=StudyFactory(), data=sample_image_bytes("cxr-normal-1.png")).image
         assert image.predictions.get().status == PredictionStatus.QUEUED
+
+
+class TestStudyModalityOnPredictions:
+    """Every result carries its study's modality (the API's modality filter reads it, not the study)."""
+
+    def test_upload_rerun_and_refusal_all_copy_it(self, tiny_model, tiny_model_file, sample_image_bytes):
+        register(tiny_model_file, name="chest-large", input_size=[96, 96])  # refuses a 28×28 image at once
+        studies = [StudyFactory(modality="CR"), StudyFactory(modality="DX")]
+        images = [image_upload(study=s, data=sample_image_bytes("cxr-normal-1.png")).image for s in studies]
+        added = register(tiny_model_file, name="chest-b")
+        assert len(predictions_rerun(images=images)) == 2  # one new result per image, from chest-b
+
+        rows = Prediction.objects.values_list("study_modality", "image__study__modality", "model__name", "status")
+        assert len(rows) == 6
+        assert {(mine, theirs) for mine, theirs, _, _ in rows} == {("CR", "CR"), ("DX", "DX")}
+        assert {(name, status) for _, _, name, status in rows} >= {("chest-large", "failed"), (added.name, "queued")}
+
+    def test_the_migration_fills_existing_results(self, tiny_model, sample_image_bytes):
+        for modality in ("CR", "DX", "CR"):
+            image_upload(study=StudyFactory(modality=modality), data=sample_image_bytes("cxr-normal-1.png"))
+        Prediction.objects.update(study_modality="")
+
+        import_module("inference.migrations.0007_prediction_study_modality").backfill(apps, schema_editor=None)
+
+        assert sorted(Prediction.objects.values_list("study_modality", flat=True)) == ["CR", "CR", "DX"]

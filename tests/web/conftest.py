@@ -88,7 +88,7 @@ def make_image(study, *, name: str = "image.png", sha: str | None = None, data: 
 
 
 def make_prediction(image, model, *, status=PredictionStatus.SUCCEEDED, label="pneumonia", confidence=0.87, **extra):
-    fields: dict = {"image": image, "model": model, "status": status}
+    fields: dict = {"image": image, "model": model, "study_modality": image.study.modality, "status": status}
     if status == PredictionStatus.SUCCEEDED:
         others = [lab for lab in model.labels if lab != label]
         rest = (1.0 - confidence) / max(len(others), 1)

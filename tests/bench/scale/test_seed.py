@@ -6,6 +6,7 @@ import re
 import pytest
 from django.apps import apps
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
@@ -119,6 +120,7 @@ def test_predictions_and_reviews_match_their_study_status(seeded):
     assert not succeeded.filter(confidence__isnull=True).exists()
     assert not Review.objects.exclude(prediction__status=PredictionStatus.SUCCEEDED).exists()
     assert not Review.objects.exclude(prediction__image__study__status=StudyStatus.REVIEWED).exists()
+    assert not Prediction.objects.exclude(study_modality=F("image__study__modality")).exists()
 
 
 def test_the_ai_flags_kept_on_the_studies_match_their_results_and_reviews(seeded):
