@@ -126,3 +126,9 @@ def may(user, rule: str) -> bool:
     """``user|may:"patient.read"``: the access policy, as the views behind the links apply it."""
     resource, act = rule.split(".")
     return policy_may(user, Resource(resource), Act(act))
+
+
+@register.simple_tag
+def bar_chart(chart, chart_id: str):
+    """A ``web.charts.BarChart`` as inline SVG: ``{% bar_chart queue_chart "queue-chart" %}``."""
+    return chart.svg(chart_id)
