@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db import connections
+from django.db.models import Count, Exists, F, Field, Func, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -181,11 +182,21 @@ def _backlog_by_patient(studies: QuerySet[Study], *, descending: bool) -> QueryS
     studies are read, each one's name looked up by the patient's key, and sorted: the cost of the
     backlog alone. The page's patients are then read in one query rather than joined.
     """
-    names = []
-    for field in PATIENT_SORT_FIELDS:
-        column = Subquery(Patient.objects.filter(pk=OuterRef("patient_id")).order_by().values(field)[:1])
-        names.append(column.desc() if descending else column.asc())
+    patient = Patient.objects.filter(pk=OuterRef("patient_id")).order_by()
+    if connections[studies.db].vendor == "postgresql":
+        # One look-up per study rather than one per field: a row value sorts field by field.
+        columns = [Subquery(patient.values(key=_RowValue(*PATIENT_SORT_FIELDS))[:1])]
+    else:
+        columns = [Subquery(patient.values(field)[:1]) for field in PATIENT_SORT_FIELDS]
+    names = [column.desc() if descending else column.asc() for column in columns]
     return studies.select_related(None).prefetch_related("patient").order_by(*names, *WORKLIST_SORT_TIES)
+
+
+class _RowValue(Func):
+    """PostgreSQL's ``ROW(a, b, …)``, which compares and sorts column by column; only ever sorted on."""
+
+    function = "ROW"
+    output_field = Field()
 
 
 def worklist_model_names() -> list[tuple[str, str]]:
