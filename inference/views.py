@@ -269,7 +269,10 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
 
     form = None
     amend_form = None
-    if current is not None and not _has_review(current):
+    # Only a finished result has a label to agree with or override; a declined or failed one
+    # (reached by its link or by paging through the study's results) is shown, not reviewed.
+    has_opinion = current is not None and current.status == PredictionStatus.SUCCEEDED
+    if has_opinion and not _has_review(current):
         form = ReviewForm(request.POST or None, labels=list(current.model.labels), ai_label=current.label)
         if request.method == "POST" and form.is_valid():
             try:
@@ -295,7 +298,7 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                 if _wants_json(request):
                     return JsonResponse({"ok": True, "next": following, "message": message})
                 return redirect(following)
-    elif request.method == "POST" and "amend" in request.POST and current is not None:
+    elif request.method == "POST" and "amend" in request.POST and has_opinion:
         amend_form = AmendReviewForm(request.POST, review=current.review)
         if amend_form.is_valid():
             try:
@@ -331,14 +334,19 @@ def review(request: HttpRequest, study_id) -> HttpResponse:
                     return JsonResponse({"ok": True, "next": here, "message": message})
                 return redirect(here)
     elif request.method == "POST":
-        messages.info(request, "This AI second opinion has already been reviewed.")
+        message = (
+            "This AI second opinion has already been reviewed."
+            if has_opinion
+            else "There is no AI second opinion to review for that image: the model gave no label."
+        )
+        messages.info(request, message)
         following = _next_after_review(study=study, query=query)
         if _wants_json(request):
-            return JsonResponse({"ok": True, "next": following, "message": "Already reviewed."})
+            return JsonResponse({"ok": True, "next": following, "message": message})
         return redirect(following)
 
     history = []
-    if current is not None and _has_review(current):
+    if has_opinion and _has_review(current):
         history = list(current.review.amendments.select_related("amended_by"))
         if amend_form is None and current.review.reviewer_id == request.user.id:
             amend_form = AmendReviewForm(review=current.review)

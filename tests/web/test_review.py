@@ -235,3 +235,32 @@ def test_review_page_lists_its_keyboard_shortcuts(radiologist_client):
         assert shortcut in html
     assert 'aria-keyshortcuts="s Control+Enter"' in html
     assert "Window presets: Full range, High contrast, Bright, Dark" in html
+
+
+def test_a_declined_result_opened_by_its_link_shows_why_and_cannot_be_reviewed(radiologist_client):
+    model, other = make_aimodel(), make_aimodel(name="cxr-other")
+    study = StudyFactory()
+    image = make_image(study)
+    labelled = make_prediction(image, model)
+    reason = "Not run: this image is in colour; the chest X-ray images this model was trained on are greyscale."
+    declined = make_prediction(image, other, status=PredictionStatus.FAILED, error=reason)
+    url = reverse("pages:review", args=[study.id])
+
+    response = radiologist_client.get(url, {"prediction": declined.id})
+    html = response.content.decode()
+    assert response.context["current"] == declined and response.context["form"] is None
+    assert "No AI second opinion for this image" in html and reason in html and "Not run" in html
+    assert "cxr-other v" in html and "data-review-form" not in html and "data-ai-label" not in html
+    assert f'href="{reverse("pages:prediction-report", args=[declined.id])}"' in html
+    assert "1 AI second opinion of this study to review" in html  # the labelled one is still waiting
+    assert "did not read" in html and "could not read" not in html
+
+    for post in ({"decision": "agree", "final_label": "pneumonia"}, {"amend": "1", "decision": "agree"}):
+        response = radiologist_client.post(url, {"prediction": declined.id, **post}, follow=True)
+        assert response.status_code == 200
+        assert "There is no AI second opinion to review for that image" in response.content.decode()
+    assert not Review.objects.exists()
+
+    # The study's own result is still reviewed as before.
+    response = radiologist_client.get(url)
+    assert response.context["current"] == labelled and response.context["form"] is not None
