@@ -5,6 +5,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from imaging.models import Priority, StudyStatus
 from inference import selectors
 from inference.models import PredictionStatus, Review
@@ -122,3 +123,26 @@ def test_images_a_model_declined_are_not_counted_or_listed_as_failures(client_fo
 
     (row,) = selectors.studies_today(day=timezone.localdate())
     assert row.failed_count == 1
+
+
+def test_every_study_a_dashboard_names_is_audited_once_in_one_statement(client_for, admin_user):
+    """An admin sees all three panels: today's studies and the oldest waiting one are one INSERT."""
+    model = make_aimodel()
+    waiting = StudyFactory(accession_number="ACC-WAITING")
+    make_prediction(make_image(waiting, name="w"), model)
+    study_refresh_status(study_id=waiting.id)
+    older = StudyFactory(accession_number="ACC-OLDER")
+    make_prediction(make_image(older, name="o"), model)
+    study_refresh_status(study_id=older.id)
+    StudyFactory.create_batch(3)
+    cache.clear()
+    client = client_for(admin_user)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(reverse("pages:home"))
+    assert response.status_code == 200
+    inserts = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('INSERT INTO "audit_auditevent"')]
+    assert len(inserts) == 1
+    audited = list(AuditEvent.objects.filter(detail="dashboard").values_list("object_id", flat=True))
+    shown = {str(s.id) for s in response.context["studies_today"]} | {str(response.context["worklist"]["oldest"].id)}
+    assert sorted(audited) == sorted(shown) and len(audited) == 5  # the oldest is also one of today's
