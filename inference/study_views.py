@@ -21,6 +21,9 @@ from imaging.models import Image, ImageSource, Study
 from imaging.selectors import study_for_page
 from inference.selectors import images_pending, queue_status, study_images
 from web.access import role_required
+from web.polling import polled_fragment, render_fragment
+
+STUDY_RESULTS_TEMPLATE = "imaging/_study_results.html"
 
 
 def _study_or_404(study_id) -> Study:
@@ -46,6 +49,7 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
         "can_upload": request.user.has_role(Role.STAFF),
         "has_dicom": any(image.content_type == DICOM_CONTENT_TYPE for image in images),
     }
+    context["results_html"], context["results_etag"] = render_fragment(request, STUDY_RESULTS_TEMPLATE, context)
     return render(request, "imaging/study_detail.html", context)
 
 
@@ -54,17 +58,20 @@ def study_detail(request: HttpRequest, study_id) -> HttpResponse:
 def study_results(request: HttpRequest, study_id) -> HttpResponse:
     """The images-and-results fragment of the study page, which the page polls while AI is pending.
 
-    Audited like any read: the fragment can be fetched on its own, and a trail that trusts the page
-    to have recorded it would miss exactly those requests.
+    Audited like any read whenever it is sent: the fragment can be fetched on its own, and a trail
+    that trusts the page to have recorded it would miss exactly those requests. A poll that finds
+    what the page already shows gets 304 and no audit row.
     """
     study = get_object_or_404(Study.objects.only("id", "status", "patient_id"), id=study_id)
-    audit_access(request, obj=study, patient=study.patient_id, detail="results")
     images = study_images(study=study)
     pending = images_pending(images)
     context = {"study": study, "images": images, "pending": pending, "queue": queue_status() if pending else None}
-    response = render(request, "imaging/_study_results.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
+    return polled_fragment(
+        request,
+        STUDY_RESULTS_TEMPLATE,
+        context,
+        record_access=lambda: audit_access(request, obj=study, patient=study.patient_id, detail="results"),
+    )
 
 
 @audited(AuditInterface.UI)

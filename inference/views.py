@@ -34,9 +34,11 @@ from inference.selectors import studies_worklist_filtered, study_images
 from inference.services import review_amend, review_create, review_unavailable_reason, reviews_agree_all
 from web.access import RoleDenied, role_required
 from web.charts import hbar_chart
+from web.polling import polled_fragment, render_fragment
 from web.templatetags.portal import duration_text
 
 PAGE_SIZE = 25
+WORKLIST_ROWS_TEMPLATE = "inference/_worklist_results.html"
 
 # Display windows for 8-bit renderings (key, name, level, width); they change the display only.
 WINDOW_PRESETS = (
@@ -142,12 +144,11 @@ def _rows(studies) -> list[WorklistRow]:
     return rows
 
 
-def _worklist_context(request: HttpRequest, *, detail: str) -> dict:
-    """One page of the filtered, sorted worklist, each row audited as shown."""
+def _worklist_context(request: HttpRequest) -> dict:
+    """One page of the filtered, sorted worklist (``_worklist_audit`` records it once it is sent)."""
     filters = WorklistFilterForm(request.GET or None)
     query = filters.worklist_query()
     page = Paginator(studies_worklist_filtered(query=query), PAGE_SIZE).get_page(request.GET.get("page"))
-    audit_access(request, rows=[(study, study.patient_id) for study in page.object_list], detail=detail)
     extra = request.GET.copy()
     extra.pop("page", None)
     return {
@@ -161,10 +162,17 @@ def _worklist_context(request: HttpRequest, *, detail: str) -> dict:
     }
 
 
+def _worklist_audit(request: HttpRequest, context: dict, *, detail: str) -> None:
+    """Each row of the page, audited as shown."""
+    audit_access(request, rows=[(study, study.patient_id) for study in context["page"].object_list], detail=detail)
+
+
 @audited(AuditInterface.UI)
 @role_required(WORKLIST_ROLES)
 def worklist(request: HttpRequest) -> HttpResponse:
-    context = _worklist_context(request, detail="worklist")
+    context = _worklist_context(request)
+    _worklist_audit(request, context, detail="worklist")
+    context["results_html"], context["rows_etag"] = render_fragment(request, WORKLIST_ROWS_TEMPLATE, context)
     context["rows_url"] = _with_query(reverse("pages:worklist-rows"), request.GET)
     context["poll_seconds"] = settings.MEDPORTAL_WORKLIST_POLL_SECONDS
     return render(request, "inference/worklist.html", context)
@@ -174,10 +182,15 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @role_required(WORKLIST_ROLES)
 def worklist_rows(request: HttpRequest) -> HttpResponse:
     """The worklist's results (table and pages) alone, which the page polls to show new and changed
-    studies without a reload. Audited like the page: it can be fetched on its own."""
-    response = render(request, "inference/_worklist_results.html", _worklist_context(request, detail="worklist rows"))
-    response["Cache-Control"] = "no-store"
-    return response
+    studies without a reload. Audited like the page whenever it is sent (it can be fetched on its
+    own); a poll that finds the rows the page already shows gets 304 and no audit rows."""
+    context = _worklist_context(request)
+    return polled_fragment(
+        request,
+        WORKLIST_ROWS_TEMPLATE,
+        context,
+        record_access=lambda: _worklist_audit(request, context, detail="worklist rows"),
+    )
 
 
 def _model_card(model) -> dict:

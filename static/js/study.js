@@ -38,12 +38,16 @@
   async function refreshResults() {
     if (!results) return;
     try {
+      // Conditional: results the page already shows come back as 304, with no body (and no audit row).
+      const headers = { "X-Requested-With": "fetch" };
+      if (results.dataset.resultsEtag) headers["If-None-Match"] = results.dataset.resultsEtag;
       const response = await fetch(results.dataset.resultsUrl, {
-        headers: { "X-Requested-With": "fetch" },
+        headers,
         credentials: "same-origin",
         cache: "no-store",
       });
       if (response.ok) {
+        results.dataset.resultsEtag = response.headers.get("ETag") || "";
         const html = await response.text();
         const before = statuses(results);
         const next = document.createElement("div");

@@ -5,11 +5,14 @@ import pytest
 from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
+from audit.models import AuditEvent
 from imaging.models import Priority
 from inference.models import Prediction, Review, ReviewDecision
 from inference.study_status import study_refresh_status
 from tests.factories import PatientFactory, StudyFactory
 from tests.web.conftest import make_aimodel, make_image, make_prediction
+
+ROWS = "/worklist/rows/"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -57,10 +60,14 @@ def test_a_new_stat_study_appears_without_a_reload_and_is_announced_once(
     expect(rows).to_have_count(1)
     expect(page.locator("[data-worklist-results]")).to_have_attribute("data-poll-seconds", "1")
     page.evaluate("window.__sameDocument = true")
-    wait_for_polls(page, 1)
+    wait_for_polls(page, 2)
     assert page.evaluate("window.__spoken") == []  # what was there on opening is not news
+    # The polls found the rows the page opened with: answered 304, so no audit rows beyond the page's.
+    assert AuditEvent.objects.filter(path=ROWS).count() == 0
+    assert AuditEvent.objects.filter(path="/worklist/").count() == 1
 
-    awaiting_review(model, accession_number="ACC-STAT", priority=Priority.STAT)
+    polls_before_stat = polls(page)
+    stat = awaiting_review(model, accession_number="ACC-STAT", priority=Priority.STAT)
     stat_row = rows.filter(has_text="ACC-STAT")
     expect(stat_row).to_be_visible()
     expect(rows.first).to_contain_text("ACC-STAT")  # STAT first in triage order
@@ -70,6 +77,10 @@ def test_a_new_stat_study_appears_without_a_reload_and_is_announced_once(
     wait_for_polls(page, arrived_at + 2)
     assert spoken(page, "alert") == ["New STAT study: ACC-STAT, DX Chest."]
     assert spoken(page, "status") == []  # said once, assertively; not again in the polite region
+    # The changed rows were sent (and audited, both studies); the polls that found them unchanged were 304.
+    sent = list(AuditEvent.objects.filter(path=ROWS).values_list("object_id", flat=True))
+    assert set(sent) == {str(early.id), str(stat.id)}
+    assert len(sent) < 2 * (polls(page) - polls_before_stat)
     screenshot(page, "worklist-stat-arrived")
     assert_no_axe_violations(page, "the worklist, a STAT study just arrived")
 
