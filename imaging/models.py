@@ -71,9 +71,17 @@ class StudyStatus(models.TextChoices):
 
 class StudyQuerySet(models.QuerySet):
     def with_image_count(self) -> "StudyQuerySet":
-        """``image_count`` as a subquery per row: a page costs its own rows, not a join of every image."""
+        """``image_count`` as a subquery per row: a page costs its own rows, not a join of every image.
+
+        Counts images with pixels: a structured report or key-object note filed with the study is
+        a DICOM instance, not an image, and a reader told "3 images" expects to see three.
+        """
         images = (
-            Image.objects.filter(study=OuterRef("pk")).order_by().values("study").annotate(n=Count("pk")).values("n")
+            Image.objects.filter(study=OuterRef("pk"), width__gt=0)
+            .order_by()
+            .values("study")
+            .annotate(n=Count("pk"))
+            .values("n")
         )
         return self.annotate(image_count=Coalesce(Subquery(images), 0))
 

@@ -11,7 +11,9 @@ class StudyOutputSerializer(serializers.ModelSerializer):
     """Needs ``select_related("patient")`` and the ``image_count`` annotation (see imaging.apis)."""
 
     mrn = serializers.CharField(source="patient.mrn", read_only=True)
-    image_count = serializers.IntegerField(read_only=True)
+    image_count = serializers.IntegerField(
+        read_only=True, help_text="Images with pixels; non-image DICOM instances (SR, KOS, ...) are not counted."
+    )
 
     class Meta:
         model = Study

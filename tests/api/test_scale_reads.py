@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from api import pagination
 from audit.models import AuditEvent
-from imaging.models import Study
+from imaging.models import Image, Study
 from inference.models import Prediction, PredictionStatus, Review
 from inference.selectors import studies_worklist
 from inference.study_status import studies_refresh_ai_flag
@@ -75,6 +75,10 @@ def test_image_counts_and_patient_summaries_are_per_row(client_for_role):
     empty = StudyFactory(patient=patient)
     for color in (1, 2, 3):
         make_image(busy, color=color)
+    # A structured report filed with the study is an instance, not an image.
+    Image.objects.filter(pk=make_image(busy, color=4).pk).update(
+        width=0, height=0, analysable=False, not_analysable_reason="Not an image (Comprehensive SR Storage)."
+    )
     rows = {row["id"]: row for row in client_for_role("staff").get("/api/v1/studies/").json()["results"]}
     assert rows[str(busy.id)]["image_count"] == 3
     assert rows[str(empty.id)]["image_count"] == 0
