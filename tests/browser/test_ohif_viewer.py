@@ -84,8 +84,10 @@ def watch_requests(page) -> list[tuple[int, str]]:
 
 
 def open_study(page, study_uid: str) -> None:
-    page.goto(f"/viewer/viewer?StudyInstanceUIDs={study_uid}")
-    expect(page.locator("canvas.cornerstone-canvas").first).to_be_visible()
+    # The viewer's bundle is several megabytes of JavaScript to parse: on a CI host whose cores are
+    # busy its first start can take longer than a MedPortal page is given.
+    page.goto(f"/viewer/viewer?StudyInstanceUIDs={study_uid}", timeout=60_000)
+    expect(page.locator("canvas.cornerstone-canvas").first).to_be_visible(timeout=60_000)
     skip_tour = page.get_by_text("Skip all")
     skip_tour.or_(page.locator("[data-cy=viewport-grid]")).first.wait_for()
     if skip_tour.is_visible():
