@@ -642,7 +642,7 @@ _register(
         **FIXED_SCHEDULE,
         warmup_epochs=3,
         calibration_fraction=0.1,
-        version="2.1.0",
+        version="2.2.0",
         modalities=("MR",),
         body_part="BRAIN",
         source=(
