@@ -1,5 +1,4 @@
 import django_filters
-from django.db.models import Exists, OuterRef
 
 from api.filters import UtcDateTimeRangeFilter
 from imaging.models import BodyPart, Modality, Priority, StudyStatus
@@ -34,11 +33,10 @@ class PredictionFilter(django_filters.FilterSet):
         fields = ("status",)
 
     def filter_reviewed(self, queryset, name, value):
-        # (NOT) EXISTS rather than a LEFT JOIN … IS NULL: PostgreSQL then estimates how many rows
-        # are left and walks the list's index in order, instead of joining every unreviewed result
-        # before sorting them.
-        reviewed = Exists(Review.objects.filter(prediction=OuterRef("pk")))
-        return queryset.filter(reviewed if value else ~reviewed)
+        # The flag on the row, not a join or an EXISTS on reviews: reviewed results are older than
+        # the newest, so walking the list's order and probing reviews read most of the history
+        # before the first page was full; the flag has a partial index in the list's order.
+        return queryset.filter(reviewed=value)
 
 
 class AIModelFilter(django_filters.FilterSet):

@@ -109,6 +109,10 @@ class Prediction(models.Model):
     # part of its identity and cannot change once it has images (STUDY_IDENTITY_FIELDS).
     study_modality = models.CharField(max_length=8, editable=False, help_text="The study's modality.")
     status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.QUEUED)
+    # Set in the transaction that records the review (reviews are never deleted), so "reviewed"
+    # results are listed from their own index: reviews land on older results than the newest
+    # ones, and an EXISTS walked the whole newer history to fill a page.
+    reviewed = models.BooleanField(default=False, editable=False, help_text="Whether a radiologist reviewed it.")
     label = models.CharField(max_length=128, blank=True)
     confidence = models.FloatField(null=True, blank=True, help_text="Calibrated probability of the label.")
     probabilities = models.JSONField(null=True, blank=True, help_text="Every class's calibrated probability.")
@@ -158,6 +162,7 @@ class Prediction(models.Model):
             models.Index(fields=["finished_at"], name="prediction_finished"),
             models.Index(fields=["model", "queued_at"], name="prediction_model_queued"),
             models.Index(fields=["study_modality", "queued_at", "id"], name="prediction_modality_queued"),
+            models.Index(fields=["queued_at", "id"], condition=Q(reviewed=True), name="prediction_reviewed_queued"),
             # The worklist's AI flag: each backlog study's abnormal results, image by image, answered
             # from the index alone (the confidence and the id the review check needs are in it).
             models.Index(

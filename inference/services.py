@@ -334,6 +334,7 @@ def review_create(
     )
     review.full_clean()
     review.save()
+    Prediction.objects.filter(pk=prediction.pk).update(reviewed=True)
     study_refresh_status(study_id=prediction.image.study_id)
     prediction_reports_store_on_commit(prediction_ids=[prediction.id])
     return review

@@ -36,6 +36,7 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
         "api:staff",
         "/api/v1/predictions/?status=succeeded&is_abnormal=true&reviewed=false",
     ),
+    ("API predictions, reviewed", "api:staff", "/api/v1/predictions/?reviewed=true"),
     ("API predictions, model", "api:staff", "/api/v1/predictions/?model_name={model_name}"),
     ("API predictions, study", "api:staff", "/api/v1/predictions/?study={worklist_study}"),
     ("API predictions, modality", "api:staff", "/api/v1/predictions/?modality=MR"),

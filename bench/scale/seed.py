@@ -339,12 +339,12 @@ def seed(scale: float) -> dict:
             "predictions",
             f"""
             WITH {_types_cte()}, {routes_cte}
-            INSERT INTO inference_prediction (id, image_id, model_id, study_modality, status, label, confidence,
-                                              probabilities,
+            INSERT INTO inference_prediction (id, image_id, model_id, study_modality, status, reviewed, label,
+                                              confidence, probabilities,
                                               is_abnormal, heatmap, error, attempts, worker_host, queued_at,
                                               enqueued_at, started_at, finished_at, inference_ms)
             SELECT md5('prediction-' || i.id || r.model_id)::uuid,
-                   i.id, r.model_id, s.modality, st.status,
+                   i.id, r.model_id, s.modality, st.status, false,
                    CASE WHEN st.status = 'succeeded' THEN
                         CASE WHEN abnormal THEN r.abnormal_label ELSE r.normal_label END ELSE '' END,
                    CASE WHEN st.status = 'succeeded' THEN confidence END,
@@ -391,6 +391,11 @@ def seed(scale: float) -> dict:
             LIMIT %(n)s
             """,
             {"reviewer": radiologist_id, "n": reviews},
+        )
+        step(
+            "reviewed flags",
+            # What review_create keeps on each result it reviews.
+            "UPDATE inference_prediction p SET reviewed = true FROM inference_review r WHERE r.prediction_id = p.id",
         )
         step(
             "AI flags",

@@ -12,11 +12,14 @@ from django.test.utils import CaptureQueriesContext
 from api import pagination
 from imaging.dicom.selectors import dicom_study_search
 from imaging.models import Image
+from inference.apis import PredictionListApi
+from inference.filters import PredictionFilter
 from inference.selectors import WorklistQuery, studies_worklist, studies_worklist_filtered
+from inference.services import review_create
 from patients.models import Patient
 from patients.selectors import patient_list
 from tests.api.helpers import make_image, make_prediction
-from tests.factories import PatientFactory, StudyFactory
+from tests.factories import PatientFactory, StudyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -251,3 +254,23 @@ def test_dicom_study_search_by_modality_probes_each_study_in_list_order(modaliti
     reads = [n for n, line in enumerate(lines) if " on imaging_image " in line and "InitPlan" not in lines[n - 1]]
     assert reads and all("study_id = imaging_study.id" in lines[n + 1] for n in reads), plan
     assert sum("InitPlan" in line for line in lines) == 1, plan
+
+
+@pytest.mark.services
+@on_postgresql
+def test_reviewed_results_are_read_from_their_own_index_in_list_order(client_for_role):
+    """Reviews land on older results than the newest, so "reviewed" as an EXISTS walked the newer
+    history result by result to fill a page (400 ms at 300,000 results); the flag on the row has a
+    partial index in the list's order."""
+    reviewer = UserFactory(role="radiologist")
+    study = StudyFactory()
+    results = [make_prediction(make_image(study, color=color)) for color in (1, 2, 3)]
+    review_create(prediction=results[0], reviewer=reviewer, decision="agree")
+    client = client_for_role("staff")
+    listed = client.get("/api/v1/predictions/", {"reviewed": "true"}).json()["results"]
+    assert [row["id"] for row in listed] == [str(results[0].id)]
+    assert len(client.get("/api/v1/predictions/", {"reviewed": "false"}).json()["results"]) == 2
+
+    queryset = PredictionFilter({"reviewed": "true"}, queryset=PredictionListApi().get_queryset()).qs
+    plan = _plan(queryset.order_by("-queued_at", "-id")[:25], priced_out=("seqscan", "bitmapscan", "sort"))
+    assert "prediction_reviewed_queued" in plan, plan

@@ -13,6 +13,7 @@ from audit.models import AuditEvent
 from imaging.models import Image, Study
 from inference.models import Prediction, PredictionStatus, Review
 from inference.selectors import studies_worklist
+from inference.services import review_create
 from inference.study_status import studies_refresh_ai_flag
 from patients.models import Patient
 from patients.selectors import patient_list, patients_with_study_summary
@@ -40,12 +41,7 @@ def test_choice_filters_return_each_matching_row_once(client_for_role):
             make_prediction(image)
             failed = make_prediction(image, second_model, status=PredictionStatus.FAILED)
             assert failed.status == "failed"
-    Review.objects.create(
-        prediction=Prediction.objects.filter(status="succeeded").first(),
-        decision="agree",
-        final_label="pneumonia",
-        reviewer=reviewer,
-    )
+    review_create(prediction=Prediction.objects.filter(status="succeeded").first(), reviewer=reviewer, decision="agree")
     client = client_for_role("staff")
 
     listed = _ids(client, "/api/v1/studies/", status=["ai_done", "received"], modality=["DX", "MR"])

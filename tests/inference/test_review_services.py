@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 
 from imaging.models import StudyStatus
 from inference import services
-from inference.models import PredictionStatus, Review, ReviewDecision
+from inference.models import Prediction, PredictionStatus, Review, ReviewDecision
 from inference.services import review_create, reviews_agree_all
 from inference.study_status import study_refresh_status
 from tests.factories import StudyFactory, UserFactory
@@ -46,6 +46,8 @@ def test_agrees_with_each_finished_opinion_and_says_which_it_left(mixed_study, r
     }
     assert outcome.left == [(refused, REFUSED), (running, "The AI is still reading this image.")]
     assert outcome.already_reviewed == []
+    flagged = Prediction.objects.filter(image__study=study, reviewed=True)
+    assert sorted(flagged.values_list("id", flat=True)) == sorted(p.id for p in done)
 
 
 def test_twice_records_nothing_new(mixed_study, radiologist_user):

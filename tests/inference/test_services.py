@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from accounts.roles import Role
 from imaging.intake import image_upload
 from imaging.models import StudyStatus
-from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, ReviewDecision
+from inference.models import AIModel, AIModelStatus, Prediction, PredictionStatus, Review, ReviewDecision
 from inference.selectors import aimodels_for_study
 from inference.services import (
     aimodel_activate,
@@ -20,6 +20,7 @@ from inference.study_status import study_refresh_status
 from tests.conftest import build_tiny_keras_model, tiny_card
 from tests.factories import StudyFactory, UserFactory
 from tests.support.predictions import succeed
+from tests.web.conftest import make_aimodel, make_image, make_prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +117,8 @@ class TestReview:
         assert review.final_label == "pneumonia" and review.reviewer == radiologist_user and review.reviewed_at
         prediction.image.study.refresh_from_db()
         assert prediction.image.study.status == StudyStatus.REVIEWED
+        prediction.refresh_from_db()
+        assert prediction.reviewed  # kept on the row for the API's "reviewed" filter
 
     def test_override_needs_another_known_label(self, prediction, radiologist_user):
         succeed(prediction)
@@ -137,6 +140,8 @@ class TestReview:
         succeed(prediction)
         with pytest.raises(PermissionError):
             review_create(prediction=prediction, reviewer=staff, decision="agree")
+        prediction.refresh_from_db()
+        assert not prediction.reviewed  # a refused review leaves the flag as it was
         review_create(prediction=prediction, reviewer=radiologist_user, decision="agree")
         with pytest.raises(ValidationError, match="already been reviewed"):
             review_create(prediction=prediction, reviewer=radiologist_user, decision="agree")
@@ -205,3 +210,16 @@ class TestStudyModalityOnPredictions:
         import_module("inference.migrations.0007_prediction_study_modality").backfill(apps, schema_editor=None)
 
         assert sorted(Prediction.objects.values_list("study_modality", flat=True)) == ["CR", "CR", "DX"]
+
+
+def test_the_migration_marks_results_with_a_review_reviewed(radiologist_user):
+    model = make_aimodel()
+    study = StudyFactory()
+    reviewed, unreviewed = (make_prediction(make_image(study, name=name), model) for name in ("a.png", "b.png"))
+    Review.objects.create(prediction=reviewed, decision="agree", final_label="pneumonia", reviewer=radiologist_user)
+    Prediction.objects.update(reviewed=False)
+
+    import_module("inference.migrations.0008_prediction_reviewed").backfill(apps, schema_editor=None)
+
+    assert set(Prediction.objects.filter(reviewed=True).values_list("id", flat=True)) == {reviewed.id}
+    assert Prediction.objects.get(id=unreviewed.id).reviewed is False

@@ -121,6 +121,9 @@ def test_predictions_and_reviews_match_their_study_status(seeded):
     assert not Review.objects.exclude(prediction__status=PredictionStatus.SUCCEEDED).exists()
     assert not Review.objects.exclude(prediction__image__study__status=StudyStatus.REVIEWED).exists()
     assert not Prediction.objects.exclude(study_modality=F("image__study__modality")).exists()
+    assert set(Prediction.objects.filter(reviewed=True).values_list("id", flat=True)) == set(
+        Review.objects.values_list("prediction_id", flat=True)
+    )
 
 
 def test_the_ai_flags_kept_on_the_studies_match_their_results_and_reviews(seeded):
