@@ -449,7 +449,7 @@ _register(
         **FIXED_SCHEDULE,
         warmup_epochs=2,
         calibration_fraction=0.05,
-        version="2.1.0",
+        version="2.2.0",
         modalities=("SM",),
         body_part="BLOOD",
         procedure="WBC_DIFFERENTIAL",
