@@ -77,7 +77,8 @@ class StudyQuerySet(models.QuerySet):
         a DICOM instance, not an image, and a reader told "3 images" expects to see three.
         """
         images = (
-            Image.objects.filter(study=OuterRef("pk"), width__gt=0)
+            Image.objects.with_pixels()
+            .filter(study=OuterRef("pk"))
             .order_by()
             .values("study")
             .annotate(n=Count("pk"))
@@ -239,6 +240,12 @@ class ImageSource(models.TextChoices):
     C_STORE = "c-store", "DICOM C-STORE"
 
 
+class ImageQuerySet(models.QuerySet):
+    def with_pixels(self) -> "ImageQuerySet":
+        """Images a reader can look at: a non-image DICOM instance (SR, KOS, ...) is filed with no size."""
+        return self.filter(width__gt=0)
+
+
 class Image(models.Model):
     """One uploaded image. The file is stored once per content (sha256) through the storage API."""
 
@@ -280,6 +287,8 @@ class Image(models.Model):
         default=True, help_text="False when the pixels cannot be decoded; no AI runs on it then."
     )
     not_analysable_reason = models.TextField(blank=True, help_text="Why the AI cannot read this image.")
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["uploaded_at"]

@@ -362,9 +362,9 @@ def study_priors(*, study: Study, limit: int = PRIORS_SHOWN, images: int = PRIOR
     """
     day = study.study_date or timezone.localdate(study.created_at)
     earlier = Q(prior_date__lt=day) | Q(prior_date=day, created_at__lt=study.created_at)
-    # Non-image instances (width 0) have no picture to show next to the study being read.
+    # Non-image instances have no picture to show next to the study being read.
     first_images = (
-        Image.objects.filter(width__gt=0)
+        Image.objects.with_pixels()
         .prefetch_related(Prefetch("predictions", queryset=predictions_for_display()))
         .order_by("series_instance_uid", "original_filename", "uploaded_at")[:images]
     )
