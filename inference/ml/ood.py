@@ -435,13 +435,15 @@ def feature_layers(model) -> list[str]:
     """Layers whose pooled activations feed the check.
 
     MedPortal networks: the output of each residual stage (early stages see texture and
-    intensity, late ones shape). Other models: their last pooled or flattened layer.
+    intensity, late ones shape), of every member of a merged seed ensemble (``m<i>_``
+    prefixes, see ``ensemble.merge_members``). Other models: their last pooled or
+    flattened layer.
     """
-    stages: dict[str, str] = {}
+    stages: dict[tuple[str, str], str] = {}
     for layer in model.layers:
-        match = re.fullmatch(r"(s\d+)b\d+_out", layer.name)
+        match = re.fullmatch(r"(m\d+_)?(s\d+)b\d+_out", layer.name)
         if match:
-            stages[match.group(1)] = layer.name  # the last block of each stage wins
+            stages[match.groups("")] = layer.name  # the last block of each stage wins
     if stages:
         return list(stages.values())
     for layer in reversed(model.layers):

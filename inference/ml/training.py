@@ -290,6 +290,7 @@ def train_recipe(
     checkpoint_dir: str | Path | None = None,
     command: str | None = None,
     finish_from: str | Path | None = None,
+    init_seed: int | None = None,
 ) -> dict:
     """Train, calibrate and evaluate a recipe; writes ``model.keras`` + ``card.json``.
 
@@ -297,6 +298,11 @@ def train_recipe(
     output folder) instead of training, and does only the steps after training
     (batch-norm statistics, prior correction, temperature, card); the card keeps that
     run's training record and time.
+
+    ``seed`` fixes the data split (validation, calibration hold-out) and, unless
+    ``init_seed`` is given, everything random in training too. ``init_seed`` alone varies
+    the initial weights, the shuffling and the augmentation, so several members of a seed
+    ensemble share one calibration hold-out that none of them trained on.
 
     Returns the card. ``epochs``/``limit`` shrink the run for tests; the card records
     the values actually used. Refuses to write over a model of the same name and
@@ -319,6 +325,7 @@ def train_recipe(
     if epochs is not None:
         recipe = replace(recipe, epochs=int(epochs))
     seed = recipe.seed if seed is None else int(seed)
+    init = seed if init_seed is None else int(init_seed)
     output_dir = Path(output_dir)
     refuse_overwrite(output_dir, recipe)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +336,7 @@ def train_recipe(
     n_classes = len(recipe.labels)
     logger.info("%s: %d train / %d val images", recipe.name, len(train), len(val))
 
-    set_seeds(seed)
+    set_seeds(init)
     channels = 1 if recipe.color_mode == "grayscale" else 3
     input_shape = (recipe.input_size[0], recipe.input_size[1], channels)
     model = build_model(
@@ -340,7 +347,7 @@ def train_recipe(
         **recipe.arch_params,
     )
     # Augmentation wraps the network only while training, so the saved model is clean.
-    augmentation = build_augmentation(recipe.augmentation, seed=seed)
+    augmentation = build_augmentation(recipe.augmentation, seed=init)
     inputs = keras.Input(shape=input_shape, name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
     trainer = keras.Model(inputs, model(x), name=f"{model.name}_trainer")
@@ -390,7 +397,7 @@ def train_recipe(
     )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((train.images, train.labels))
-        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+        .shuffle(len(train), seed=init, reshuffle_each_iteration=True)
         .batch(recipe.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -419,7 +426,7 @@ def train_recipe(
     if averager is not None:
         if finished_from is None:
             averager.apply()
-        recalibrated = recalibrate_batch_norm(model, train.images, seed=seed)
+        recalibrated = recalibrate_batch_norm(model, train.images, seed=init)
         best_epoch = epochs_run
     else:
         stopper = callbacks[0]
@@ -474,6 +481,7 @@ def train_recipe(
             "class_weights": weights,
             "fit_seconds": round(fit_seconds, 1),
             "limit": limit,
+            **({"init_seed": init} if init != seed else {}),
             **({"time_budget_s": time_budget_s} if time_budget_s else {}),
             **({"prior_correction_added_to_logits": prior_shift} if prior_shift else {}),
             **({"batch_norm_recalibrated_on_train_images": recalibrated} if recalibrated else {}),
@@ -580,11 +588,11 @@ def build_card(
     }
 
 
-def portable_command(args: list[str]) -> str:
+def portable_command(args: list[str], module: str = "inference.ml.training") -> str:
     """The training command as the card records it: an absolute path (this machine's) becomes
     its last component, so the card reads the same wherever the model was trained."""
     shown = [Path(a).name if Path(a).is_absolute() else a for a in args]
-    return "python -m inference.ml.training " + " ".join(shown)
+    return f"python -m {module} " + " ".join(shown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--limit", type=int)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="Data split seed (and training seed unless --init-seed).")
+    parser.add_argument("--init-seed", type=int, help="Training seed only: weights, shuffling, augmentation.")
     parser.add_argument("--time-budget-min", type=float, help="Finish the schedule within this many minutes.")
     parser.add_argument("--checkpoint-dir", help="Save the averaged model and a progress line after each epoch.")
     parser.add_argument(
@@ -615,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
         checkpoint_dir=args.checkpoint_dir,
         finish_from=args.finish_from,
+        init_seed=args.init_seed,
         command=portable_command(argv if argv is not None else sys.argv[1:]),
     )
     summary = {k: v for k, v in card["metrics"]["validation"].items() if k != "per_class"}
