@@ -23,7 +23,6 @@ from imaging.dicom.render import MAX_RENDER_SIZE
 from imaging.dicom.selectors import dicom_instances, dicom_study_get
 from imaging.dicomweb.base import DicomWebView, dicom_audit_rows
 from imaging.dicomweb.negotiation import accepted
-from imaging.dicomweb.wado import has_pixels
 from imaging.models import Image
 from imaging.storage import blob_read
 
@@ -127,7 +126,7 @@ class RenderedApi(DicomWebView):
         images = [
             image
             for image in dicom_instances(study=study, series_uid=series_uid, instance_uid=instance_uid)
-            if has_pixels(image)
+            if image.has_pixels
         ]
         if not images:
             return _text("No image to render here (a non-image instance is not rendered).", 404)

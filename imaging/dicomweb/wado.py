@@ -51,11 +51,6 @@ def _head(name: str) -> bytes:
         return handle.read(132)
 
 
-def has_pixels(image: Image) -> bool:
-    """Whether the instance is an image (non-image SOP classes are filed with no size)."""
-    return bool(image.width and image.height)
-
-
 def frame_numbers(frames: str) -> list[int]:
     """The requested frame numbers, in the order asked, each once; ValueError says what is wrong.
 
@@ -74,7 +69,7 @@ def frame_numbers(frames: str) -> list[int]:
 
 def _instance_part(image: Image, target: str) -> tuple[str, Iterator[bytes] | list[bytes]]:
     """One instance as a multipart part: streamed untouched when it already is what was asked for."""
-    syntax = sent_syntax(target, stored=image.transfer_syntax_uid, has_pixels=has_pixels(image))
+    syntax = sent_syntax(target, stored=image.transfer_syntax_uid, has_pixels=image.has_pixels)
     if syntax == image.transfer_syntax_uid and has_file_meta(_head(image.file.name)):
         return f"{DICOM_CONTENT_TYPE}; transfer-syntax={syntax}", _file_chunks(image.file.name)
     # Re-encoded (or given the file meta it was received without) one instance at a time.
@@ -116,7 +111,7 @@ class RetrieveApi(_InstancesView):
         try:
             target = instance_syntax(
                 accepted(request.META.get("HTTP_ACCEPT", "")),
-                [(image.transfer_syntax_uid, has_pixels(image)) for image in images],
+                [(image.transfer_syntax_uid, image.has_pixels) for image in images],
             )
         except NotAcceptable as exc:
             return _text(str(exc), 406)
@@ -158,7 +153,7 @@ class FramesApi(_InstancesView):
             numbers = frame_numbers(frames)
         except ValueError as exc:
             return _text(str(exc), 400)
-        if not has_pixels(image) or any(number < 1 or number > image.number_of_frames for number in numbers):
+        if not image.has_pixels or any(number < 1 or number > image.number_of_frames for number in numbers):
             return _text("No such frame.", 404)
         dataset = read_dataset(blob_read(image.file.name))
         try:
