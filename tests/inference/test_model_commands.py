@@ -176,11 +176,16 @@ def test_train_model_command_tiny_run(tmp_path):
         "1",
         "--limit",
         "16",
+        "--init-seed",
+        "7",
         stdout=out,
     )
     summary = json.loads(out.getvalue())
     assert summary["name"] == "us-breast" and summary["n"] > 0
     assert (tmp_path / "model.keras").exists() and (tmp_path / "card.json").exists()
+    training = json.loads((tmp_path / "card.json").read_text())["recipe"]["training"]
+    assert training["init_seed"] == 7
+    assert "--init-seed 7" in training["command"]
 
 
 def test_evaluate_model_reports_calibration_confusion_and_takes_a_file_list(tmp_path):

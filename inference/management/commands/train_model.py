@@ -22,7 +22,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--epochs", type=int, help="Override the recipe's epoch count.")
         parser.add_argument("--limit", type=int, help="Train on at most N images per split (smoke runs).")
-        parser.add_argument("--seed", type=int)
+        parser.add_argument("--seed", type=int, help="Data split seed (and training seed unless --init-seed).")
+        parser.add_argument(
+            "--init-seed",
+            type=int,
+            help="Training seed only (weights, shuffling, augmentation): members of a seed ensemble.",
+        )
         parser.add_argument(
             "--time-budget-min", type=float, help="Weight-averaged recipes: finish the schedule within this time."
         )
@@ -42,6 +47,7 @@ class Command(BaseCommand):
                 epochs=options["epochs"],
                 limit=options["limit"],
                 seed=options["seed"],
+                init_seed=options["init_seed"],
                 verbose=2 if options["verbosity"] > 1 else 0,
                 time_budget_s=options["time_budget_min"] * 60 if options["time_budget_min"] else None,
                 checkpoint_dir=options["checkpoint_dir"],
@@ -70,7 +76,17 @@ class Command(BaseCommand):
 def _command_line(options: dict) -> str:
     """The command as it could be typed again, for the model card."""
     parts = ["python manage.py train_model", options["recipe"]]
-    for key in ("datasets_root", "data", "output", "epochs", "limit", "seed", "time_budget_min", "checkpoint_dir"):
+    for key in (
+        "datasets_root",
+        "data",
+        "output",
+        "epochs",
+        "limit",
+        "seed",
+        "init_seed",
+        "time_budget_min",
+        "checkpoint_dir",
+    ):
         if options.get(key) is not None:
             parts.append(f"--{key.replace('_', '-')} {options[key]}")
     return " ".join(parts)
