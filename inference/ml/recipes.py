@@ -67,6 +67,9 @@ class Recipe:
     # Fixed schedule with weight averaging: no early stopping, the averaged (EMA) weights of
     # the last step are the model. None keeps the older early-stopping behaviour.
     ema_momentum: float | None = None
+    # > 0: mixup (Zhang et al., 2018): each training image is blended with another of its batch
+    # by a weight drawn from Beta(alpha, alpha), and so is its one-hot label.
+    mixup_alpha: float = 0.0
     # Share of each training class held back to fit the temperature, so validation is
     # used for nothing but reporting. 0 fits the temperature on validation (older models).
     calibration_fraction: float = 0.0
@@ -118,7 +121,9 @@ class Recipe:
             "prior_correction",
         )
         data = asdict(self)
-        return {k: data[k] for k in keys}
+        # Recorded only when used, so the cards of models trained before it existed stay as they are.
+        extra = ("mixup_alpha",) if self.mixup_alpha else ()
+        return {k: data[k] for k in (*keys, *extra)}
 
 
 SMALL_28 = {

@@ -195,6 +195,30 @@ def load_data(
     return PreparedData(train, val, method, data_path, validation_files, calibration, grouped=groups is not None)
 
 
+def mixup(alpha: float, n_classes: int, *, seed: int):
+    """A tf.data map over (images, integer labels) batches: each image blended with another of its
+    batch, ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)`` per image, and its
+    one-hot label blended by the same weight."""
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: loaded only once a model is used
+
+    generator = tf.random.Generator.from_seed(seed)
+
+    def blend(images, labels):
+        n = tf.shape(images)[0]
+        # Beta(a, a) as G1 / (G1 + G2) of two Gamma(a, 1) draws: tf.random has no Beta.
+        first = tf.random.stateless_gamma([n], seed=generator.make_seeds(1)[:, 0], alpha=alpha)
+        second = tf.random.stateless_gamma([n], seed=generator.make_seeds(1)[:, 0], alpha=alpha)
+        lam = first / (first + second)
+        partner = tf.argsort(tf.random.stateless_uniform([n], seed=generator.make_seeds(1)[:, 0]))
+        one_hot = tf.one_hot(labels, n_classes)
+        weight = lam[:, None, None, None]
+        mixed_x = weight * images + (1.0 - weight) * tf.gather(images, partner)
+        mixed_y = lam[:, None] * one_hot + (1.0 - lam[:, None]) * tf.gather(one_hot, partner)
+        return mixed_x, mixed_y
+
+    return blend
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float] | None:
     """Balanced weights n / (k * n_c) when the largest class outnumbers the smallest 1.5:1."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
@@ -390,18 +414,24 @@ def train_recipe(
         )
     # Decaying batch-norm scales/shifts and biases only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    trainer.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
-    )
+    if recipe.mixup_alpha:
+        # Blended images have blended (soft) labels, so the loss takes one-hot targets.
+        loss = keras.losses.CategoricalCrossentropy()
+        accuracy = keras.metrics.CategoricalAccuracy(name="acc")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="acc")
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
     train_ds = (
         tf.data.Dataset.from_tensor_slices((train.images, train.labels))
         .shuffle(len(train), seed=init, reshuffle_each_iteration=True)
         .batch(recipe.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((val.images, val.labels)).batch(256)
+    if recipe.mixup_alpha:
+        train_ds = train_ds.map(mixup(recipe.mixup_alpha, n_classes, seed=init))
+        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
+    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
     finished_from = None
     if finish_from is not None:
         finished_from = _load_earlier_run(model, Path(finish_from), recipe)

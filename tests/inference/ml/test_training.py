@@ -179,3 +179,37 @@ def test_batch_norm_statistics_are_re_estimated_on_the_images_given():
 def test_the_recorded_command_keeps_relative_paths_and_drops_machine_ones():
     command = training.portable_command(["us-breast", "--output", "/srv/runs/breast", "--checkpoint-dir", "ck/b"])
     assert command == "python -m inference.ml.training us-breast --output breast --checkpoint-dir ck/b"
+
+
+def test_mixup_blends_each_image_and_its_label_by_the_same_weight():
+    import tensorflow as tf  # noqa: PLC0415 - TensorFlow: only these tests pay for it
+
+    values = np.array([0.0, 60.0, 120.0, 180.0, 240.0, 30.0], np.float32)
+    images = np.stack([np.full((3, 3, 1), v, np.float32) for v in values])
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    blend = training.mixup(0.4, 3, seed=5)
+    mixed_x, mixed_y = (t.numpy() for t in blend(tf.constant(images), tf.constant(labels)))
+
+    assert mixed_x.shape == images.shape and mixed_y.shape == (6, 3)
+    np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
+    # Each blended image is lam * own + (1 - lam) * partner; with images of one value each, the
+    # value gives lam back, and the label must carry the same weight on the same two classes.
+    one_hot = np.eye(3)[labels]
+    for i in range(6):
+        candidates = []
+        for j in range(6):
+            lam = 1.0 if values[i] == values[j] else (mixed_x[i, 0, 0, 0] - values[j]) / (values[i] - values[j])
+            label = lam * one_hot[i] + (1 - lam) * one_hot[j]
+            if -1e-4 <= lam <= 1 + 1e-4 and np.allclose(label, mixed_y[i], atol=1e-4):
+                candidates.append(j)
+        assert candidates, f"image {i} is not a blend of itself and one partner with its label blended alike"
+    assert not np.allclose(mixed_x, images)  # something was blended
+
+
+def test_a_mixup_recipe_trains_on_soft_labels_and_says_so_on_its_card(tmp_path, datasets_root):
+    recipe = replace(get_recipe("us-breast"), mixup_alpha=0.2, ema_momentum=0.9, calibration_fraction=0.2, epochs=1)
+    card = training.train_recipe(recipe, output_dir=tmp_path, datasets_root=datasets_root, limit=40, verbose=0)
+    assert card["recipe"]["mixup_alpha"] == 0.2
+    assert "mixup_alpha" not in get_recipe("us-breast").hyperparameters()
+    proba = serving.load_bundle(tmp_path).predict([np.zeros((30, 30), np.uint8)])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
