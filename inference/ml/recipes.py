@@ -252,7 +252,10 @@ _register(
             "Only 546 training images from one centre and one scanner family, at 28x28, so "
             "lesion margins and echo texture are barely resolved. Normal and benign are "
             "merged into one class. The validation set has only 78 images (21 malignant), so "
-            "the reported figures carry wide uncertainty (several percentage points)."
+            "the reported figures carry wide uncertainty (several percentage points). Known "
+            "failure mode: it misses malignancy. On validation it called 8 of the 21 malignant "
+            "images normal/benign (sensitivity 61.9%, specificity 100%), three of them with "
+            "85-94% confidence, so a 'normal, benign' answer must never lower suspicion."
         ),
         not_for=("Screening without a radiologist, deciding on biopsy alone, or mammography/MRI."),
         published_benchmark={
