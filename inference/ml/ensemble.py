@@ -26,11 +26,10 @@ import numpy as np
 
 from . import cards
 from .architectures import GRADCAM_LAYER, LOGITS_LAYER, OUTPUT_LAYER
-from .calibration import apply_temperature, fit_temperature
-from .metrics import bootstrap_intervals, classification_report, expected_calibration_error, negative_log_likelihood
+from .calibration import fit_temperature
 from .recipes import Recipe, get_recipe
 from .serving import load_model, raw_proba
-from .training import build_card, load_data, portable_command, refuse_overwrite
+from .training import build_card, load_data, portable_command, refuse_overwrite, validation_report
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +126,7 @@ def build_ensemble(
 
     data = load_data(recipe, datasets_root=datasets_root, seed=seed)
     temperature = fit_temperature(raw_proba(model, data.calibration.images), data.calibration.labels)
-    proba = raw_proba(model, data.val.images)
-    calibrated = apply_temperature(proba, temperature)
-    report = classification_report(data.val.labels, calibrated, list(recipe.labels))
-    report["ece_before"] = round(expected_calibration_error(data.val.labels, proba), 6)
-    report["ece_after"] = round(expected_calibration_error(data.val.labels, calibrated), 6)
-    report["nll_before"] = round(negative_log_likelihood(data.val.labels, proba), 6)
-    report["nll_after"] = round(negative_log_likelihood(data.val.labels, calibrated), 6)
-    report["ci95"] = bootstrap_intervals(data.val.labels, calibrated, n_resamples=1000)
+    report = validation_report(data.val.labels, raw_proba(model, data.val.images), temperature, recipe.labels)
     report["members"] = [
         {
             "init_seed": init_seed,

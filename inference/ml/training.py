@@ -206,10 +206,11 @@ def mixup(alpha: float, n_classes: int, *, seed: int):
     def blend(images, labels):
         n = tf.shape(images)[0]
         # Beta(a, a) as G1 / (G1 + G2) of two Gamma(a, 1) draws: tf.random has no Beta.
-        first = tf.random.stateless_gamma([n], seed=generator.make_seeds(1)[:, 0], alpha=alpha)
-        second = tf.random.stateless_gamma([n], seed=generator.make_seeds(1)[:, 0], alpha=alpha)
+        seeds = generator.make_seeds(3)
+        first = tf.random.stateless_gamma([n], seed=seeds[:, 0], alpha=alpha)
+        second = tf.random.stateless_gamma([n], seed=seeds[:, 1], alpha=alpha)
         lam = first / (first + second)
-        partner = tf.argsort(tf.random.stateless_uniform([n], seed=generator.make_seeds(1)[:, 0]))
+        partner = tf.argsort(tf.random.stateless_uniform([n], seed=seeds[:, 2]))
         one_hot = tf.one_hot(labels, n_classes)
         weight = lam[:, None, None, None]
         mixed_x = weight * images + (1.0 - weight) * tf.gather(images, partner)
@@ -481,13 +482,7 @@ def train_recipe(
         temperature = fit_temperature(raw_proba(model, data.calibration.images), data.calibration.labels)
     else:
         temperature = fit_temperature(proba, val.labels)
-    calibrated = _apply_t(proba, temperature)
-    report = classification_report(val.labels, calibrated, list(recipe.labels))
-    report["ece_before"] = round(expected_calibration_error(val.labels, proba), 6)
-    report["ece_after"] = round(expected_calibration_error(val.labels, calibrated), 6)
-    report["nll_before"] = round(negative_log_likelihood(val.labels, proba), 6)
-    report["nll_after"] = round(negative_log_likelihood(val.labels, calibrated), 6)
-    report["ci95"] = bootstrap_intervals(val.labels, calibrated, n_resamples=1000)
+    report = validation_report(val.labels, proba, temperature, recipe.labels)
 
     model_path = output_dir / cards.MODEL_FILENAME
     model.save(model_path)
@@ -522,6 +517,19 @@ def train_recipe(
     )
     cards.write_card(card, output_dir)
     return card
+
+
+def validation_report(labels: np.ndarray, proba: np.ndarray, temperature: float, label_names) -> dict:
+    """The card's ``metrics.validation``: figures after the temperature, ECE and log-loss before and
+    after it, and 95 % bootstrap intervals."""
+    calibrated = _apply_t(proba, temperature)
+    report = classification_report(labels, calibrated, list(label_names))
+    report["ece_before"] = round(expected_calibration_error(labels, proba), 6)
+    report["ece_after"] = round(expected_calibration_error(labels, calibrated), 6)
+    report["nll_before"] = round(negative_log_likelihood(labels, proba), 6)
+    report["nll_after"] = round(negative_log_likelihood(labels, calibrated), 6)
+    report["ci95"] = bootstrap_intervals(labels, calibrated, n_resamples=1000)
+    return report
 
 
 def _apply_t(proba: np.ndarray, temperature: float) -> np.ndarray:
